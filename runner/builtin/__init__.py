@@ -1,0 +1,56 @@
+"""Builtin models and adapters: tiny, seeded, made locally on first use, no download.
+
+`builtin:NAME` in a spec resolves to a folder under the cache, built once by the
+maker registered for NAME. Makers import torch and the HF libraries inside their
+functions, so this module stays cheap for `runner validate`.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+PREFIX = "builtin:"
+
+# Bump when any maker's output changes, so old caches are not reused.
+FORMAT = "1"
+
+
+def _makers() -> dict[str, Callable[[Path], None]]:
+    from runner.builtin import causal_lm, diffusion
+
+    return {**causal_lm.MAKERS, **diffusion.MAKERS}
+
+
+# name -> (kind, family, peft type or None). Kept literal so validation needs no import.
+CATALOG: dict[str, tuple[str, str, str | None]] = {}
+
+
+def cache_root() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "runner" / "builtin"
+
+
+def resolve(name: str) -> Path:
+    """Return the folder holding builtin NAME, making it on first use."""
+    target = cache_root() / f"{name}-v{FORMAT}"
+    if target.is_dir():
+        return target
+    makers = _makers()
+    if name not in makers:
+        raise KeyError(name)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=target.parent))
+    try:
+        makers[name](work)
+        try:
+            work.rename(target)
+        except OSError:  # another process made it first
+            if not target.is_dir():
+                raise
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return target
