@@ -1,0 +1,65 @@
+"""The seam between the interpreter and the model libraries: one backend per family.
+
+Only backends import torch, transformers, diffusers or peft, and only they know how
+each library spells an adapter operation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from PIL.Image import Image
+
+    from runner.spec import Adapter, Generate, Model
+
+
+@dataclass(frozen=True)
+class Completion:
+    """One prompt's generated text."""
+
+    prompt: str
+    text: str  # new text only, special tokens skipped
+    token_ids: list[int]  # new tokens only
+    seed: int
+
+
+@dataclass(frozen=True)
+class Picture:
+    """One generated image and what made it."""
+
+    image: Image
+    prompt: str
+    seed: int
+    params: dict[str, Any] = field(default_factory=dict)  # negative_prompt, steps, guidance, size...
+
+
+class Backend(Protocol):
+    """What the interpreter asks of a model family. Adapter bookkeeping is the interpreter's."""
+
+    device: str  # resolved, e.g. "cpu", "cuda:0"
+    dtype: str  # resolved, e.g. "float32"
+
+    def load_model(self, model: Model, local: Path | None) -> None:
+        """Load the base model; `local` is a resolved local folder, or None for a hub id."""
+
+    def load_adapter(self, adapter: Adapter, local: Path | None) -> None:
+        """Attach one adapter under its name and make it the only active one.
+
+        `local` is the resolved local file or folder (None for a hub id, or a config adapter).
+        On failure nothing of the adapter stays behind.
+        """
+
+    def set_adapters(self, weights: dict[str, float]) -> None:
+        """Make exactly these adapters active, each scaled by its weight."""
+
+    def disable(self) -> None:
+        """Run the base model from now on; adapters stay loaded."""
+
+    def enable(self) -> None:
+        """Run the active adapters again."""
+
+    def generate(self, step: Generate) -> list[Completion] | list[Picture]:
+        """Generate for every prompt of the step, seeded as the contract says."""
