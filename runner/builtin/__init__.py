@@ -2,7 +2,7 @@
 
 `builtin:NAME` in a spec resolves to a folder under the cache, built once by the
 maker registered for NAME. Makers import torch and the HF libraries inside their
-functions, so this module stays cheap for `runner validate`.
+functions, so importing this package stays cheap for `runner validate`.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 PREFIX = "builtin:"
@@ -19,14 +20,19 @@ PREFIX = "builtin:"
 FORMAT = "1"
 
 
-def _makers() -> dict[str, Callable[[Path], None]]:
+@dataclass(frozen=True)
+class Builtin:
+    kind: str  # "model" | "adapter"
+    family: str  # "transformers" | "diffusers"
+    make: Callable[[Path], None]  # writes the files into an empty folder
+    peft_type: str | None = None  # adapters: "lora"
+    base: str | None = None  # adapters: the builtin model they fit
+
+
+def catalog() -> dict[str, Builtin]:
     from runner.builtin import causal_lm, diffusion
 
-    return {**causal_lm.MAKERS, **diffusion.MAKERS}
-
-
-# name -> (kind, family, peft type or None). Kept literal so validation needs no import.
-CATALOG: dict[str, tuple[str, str, str | None]] = {}
+    return {**causal_lm.CATALOG, **diffusion.CATALOG}
 
 
 def cache_root() -> Path:
@@ -36,16 +42,14 @@ def cache_root() -> Path:
 
 def resolve(name: str) -> Path:
     """Return the folder holding builtin NAME, making it on first use."""
+    entry = catalog()[name]
     target = cache_root() / f"{name}-v{FORMAT}"
     if target.is_dir():
         return target
-    makers = _makers()
-    if name not in makers:
-        raise KeyError(name)
     target.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=target.parent))
     try:
-        makers[name](work)
+        entry.make(work)
         try:
             work.rename(target)
         except OSError:  # another process made it first
