@@ -1,9 +1,9 @@
 """The runner's exceptions; the CLI turns them into exit codes in one place.
 
-    RunnerError              any error a user can act on (never shown with a traceback)
-    ├── SpecError            the spec is invalid: a list of located messages   -> exit 1
-    ├── StepError            a step failed while running                      -> exit 2
-    └── RunDirError          a run directory is missing or unreadable          -> exit 1
+RunnerError              any error a user can act on (never shown with a traceback)
+├── SpecError            the spec is invalid: a list of located messages   -> exit 1
+├── StepError            a step failed while running                      -> exit 2
+└── RunDirError          a run directory is missing or unreadable          -> exit 1
 """
 
 from __future__ import annotations
@@ -39,6 +39,8 @@ class SpecError(RunnerError):
 
 class StepError(RunnerError):
     """A step failed at run time; the message already names file, line and step."""
+
+    run_dir: str | None = None  # the run directory that keeps what finished
 
 
 class RunDirError(RunnerError):

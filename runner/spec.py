@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import re
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -92,10 +93,129 @@ class Spec:
     model: Model
     adapters: dict[str, Adapter]
     steps: tuple[Step, ...]
+    base_dir: Path  # relative local paths in the spec resolve against this folder
     description: str = ""
     raw: bytes = b""  # the file's exact bytes
 
-    @property
-    def base_dir(self) -> Path:
-        """Relative local paths in a spec resolve against the spec's own folder."""
-        return self.file.resolve().parent
+
+def from_document(
+    data: dict[str, Any],
+    lines: dict[tuple[Any, ...], tuple[int, int]],
+    file: Path,
+    raw: bytes,
+    base_dir: Path,
+) -> Spec:
+    """Build the typed spec from a document that passed every check."""
+    seed = data.get("seed", 0)
+    model = data["model"]
+    defaults = data.get("defaults", {}).get("generate", {})
+
+    def line(*path: Any) -> int:
+        return lines.get(tuple(path), (0, 0))[0]
+
+    adapters = {}
+    for name, entry in data.get("adapters", {}).items():
+        config = entry.get("config")
+        adapters[name] = Adapter(
+            name=name,
+            path=entry.get("path"),
+            weight_name=entry.get("weight_name"),
+            revision=entry.get("revision"),
+            allow_pickle=entry.get("allow_pickle", False),
+            config=LoraConfig(config["type"], {k: v for k, v in config.items() if k != "type"})
+            if config
+            else None,
+            line=line("adapters", name),
+        )
+    steps: list[Step] = []
+    for i, raw_step in enumerate(data["steps"]):
+        op, at, step_id = raw_step["op"], line("steps", i), raw_step.get("id")
+        if op == "load":
+            names = raw_step["adapters"]
+            steps.append(Load(tuple([names] if isinstance(names, str) else names), at, step_id))
+        elif op == "set_adapters":
+            chosen = raw_step["adapters"]
+            if isinstance(chosen, str):
+                chosen = [chosen]
+            pairs = chosen.items() if isinstance(chosen, dict) else ((n, 1.0) for n in chosen)
+            steps.append(SetAdapters(tuple((n, float(w)) for n, w in pairs), at, step_id))
+        elif op == "generate":
+            args = {**defaults, **raw_step}
+            prompt = args.pop("prompt")
+            step_seed = args.pop("seed", seed)
+            for key in ("op", "id"):
+                args.pop(key, None)
+            steps.append(
+                Generate(
+                    prompts=tuple([prompt] if isinstance(prompt, str) else prompt),
+                    batch=not isinstance(prompt, str),
+                    seed=step_seed,
+                    args=args,
+                    line=at,
+                    id=step_id,
+                )
+            )
+        else:
+            steps.append({"disable": Disable, "enable": Enable}[op](at, step_id))
+    return Spec(
+        file=file,
+        name=data.get("name") or _default_name(file),
+        version=data["version"],
+        seed=seed,
+        device=data.get("device", "auto"),
+        dtype=data.get("dtype", "auto"),
+        deterministic=data.get("deterministic", True),
+        model=Model(
+            family=model["family"],
+            path=model["path"],
+            revision=model.get("revision"),
+            variant=model.get("variant"),
+            trust_remote_code=model.get("trust_remote_code", False),
+            line=line("model"),
+        ),
+        adapters=adapters,
+        steps=tuple(steps),
+        base_dir=base_dir,
+        description=data.get("description", ""),
+        raw=raw,
+    )
+
+
+def _default_name(file: Path) -> str:
+    """The file's stem, made fit for a folder name."""
+    name = re.sub(r"[^a-z0-9._-]+", "-", file.stem.lower()).strip("-._")
+    return name or "spec"
+
+
+def resolved(spec: Spec) -> dict[str, Any]:
+    """The spec with every default filled in, as JSON-ready data."""
+
+    def step_dict(step: Step) -> dict[str, Any]:
+        out: dict[str, Any] = {"op": step.op, "id": step.id, "line": step.line}
+        if isinstance(step, Load):
+            out["adapters"] = list(step.adapters)
+        elif isinstance(step, SetAdapters):
+            out["adapters"] = dict(step.weights)
+        elif isinstance(step, Generate):
+            out.update(prompt=list(step.prompts) if step.batch else step.prompts[0], seed=step.seed)
+            out.update(step.args)
+        return out
+
+    return {
+        "version": spec.version,
+        "name": spec.name,
+        "description": spec.description,
+        "seed": spec.seed,
+        "device": spec.device,
+        "dtype": spec.dtype,
+        "deterministic": spec.deterministic,
+        "model": asdict(spec.model),
+        "adapters": {
+            name: {
+                **asdict(a),
+                "config": None if a.config is None else {"type": a.config.type, **a.config.options},
+            }
+            for name, a in spec.adapters.items()
+        },
+        "steps": [step_dict(s) for s in spec.steps],
+    }

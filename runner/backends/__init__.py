@@ -33,7 +33,9 @@ class Picture:
     image: Image
     prompt: str
     seed: int
-    params: dict[str, Any] = field(default_factory=dict)  # negative_prompt, steps, guidance, size...
+    params: dict[str, Any] = field(
+        default_factory=dict
+    )  # negative_prompt, steps, guidance, size...
 
 
 class Backend(Protocol):
@@ -63,3 +65,14 @@ class Backend(Protocol):
 
     def generate(self, step: Generate) -> list[Completion] | list[Picture]:
         """Generate for every prompt of the step, seeded as the contract says."""
+
+
+def create_backend(family: str, device: str, dtype: str, trust_remote_code: bool) -> Backend:
+    """The backend for FAMILY; importing it is what loads the heavy libraries."""
+    if family == "transformers":
+        from runner.backends.transformers_backend import TransformersBackend
+
+        return TransformersBackend(device, dtype, trust_remote_code)
+    from runner.backends.diffusers_backend import DiffusersBackend
+
+    return DiffusersBackend(device, dtype, trust_remote_code)

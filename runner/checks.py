@@ -1,0 +1,269 @@
+"""Meaning checks: what the schema cannot say, checked before anything loads."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+from runner import builtin
+from runner.document import Document, Path_
+from runner.errors import Located
+
+ADAPTER_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
+
+
+def is_local(path: str) -> bool:
+    """A path written to mean this machine's disk, never a hub id."""
+    return path.startswith(("./", "../", "/", "~")) or path in (".", "..")
+
+
+def local_path(path: str, base_dir: Path) -> Path:
+    """Where a local-looking PATH points: relative paths resolve against the spec's folder."""
+    return (base_dir / Path(path).expanduser()).resolve()
+
+
+def meaning_problems(doc: Document, base_dir: Path) -> list[Located]:
+    data = doc.data if isinstance(doc.data, dict) else {}
+    model = data.get("model") if isinstance(data.get("model"), dict) else {}
+    adapters = data.get("adapters") if isinstance(data.get("adapters"), dict) else {}
+    steps = data.get("steps") if isinstance(data.get("steps"), list) else []
+    problems = _model(doc, model, base_dir)
+    types: dict[str, str | None] = {}
+    for name, adapter in adapters.items():
+        if isinstance(adapter, dict):
+            problems += _adapter(doc, name, adapter, model.get("family"), base_dir)
+            types[name] = _peft_type(adapter, base_dir)
+    preloaded = _model_adapter(model, base_dir)
+    if preloaded is not None:  # an adapter folder as model path arrives as 'default'
+        types["default"] = preloaded
+    problems += _steps(doc, steps, adapters, types, preloaded is not None)
+    return problems
+
+
+def _model_adapter(model: dict[str, Any], base_dir: Path) -> str | None:
+    """The PEFT type of the adapter a model path brings along, if it is an adapter folder."""
+    path = model.get("path")
+    if isinstance(path, str) and is_local(path):
+        config = local_path(path, base_dir) / "adapter_config.json"
+        if config.is_file():
+            return _peft_type({"path": path}, base_dir) or "unknown"
+    return None
+
+
+def _model(doc: Document, model: dict[str, Any], base_dir: Path) -> list[Located]:
+    path = model.get("path")
+    if not isinstance(path, str):
+        return []
+    return _source(doc, ("model", "path"), path, base_dir, kind="model", family=model.get("family"))
+
+
+def _source(
+    doc: Document, where: Path_, path: str, base_dir: Path, *, kind: str, family: Any
+) -> list[Located]:
+    if path.startswith(builtin.PREFIX):
+        name = path[len(builtin.PREFIX) :]
+        known = {n: b for n, b in builtin.catalog().items() if b.kind == kind}
+        if name not in known:
+            fitting = sorted(n for n, b in known.items() if b.family == family) or sorted(known)
+            return [
+                doc.problem(
+                    where, f"unknown builtin {kind} '{name}'; builtins: {', '.join(fitting)}"
+                )
+            ]
+        if isinstance(family, str) and known[name].family != family:
+            return [
+                doc.problem(
+                    where,
+                    f"builtin '{name}' is a {known[name].family} {kind}, "
+                    f"but model.family is {family}",
+                )
+            ]
+        return []
+    if is_local(path) and not local_path(path, base_dir).exists():
+        return [doc.problem(where, f"no such file or directory: {local_path(path, base_dir)}")]
+    return []
+
+
+def _adapter(
+    doc: Document, name: str, adapter: dict[str, Any], family: Any, base_dir: Path
+) -> list[Located]:
+    here: Path_ = ("adapters", name)
+    problems = []
+    if not ADAPTER_NAME.match(name):
+        problems.append(
+            doc.problem(
+                here, f"adapter name '{name}' may hold only letters, digits, '_' and '-'", key=True
+            )
+        )
+    has_path, has_config = "path" in adapter, "config" in adapter
+    if has_path == has_config:
+        problems.append(
+            doc.problem(
+                here, "an adapter needs exactly one of 'path' (load it) or 'config' (build it)"
+            )
+        )
+    if has_config and family == "diffusers":
+        problems.append(
+            doc.problem(
+                (*here, "config"),
+                "adapters built from a config need model.family transformers; "
+                "load a LoRA file with 'path' for diffusers",
+                key=True,
+            )
+        )
+    weight = adapter.get("weight_name")
+    if isinstance(weight, str) and (
+        Path(weight).name != weight or weight in ("", ".", "..") or "\\" in weight
+    ):
+        problems.append(
+            doc.problem(
+                (*here, "weight_name"), f"'{weight}' must be a plain file name inside 'path'"
+            )
+        )
+    path = adapter.get("path")
+    if isinstance(path, str):
+        before = len(problems)
+        problems += _source(doc, (*here, "path"), path, base_dir, kind="adapter", family=family)
+        if len(problems) == before and not adapter.get("allow_pickle"):
+            problems += _pickle(doc, here, path, weight, base_dir)
+    return problems
+
+
+def _pickle(doc: Document, here: Path_, path: str, weight: Any, base_dir: Path) -> list[Located]:
+    """Refuse a pickled checkpoint unless allow_pickle: loading one can run arbitrary code."""
+    refusal = (
+        "is a pickled checkpoint, which can run code when loaded; set allow_pickle: true to load it"
+    )
+    if isinstance(weight, str) and weight.endswith(PICKLE_SUFFIXES):
+        return [doc.problem((*here, "weight_name"), f"'{weight}' {refusal}")]
+    if not is_local(path):
+        return []
+    local = local_path(path, base_dir)
+    if local.is_file() and local.suffix in PICKLE_SUFFIXES:
+        return [doc.problem((*here, "path"), f"{local} {refusal}")]
+    if local.is_dir() and weight is None:
+        files = [p.name for p in local.iterdir()]
+        if not any(f.endswith(".safetensors") for f in files) and any(
+            f.endswith(PICKLE_SUFFIXES) for f in files
+        ):
+            return [
+                doc.problem(
+                    (*here, "path"),
+                    f"{local} holds only a pickled checkpoint, which can run "
+                    "code when loaded; set allow_pickle: true to load it",
+                )
+            ]
+    return []
+
+
+def _peft_type(adapter: dict[str, Any], base_dir: Path) -> str | None:
+    """The adapter's PEFT type when it can be told without loading anything."""
+    config = adapter.get("config")
+    if isinstance(config, dict):
+        return str(config.get("type", "lora")).lower()
+    path = adapter.get("path")
+    if not isinstance(path, str):
+        return None
+    if path.startswith(builtin.PREFIX):
+        entry = builtin.catalog().get(path[len(builtin.PREFIX) :])
+        return entry.peft_type if entry else None
+    config_file = local_path(path, base_dir) / "adapter_config.json" if is_local(path) else None
+    if config_file and config_file.is_file():
+        try:
+            return str(json.loads(config_file.read_text())["peft_type"]).lower()
+        except (ValueError, KeyError, TypeError):
+            return None
+    return None
+
+
+def _names(value: Any) -> list[tuple[Path_, str]]:
+    """The adapter names a step's `adapters` field mentions, each with its own sub-path."""
+    if isinstance(value, str):
+        return [((), value)]
+    if isinstance(value, list):
+        return [((i,), v) for i, v in enumerate(value) if isinstance(v, str)]
+    if isinstance(value, dict):
+        return [((k,), k) for k in value]
+    return []
+
+
+def _steps(
+    doc: Document,
+    steps: list[Any],
+    declared: dict[str, Any],
+    types: dict[str, str | None],
+    has_default: bool,
+) -> list[Located]:
+    problems: list[Located] = []
+    loaded: dict[str, int] = {}
+    if has_default:
+        declared = {**declared, "default": None}
+        loaded["default"] = -1
+    ids: dict[str, int] = {}
+    for index, step in enumerate(steps):
+        if not isinstance(step, dict):
+            continue
+        here: Path_ = ("steps", index)
+        step_id = step.get("id")
+        if isinstance(step_id, str):
+            if step_id in ids:
+                problems.append(
+                    doc.problem(
+                        (*here, "id"),
+                        f"duplicate step id '{step_id}' (first in steps[{ids[step_id]}])",
+                    )
+                )
+            ids.setdefault(step_id, index)
+        op = step.get("op")
+        if op not in ("load", "set_adapters"):
+            continue
+        field = (*here, "adapters")
+        names = _names(step.get("adapters"))
+        for sub, name in names:
+            where = (*field, *sub)
+            key = isinstance(step.get("adapters"), dict)
+            if name not in declared:
+                listing = ", ".join(sorted(declared)) or "none"
+                problems.append(
+                    doc.problem(
+                        where,
+                        f"adapter '{name}' is not declared under adapters (declared: {listing})",
+                        key=key,
+                    )
+                )
+            elif op == "load" and name in loaded:
+                problems.append(
+                    doc.problem(
+                        where,
+                        f"adapter '{name}' is already loaded"
+                        + (
+                            f" (steps[{loaded[name]}])"
+                            if loaded[name] >= 0
+                            else " (with the model)"
+                        ),
+                    )
+                )
+            elif op == "load":
+                loaded[name] = index
+            elif name not in loaded:
+                problems.append(
+                    doc.problem(
+                        where,
+                        f"adapter '{name}' is not loaded at this step; load it in an earlier step",
+                        key=key,
+                    )
+                )
+        if op == "set_adapters":
+            kinds = {types.get(n) for _, n in names if types.get(n)}
+            if len(kinds) > 1:
+                found = ", ".join(f"{n}: {types[n]}" for _, n in names if types.get(n))
+                problems.append(
+                    doc.problem(
+                        field,
+                        f"adapters of different PEFT types cannot be active together ({found})",
+                    )
+                )
+    return problems

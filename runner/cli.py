@@ -1,0 +1,135 @@
+"""The `runner` command line: each command parses options, calls one function, prints."""
+
+from __future__ import annotations
+
+import re
+import signal
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from functools import wraps
+from pathlib import Path
+from typing import Any
+
+import click
+
+from runner import __version__
+from runner.errors import RunnerError, SpecError, StepError
+
+EXIT_OK, EXIT_INVALID, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 2, 130
+DEVICE = re.compile(r"^(auto|cpu|cuda|cuda:[0-9]+|mps)$")
+
+
+def _errors(command: Callable[..., int]) -> Callable[..., None]:
+    """The one place where runner errors become messages and exit codes."""
+
+    @wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> None:
+        debug = click.get_current_context().find_root().params.get("debug", False)
+        try:
+            code = command(*args, **kwargs)
+        except SpecError as exc:
+            click.echo(str(exc), err=True)
+            code = EXIT_INVALID
+        except StepError as exc:
+            if debug:
+                raise
+            click.echo(f"error: {exc}", err=True)
+            if exc.run_dir:
+                click.echo(f"what finished is kept in {exc.run_dir}", err=True)
+            code = EXIT_FAILED
+        except RunnerError as exc:
+            if debug:
+                raise
+            click.echo(f"error: {exc}", err=True)
+            code = EXIT_INVALID
+        sys.exit(code)
+
+    return wrapper
+
+
+@click.group()
+@click.version_option(__version__, prog_name="runner")
+@click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
+def main(debug: bool) -> None:
+    """Run declarative PEFT adapter pipelines on transformers and diffusers models."""
+
+
+@main.command()
+@click.argument("specs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@_errors
+def validate(specs: tuple[Path, ...]) -> int:
+    """Check SPECS against the schema and the meaning checks; print every error."""
+    from runner.specfile import load
+
+    code = EXIT_OK
+    for spec in specs:
+        try:
+            load(spec)
+            click.echo(f"{spec}: ok")
+        except SpecError as exc:
+            click.echo(str(exc))
+            code = EXIT_INVALID
+    return code
+
+
+@main.command()
+@_errors
+def schema() -> int:
+    """Print the spec's JSON Schema."""
+    from runner.schema import schema_text
+
+    click.echo(schema_text(), nl=False)
+    return EXIT_OK
+
+
+@main.command()
+@click.argument("spec", type=click.Path(path_type=Path))
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=Path("runs"),
+    show_default=True,
+    help="Folder that receives the run directory.",
+)
+@click.option(
+    "--device", help="Run on this device instead of the spec's (auto, cpu, cuda, cuda:N, mps)."
+)
+@_errors
+def run(spec: Path, out: Path, device: str | None) -> int:
+    """Validate SPEC, execute it and print the run directory."""
+    from runner.interpreter import Interrupted, Overrides, execute
+    from runner.specfile import load
+
+    if device is not None and not DEVICE.match(device):
+        raise click.BadParameter("expected auto, cpu, cuda, cuda:N or mps", param_hint="--device")
+    loaded = load(spec)
+    with _interruptible():
+        try:
+            run_dir = execute(loaded, out, Overrides(device=device), _progress)
+        except Interrupted as exc:
+            click.echo(f"interrupted; what finished is kept in {exc.run_dir}", err=True)
+            click.echo(str(exc.run_dir))
+            return EXIT_INTERRUPTED
+    click.echo(str(run_dir))
+    return EXIT_OK
+
+
+def _progress(line: str) -> None:
+    click.echo(line, err=True)
+
+
+@contextmanager
+def _interruptible() -> Iterator[None]:
+    """SIGINT and SIGTERM stop a run the same way: recorded as interrupted, exit 130."""
+    from runner.interpreter import Interrupted
+
+    def stop(signum: int, frame: object) -> None:
+        raise Interrupted(signal.Signals(signum).name)
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

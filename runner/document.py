@@ -1,0 +1,109 @@
+"""Read a YAML spec into plain data plus the line and column of every key and value.
+
+Only PyYAML's safe constructors build values; `compose` keeps each node's mark, so
+every later error can point at the exact place in the file.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+from runner.errors import Located, SpecError
+
+Path_ = tuple[str | int, ...]
+
+
+def format_path(path: Path_) -> str:
+    """('steps', 2, 'adapters') -> 'steps[2].adapters'; the root is '$'."""
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "$"
+
+
+@dataclass
+class Document:
+    """A parsed spec: its data, and where each value (and each mapping key) sits in the file."""
+
+    file: str
+    data: Any
+    values: dict[Path_, tuple[int, int]] = field(default_factory=dict)
+    keys: dict[Path_, tuple[int, int]] = field(default_factory=dict)
+
+    def at(self, path: Path_, *, key: bool = False) -> tuple[int, int]:
+        """The position of PATH's key or value; a path without a mark points at its parent."""
+        marks = self.keys if key else self.values
+        while path not in marks and path:
+            path = path[:-1]
+            marks = self.values
+        return marks.get(path, (1, 1))
+
+    def problem(self, path: Path_, message: str, *, key: bool = False) -> Located:
+        line, col = self.at(path, key=key)
+        return Located(line, col, format_path(path), message, self.file)
+
+
+def parse(text: str, file: str) -> Document:
+    """Parse TEXT; a syntax error, an empty file or a duplicate key raises SpecError."""
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+        message = f"YAML syntax error: {exc.problem or exc.context}"
+        if exc.context and exc.problem:
+            message += f" ({exc.context})"
+        raise SpecError([Located(line, col, "$", message, file)]) from None
+    finally:
+        loader.dispose()
+    doc = Document(file, None)
+    if node is None:
+        raise SpecError([Located(1, 1, "$", "the spec is empty", file)])
+    problems: list[Located] = []
+    doc.data = _build(node, (), doc, loader, problems)
+    if problems:
+        raise SpecError(problems)
+    return doc
+
+
+def _mark(node: yaml.Node) -> tuple[int, int]:
+    return node.start_mark.line + 1, node.start_mark.column + 1
+
+
+def _build(
+    node: yaml.Node, path: Path_, doc: Document, loader: yaml.SafeLoader, problems: list[Located]
+) -> Any:
+    doc.values[path] = _mark(node)
+    if isinstance(node, yaml.MappingNode):
+        loader.flatten_mapping(node)  # resolves `<<` merge keys
+        out: dict[Any, Any] = {}
+        for key_node, value_node in node.value:
+            key = loader.construct_object(key_node)
+            if not isinstance(key, str):
+                key = str(key)
+            child = (*path, key)
+            if key in out:
+                first = doc.keys[child][0]
+                line, col = _mark(key_node)
+                problems.append(
+                    Located(
+                        line,
+                        col,
+                        format_path(child),
+                        f"duplicate key (first at line {first})",
+                        doc.file,
+                    )
+                )
+                continue
+            doc.keys[child] = _mark(key_node)
+            out[key] = _build(value_node, child, doc, loader, problems)
+        return out
+    if isinstance(node, yaml.SequenceNode):
+        return [
+            _build(item, (*path, i), doc, loader, problems) for i, item in enumerate(node.value)
+        ]
+    return loader.construct_object(node)

@@ -1,0 +1,76 @@
+"""The run directory: created once, written file by file, each file whole or not at all."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+SUMS = "SHA256SUMS"
+MANIFEST = "manifest.json"
+
+
+def utc_now() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write DATA to PATH through a temporary file and a rename: readers never see half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def to_json(value: Any) -> bytes:
+    return (json.dumps(value, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
+
+
+def create(out: Path, name: str, spec_sha256: str) -> Path:
+    """Make a new, empty run folder `<name>-<UTC time>-<spec hash>`; never reuse one."""
+    out.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    base = f"{name}-{stamp}-{spec_sha256[:8]}"
+    for n in range(1, 1000):
+        candidate = out / (base if n == 1 else f"{base}-{n}")
+        try:
+            candidate.mkdir()
+            return candidate
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"too many runs named {base} in {out}")
+
+
+def output_dir(index: int, step_id: str | None) -> str:
+    """outputs/NN-ID for the 1-based step INDEX."""
+    return f"outputs/{index:02d}-{step_id or 'generate'}"
+
+
+def write_sums(run: Path) -> None:
+    """SHA256SUMS over every other file, sorted, in `sha256sum -c` format."""
+    lines = []
+    for file in sorted(p for p in run.rglob("*") if p.is_file()):
+        rel = file.relative_to(run).as_posix()
+        if rel == SUMS or file.name.startswith("."):
+            continue
+        lines.append(f"{sha256_path(file)}  {rel}\n")
+    write_atomic(run / SUMS, "".join(lines).encode("utf-8"))
+
+
+def sha256_path(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()

@@ -1,0 +1,39 @@
+"""Read, check and build a spec file: the first three phases, with no model library imported."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from runner.checks import meaning_problems
+from runner.document import parse
+from runner.errors import Located, SpecError
+from runner.schema import schema_problems
+from runner.spec import Spec, from_document
+
+
+def load(file: Path, *, base_dir: Path | None = None) -> Spec:
+    """Read FILE and return its typed spec, or raise SpecError with every problem found.
+
+    Relative local paths in the spec resolve against BASE_DIR, by default the file's folder.
+    """
+    name = str(file)
+    base_dir = base_dir or file.resolve().parent
+    try:
+        raw = file.read_bytes()
+        text = raw.decode("utf-8")
+    except OSError as exc:
+        raise SpecError(
+            [Located(1, 1, "$", f"cannot read the spec: {exc.strerror}", name)]
+        ) from None
+    except UnicodeDecodeError:
+        raise SpecError([Located(1, 1, "$", "the spec is not UTF-8 text", name)]) from None
+    doc = parse(text, name)
+    problems = schema_problems(doc) + meaning_problems(doc, base_dir)
+    if problems:
+        raise SpecError(_unique(problems))
+    return from_document(doc.data, doc.values, file, raw, base_dir)
+
+
+def _unique(problems: list[Located]) -> list[Located]:
+    """The schema and the meaning checks can both catch one thing; say it once."""
+    return list(dict.fromkeys(problems))
