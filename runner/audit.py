@@ -73,11 +73,20 @@ def read_sums(run_dir: Path) -> dict[str, str]:
 
 
 def files_under(run_dir: Path) -> list[str]:
-    """Every file under a run directory as a relpath with '/'."""
+    """Every file under a run directory as a relpath with '/'; a symlinked folder counts as one."""
     found = []
-    for top, _dirs, files in os.walk(run_dir):
-        found += [Path(top, f).relative_to(run_dir).as_posix() for f in files]
+    for top, dirs, files in os.walk(run_dir):
+        links = [d for d in dirs if os.path.islink(os.path.join(top, d))]
+        found += [Path(top, f).relative_to(run_dir).as_posix() for f in files + links]
     return sorted(found)
+
+
+def digest(path: Path) -> str | None:
+    """sha256 of a file, or None when it cannot be read as one."""
+    try:
+        return sha256_file(path)
+    except OSError:
+        return None
 
 
 def verify(run_dir: Path) -> VerifyReport:
@@ -85,7 +94,7 @@ def verify(run_dir: Path) -> VerifyReport:
     sums = read_sums(run_dir)
     on_disk = set(files_under(run_dir)) - {SUMS}
     missing = sorted(p for p in sums if p not in on_disk)
-    changed = sorted(p for p in sums if p in on_disk and sha256_file(run_dir / p) != sums[p])
+    changed = sorted(p for p in sums if p in on_disk and digest(run_dir / p) != sums[p])
     extra = sorted(on_disk - set(sums))
     ok = not (missing or changed or extra)
     return VerifyReport(ok, missing, changed, extra, checked=len(sums))
@@ -115,11 +124,14 @@ def load_manifest(run_dir: Path) -> dict[str, Any]:
 
 def outputs_of(manifest: dict[str, Any]) -> dict[str, int]:
     """Output relpath -> step index, in the order the manifest lists them."""
-    return {
-        out["path"]: step.get("index")
-        for step in manifest.get("steps") or []
-        for out in step.get("outputs") or []
-    }
+    try:
+        return {
+            str(out["path"]): step.get("index")
+            for step in manifest.get("steps") or []
+            for out in step.get("outputs") or []
+        }
+    except (AttributeError, KeyError, TypeError) as e:
+        raise RunDirError(f"manifest.json: malformed steps ({e!r})") from e
 
 
 def compare_text(a: Path, b: Path, diff: OutputDiff) -> None:
@@ -162,9 +174,8 @@ def compare_image(a: Path, b: Path, diff: OutputDiff) -> None:
                 diff.status = "differs"
                 diff.detail = "size {}x{} -> {}x{}".format(*ia.size, *ib.size)
                 return
-            if ia.mode != ib.mode:
-                ia, ib = ia.convert("RGBA"), ib.convert("RGBA")
-            pa, pb = np.asarray(ia), np.asarray(ib)
+            mode = ia.mode if ia.mode == ib.mode else "RGBA"
+            pa, pb = (np.asarray(i if i.mode == mode else i.convert(mode)) for i in (ia, ib))
     except OSError as e:
         diff.status, diff.detail = "differs", f"unreadable: {e}"
         return
@@ -195,7 +206,7 @@ def compare_outputs(run_a: Path, run_b: Path) -> list[OutputDiff]:
             compare_text(a, b, diff)
         elif kind == "image":
             compare_image(a, b, diff)
-        elif sha256_file(a) != sha256_file(b):
+        elif (hash_a := digest(a)) is None or hash_a != digest(b):
             diff.status, diff.detail = "differs", "content differs"
         diffs.append(diff)
     return diffs

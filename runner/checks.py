@@ -25,6 +25,13 @@ def local_path(path: str, base_dir: Path) -> Path:
     return (base_dir / Path(path).expanduser()).resolve()
 
 
+_RELATIVE = " (relative paths resolve against the spec's folder)"
+
+
+def _relative(path: str) -> bool:
+    return not path.startswith(("/", "~"))
+
+
 def meaning_problems(doc: Document, base_dir: Path) -> list[Located]:
     data = doc.data if isinstance(doc.data, dict) else {}
     model = data.get("model") if isinstance(data.get("model"), dict) else {}
@@ -83,7 +90,9 @@ def _source(
             ]
         return []
     if is_local(path) and not local_path(path, base_dir).exists():
-        return [doc.problem(where, f"no such file or directory: {local_path(path, base_dir)}")]
+        return [
+            doc.problem(where, f"local path '{path}' does not exist" + _RELATIVE * _relative(path))
+        ]
     return []
 
 
@@ -143,7 +152,7 @@ def _pickle(doc: Document, here: Path_, path: str, weight: Any, base_dir: Path) 
         return []
     local = local_path(path, base_dir)
     if local.is_file() and local.suffix in PICKLE_SUFFIXES:
-        return [doc.problem((*here, "path"), f"{local} {refusal}")]
+        return [doc.problem((*here, "path"), f"'{path}' {refusal}")]
     if local.is_dir() and weight is None:
         files = [p.name for p in local.iterdir()]
         if not any(f.endswith(".safetensors") for f in files) and any(
@@ -152,7 +161,7 @@ def _pickle(doc: Document, here: Path_, path: str, weight: Any, base_dir: Path) 
             return [
                 doc.problem(
                     (*here, "path"),
-                    f"{local} holds only a pickled checkpoint, which can run "
+                    f"'{path}' holds only a pickled checkpoint, which can run "
                     "code when loaded; set allow_pickle: true to load it",
                 )
             ]

@@ -33,14 +33,14 @@ def sha256_bytes(data: bytes) -> str:
 
 
 def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file's content, read in 1 MiB chunks; never cached."""
-    digest = hashlib.sha256()
-    buffer = bytearray(CHUNK)
-    view = memoryview(buffer)
-    with open(path, "rb", buffering=0) as f:
-        while n := f.readinto(buffer):
-            digest.update(view[:n])
-    return digest.hexdigest()
+    """Hex sha256 of a file's content; never cached."""
+    with open(path, "rb") as f:
+        if hasattr(hashlib, "file_digest"):  # 3.11+: reads into one reused buffer
+            return hashlib.file_digest(f, "sha256").hexdigest()
+        digest = hashlib.sha256()
+        while chunk := f.read(CHUNK):
+            digest.update(chunk)
+        return digest.hexdigest()
 
 
 class HashCache:

@@ -84,8 +84,10 @@ def _translate(error: ValidationError, doc: Document) -> list[Located]:
     path: Path_ = tuple(error.absolute_path)
     value, rule, schema_node = error.instance, error.validator, error.schema
     custom = schema_node.get("errorMessage") if isinstance(schema_node, dict) else None
+    if custom and rule == "not":  # a key this spec may not use: point at the key
+        return [doc.problem(path, custom, key=True)]
     if custom:
-        return [doc.problem(path, custom, key=bool(path))]
+        return [doc.problem(path, f"{custom}, found {_found(value)}")]
     if rule == "additionalProperties":
         allowed = sorted(schema_node.get("properties", {}))
         return [

@@ -67,7 +67,6 @@ SPACE_ENDINGS = (
 CHATS = (
     ("Hello", "Hello! How can I help you today?"),
     ("Who are you?", "I am a tiny model made for tests."),
-    ("Tell me a story.", "The cat sat on the mat and went to sleep."),
     ("What is the sky?", "The sky is blue in the day and dark at night."),
     ("Thank you", "You are welcome."),
 )
@@ -75,7 +74,8 @@ CHATS = (
 
 def _corpus(endings: tuple[str, ...]) -> list[str]:
     lines = [f"{s} {e}" for s, e in zip(SUBJECTS, endings, strict=True)]
-    return lines + [f"User: {q}\nAssistant: {a}" for q, a in CHATS]
+    chats = (*CHATS, ("Tell me a story.", lines[0]))
+    return lines + [f"User: {q}\nAssistant: {a}" for q, a in chats]
 
 
 @contextlib.contextmanager
@@ -181,8 +181,11 @@ def _make_adapter(folder: Path, endings: tuple[str, ...], seed: int) -> None:
     with _quiet_torch(seed=seed):
         model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
         peft_model = get_peft_model(model, config)
-        _train(peft_model, tokenizer, _corpus(endings), steps=150, lr=1e-2)
-    peft_model.peft_config["default"].base_model_name_or_path = PREFIX + BASE
+        _train(peft_model, tokenizer, _corpus(endings), steps=200, lr=1e-2)
+    saved = peft_model.peft_config["default"]
+    saved.base_model_name_or_path = PREFIX + BASE
+    # peft keeps target_modules as a set and writes it in hash order, which varies by process.
+    saved.target_modules = sorted(saved.target_modules)
     # save_embedding_layers=False: "auto" would look the builtin: name up on the Hub.
     peft_model.save_pretrained(folder, save_embedding_layers=False)
     (folder / "README.md").unlink(missing_ok=True)  # a generated model card, not needed

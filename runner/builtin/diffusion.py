@@ -254,13 +254,13 @@ def _diffusers_lora(base: str, seed: int) -> Callable[[Path], None]:
 def _sgm_name(name: str, layers_per_block: int) -> str:
     """A diffusers UNet module path in the original (sgm/LDM) naming kohya-ss uses for SDXL."""
     parts = name.split(".")
-    block, index = int(parts[1]), int(parts[3])
-    if parts[0] == "down_blocks":
-        head = f"input_blocks.{1 + block * (layers_per_block + 1) + index}.1"
-    elif parts[0] == "up_blocks":
-        head = f"output_blocks.{block * (layers_per_block + 1) + index}.1"
-    else:
+    if parts[0] == "mid_block":  # mid_block.attentions.0.REST
         return "middle_block.1." + ".".join(parts[3:])
+    block, index = int(parts[1]), int(parts[3])  # {down,up}_blocks.B.attentions.I.REST
+    if parts[0] == "down_blocks":  # input_blocks.0 is conv_in; each block adds a downsampler
+        head = f"input_blocks.{1 + block * (layers_per_block + 1) + index}.1"
+    else:
+        head = f"output_blocks.{block * (layers_per_block + 1) + index}.1"
     return head + "." + ".".join(parts[4:])
 
 
@@ -282,8 +282,10 @@ def _kohya_lora(base: str, seed: int, alpha: float, file: str) -> Callable[[Path
         encoders = {"lora_te1_": "text_encoder", "lora_te2_": "text_encoder_2"} if sdxl else {}
         for prefix, component in (encoders or {"lora_te_": "text_encoder"}).items():
             for name, module in getattr(pipe, component).named_modules():
-                if name.startswith("text_model.encoder.") and name.endswith((*_TE_TARGETS, "fc1", "fc2")):
-                    modules[prefix + name.replace(".", "_")] = module
+                # Newer transformers flatten CLIPTextModel (no `text_model.`); kohya keys keep it.
+                name = name.removeprefix("text_model.")
+                if name.startswith("encoder.layers.") and name.endswith((*_TE_TARGETS, "fc1", "fc2")):
+                    modules[prefix + "text_model_" + name.replace(".", "_")] = module
         rank = 4
         shapes: dict[str, tuple[int, ...]] = {}
         for key, module in modules.items():

@@ -1,0 +1,204 @@
+"""The spec language: schema, located errors, meaning checks, and the validate/schema commands."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from runner import schema
+from runner.cli import main
+from runner.errors import SpecError
+from runner.interpreter import OPS
+from runner.specfile import load
+
+ROOT = Path(__file__).resolve().parent.parent
+INVALID = ROOT / "tests" / "examples" / "invalid"
+SPECS = sorted((ROOT / "specs").glob("*.yaml"))
+INVALID_SPECS = sorted(INVALID.glob("*.yaml"))
+
+
+def cli(*args: str, cwd: Path | None = None) -> tuple[int, str]:
+    runner = CliRunner()
+    old = Path.cwd()
+    if cwd:
+        os.chdir(cwd)
+    try:
+        result = runner.invoke(main, list(args), catch_exceptions=False)
+    finally:
+        os.chdir(old)
+    return result.exit_code, result.output
+
+
+@pytest.mark.parametrize("spec", INVALID_SPECS, ids=lambda p: p.stem)
+def test_invalid_spec_gives_exactly_the_golden_output(spec: Path) -> None:
+    code, output = cli("validate", spec.name, cwd=INVALID)
+    assert code == 1
+    assert output == spec.with_suffix(".out").read_text()
+
+
+@pytest.mark.parametrize("spec", INVALID_SPECS, ids=lambda p: p.stem)
+def test_errors_are_sorted_and_located(spec: Path) -> None:
+    with pytest.raises(SpecError) as caught:
+        load(spec)
+    positions = [(p.line, p.col) for p in caught.value.problems]
+    assert positions == sorted(positions)
+    lines = spec.read_text().count("\n") + 1
+    assert all(1 <= line <= lines for line, _ in positions)
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=lambda p: p.stem)
+def test_shipped_specs_validate(spec: Path) -> None:
+    code, output = cli("validate", str(spec))
+    assert (code, output) == (0, f"{spec}: ok\n")
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=lambda p: p.stem)
+def test_shipped_specs_carry_the_schema_modeline(spec: Path) -> None:
+    first = spec.read_text().splitlines()[0]
+    assert first == "# yaml-language-server: $schema=../schemas/spec.schema.json"
+
+
+def test_schema_ops_equal_interpreter_ops_and_readme() -> None:
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("### Steps", 1)[1].split("\n#", 1)[0]
+    documented = re.findall(r"^\| `(\w+)` \|", section, flags=re.M)
+    assert schema.ops() == list(OPS) == documented
+
+
+def _properties(node: object, where: str = "$") -> list[tuple[str, dict]]:
+    found = []
+    if isinstance(node, dict):
+        for name, sub in node.get("properties", {}).items():
+            if isinstance(sub, dict) and "not" not in sub:
+                found.append((f"{where}.{name}", sub))
+        for key, sub in node.items():
+            if key not in ("if", "then", "allOf"):  # conditions, not what users write
+                found += _properties(sub, f"{where}.{key}")
+    elif isinstance(node, list):
+        for i, sub in enumerate(node):
+            found += _properties(sub, f"{where}[{i}]")
+    return found
+
+
+def test_schema_is_draft07_strict_and_described() -> None:
+    doc = schema.schema()
+    assert doc["$schema"] == "http://json-schema.org/draft-07/schema#"
+    props = _properties(doc)
+    assert len(props) > 40
+    undescribed = [w for w, sub in props if "description" not in sub and "const" not in sub]
+    assert undescribed == []
+
+    # every object the user writes is closed to unknown keys
+    def objects(node: object) -> list[dict]:
+        if isinstance(node, dict):
+            own = [node] if node.get("type") == "object" and "properties" in node else []
+            return own + [o for v in node.values() for o in objects(v)]
+        if isinstance(node, list):
+            return [o for v in node for o in objects(v)]
+        return []
+
+    closed = [o for o in objects(doc) if o is not doc["properties"]["steps"]["items"]]
+    assert closed and all(o.get("additionalProperties") is False for o in closed)
+
+
+def test_schema_command_prints_the_schema_file() -> None:
+    code, output = cli("schema")
+    assert code == 0
+    assert json.loads(output) == json.loads((ROOT / "schemas" / "spec.schema.json").read_text())
+
+
+def test_all_files_are_reported_and_exit_is_one_if_any_fails() -> None:
+    good, bad = SPECS[0], INVALID / "wrong-op.yaml"
+    code, output = cli("validate", str(good), str(bad))
+    assert code == 1
+    assert output.startswith(f"{good}: ok\n{bad}:6:9: steps[0].op: unknown op")
+
+
+def test_missing_spec_file_is_a_located_error(tmp_path: Path) -> None:
+    code, output = cli("validate", str(tmp_path / "nope.yaml"))
+    assert code == 1
+    assert (
+        output
+        == f"{tmp_path / 'nope.yaml'}:1:1: $: cannot read the spec: No such file or directory\n"
+    )
+
+
+def test_valid_spec_builds_typed_steps_with_defaults(tmp_path: Path) -> None:
+    spec_file = tmp_path / "My Spec.yaml"
+    spec_file.write_text(
+        "version: 1\nseed: 5\nmodel: {family: transformers, path: builtin:tiny-causal-lm}\n"
+        "adapters:\n  a: {path: builtin:tiny-causal-lm-lora-a}\n"
+        "defaults: {generate: {max_new_tokens: 3, seed: 9}}\n"
+        "steps:\n  - op: load\n    adapters: a\n  - op: set_adapters\n    adapters: {a: 0.5}\n"
+        "  - op: generate\n    prompt: hi\n  - op: generate\n    prompt: [x, y]\n    seed: 1\n"
+        "    max_new_tokens: 4\n"
+    )
+    spec = load(spec_file)
+    assert spec.name == "my-spec" and spec.device == "auto" and spec.deterministic is True
+    load_step, set_step, gen1, gen2 = spec.steps
+    assert load_step.adapters == ("a",) and load_step.line == 8
+    assert set_step.weights == (("a", 0.5),)
+    assert (gen1.prompts, gen1.batch, gen1.seed, gen1.args) == (
+        ("hi",),
+        False,
+        9,
+        {"max_new_tokens": 3},
+    )
+    assert (gen2.prompts, gen2.batch, gen2.seed, gen2.args) == (
+        ("x", "y"),
+        True,
+        1,
+        {"max_new_tokens": 4},
+    )
+
+
+def test_adapter_folder_as_model_brings_default(tmp_path: Path) -> None:
+    (tmp_path / "adapter").mkdir()
+    (tmp_path / "adapter" / "adapter_config.json").write_text('{"peft_type": "LORA"}')
+    spec_file = tmp_path / "s.yaml"
+    spec_file.write_text(
+        "version: 1\nmodel: {family: transformers, path: ./adapter}\n"
+        "steps:\n  - op: set_adapters\n    adapters: default\n  - op: load\n    adapters: default\n"
+    )
+    with pytest.raises(SpecError) as caught:
+        load(spec_file)
+    assert [str(p) for p in caught.value.problems] == [
+        f"{spec_file}:7:15: steps[1].adapters: adapter 'default' is already loaded (with the model)"
+    ]
+
+
+def test_validate_imports_no_deep_learning_library() -> None:
+    code = (
+        "import sys\nfrom runner.cli import main\n"
+        "try:\n    main(['validate', *sys.argv[1:]])\nexcept SystemExit as e:\n    assert e.code == 0, e.code\n"
+        "heavy = [m for m in ('torch', 'transformers', 'diffusers', 'peft') if m in sys.modules]\n"
+        "print(heavy)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, *map(str, SPECS)], capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_installed_runner_is_a_real_process() -> None:
+    exe = Path(sys.executable).parent / "runner"
+    bad = subprocess.run(
+        [str(exe), "validate", str(INVALID / "unknown-keys.yaml")], capture_output=True, text=True
+    )
+    assert bad.returncode == 1
+    assert "Traceback" not in bad.stdout + bad.stderr
+    assert (
+        "unknown-keys.yaml:2:1: sead: unknown key 'sead' at the top level (did you mean 'seed'?)"
+        in bad.stdout
+    )
+    module = subprocess.run(
+        [sys.executable, "-m", "runner", "validate", str(SPECS[0])], capture_output=True, text=True
+    )
+    assert (module.returncode, module.stdout) == (0, f"{SPECS[0]}: ok\n")
