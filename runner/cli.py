@@ -102,7 +102,7 @@ def run(spec: Path, out: Path, device: str | None) -> int:
     from runner.specfile import load
 
     if device is not None and not DEVICE.match(device):
-        raise click.BadParameter("expected auto, cpu, cuda, cuda:N or mps", param_hint="--device")
+        raise RunnerError(f"--device: expected auto, cpu, cuda, cuda:N or mps, found '{device}'")
     loaded = load(spec)
     with _interruptible():
         try:
@@ -133,3 +133,57 @@ def _interruptible() -> Iterator[None]:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+@main.command()
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@_errors
+def verify(run_dir: Path) -> int:
+    """Check every file of RUN_DIR against its SHA256SUMS."""
+    from runner.audit import format_verify, verify
+
+    report = verify(run_dir)
+    click.echo(format_verify(run_dir, report))
+    return EXIT_OK if report.ok else EXIT_INVALID
+
+
+@main.command()
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    help="Folder for the new run (default: beside RUN_DIR).",
+)
+@_errors
+def reproduce(run_dir: Path, out: Path | None) -> int:
+    """Run RUN_DIR's spec again with its recorded settings and compare every output."""
+    from runner.audit import format_outputs, likely_causes, load_manifest
+    from runner.reproduce import reproduce as run_again
+
+    with _interruptible():
+        new_run, report = run_again(run_dir, out, _progress)
+    click.echo(f"reproduced into {new_run}")
+    click.echo(format_outputs(report.outputs))
+    if report.outputs_same:
+        click.echo("every output is identical")
+        return EXIT_OK
+    causes = likely_causes(load_manifest(run_dir), load_manifest(new_run))
+    click.echo("outputs differ; what else differs between the runs:")
+    click.echo("\n".join(f"  {c}" for c in causes) or "  nothing recorded differs")
+    return EXIT_INVALID
+
+
+@main.command()
+@click.argument("run_a", type=click.Path(path_type=Path))
+@click.argument("run_b", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@_errors
+def diff(run_a: Path, run_b: Path, as_json: bool) -> int:
+    """Show what differs between two runs: spec, environment, inputs, outputs."""
+    import json
+
+    from runner.audit import diff as compare
+
+    report = compare(run_a, run_b)
+    click.echo(json.dumps(report.to_dict(), indent=2) if as_json else report.format_text())
+    return EXIT_OK if report.same else EXIT_INVALID

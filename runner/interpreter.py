@@ -165,10 +165,10 @@ def _prepare(spec: Spec, recorder: Recorder, overrides: Overrides) -> Backend:
         overrides.dtype or spec.dtype,
         spec.model.trust_remote_code,
     )
-    recorder.manifest["environment"] = capture(backend.device)
+    environment = recorder.manifest["environment"] = capture(backend.device)
     recorder.manifest["settings"] = {
         "device": backend.device,
-        "device_name": recorder.manifest["environment"].get("device_name"),
+        "device_name": (environment["gpu"] or {}).get("name") or environment["cpu"],
         "dtype": backend.dtype,
         "seed": spec.seed,
         "threads": applied["threads"],

@@ -1,0 +1,182 @@
+"""The diffusers backend: a pipeline, its LoRA adapters (diffusers or kohya format), images."""
+
+from __future__ import annotations
+
+import inspect
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+from diffusers import DiffusionPipeline
+from safetensors import SafetensorError
+
+from runner.backends import Picture
+from runner.backends.devices import resolve_device, resolve_dtype, torch_dtype
+from runner.errors import StepError
+from runner.spec import Adapter, Generate, Model
+
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
+# diffusers' own preferred file name when a folder holds several weight files.
+STANDARD_NAME = "pytorch_lora_weights.safetensors"
+# Where each pipeline family takes the LoRA scale per call (UNet, then transformer pipelines).
+SCALE_KWARGS = ("cross_attention_kwargs", "joint_attention_kwargs", "attention_kwargs")
+# What a bad adapter file makes diffusers, peft or safetensors raise while loading it.
+LOAD_ERRORS = (OSError, ValueError, KeyError, RuntimeError, SafetensorError)
+
+
+def lora_file(adapter: Adapter, local: Path) -> Path:
+    """The one weight file a local adapter path stands for; refuses pickle and ambiguity."""
+    if local.is_dir() and adapter.weight_name:
+        local = local / adapter.weight_name
+    if local.is_dir():
+        found = sorted(p for p in local.glob("*.safetensors") if p.is_file())
+        if len(found) > 1 and (local / STANDARD_NAME).is_file():
+            found = [local / STANDARD_NAME]
+        if len(found) > 1:
+            names = ", ".join(p.name for p in found)
+            raise StepError(f"adapter {adapter.name!r}: {local} holds several weight files "
+                            f"({names}); choose one with weight_name")
+        if not found:
+            pickled = sorted(p.name for p in local.iterdir() if p.suffix in PICKLE_SUFFIXES)
+            if len(pickled) != 1:
+                raise StepError(f"adapter {adapter.name!r}: no single weight file in {local}")
+            found = [local / pickled[0]]
+        local = found[0]
+    if not local.is_file():
+        raise StepError(f"adapter {adapter.name!r}: {local} does not exist")
+    if local.suffix in PICKLE_SUFFIXES and not adapter.allow_pickle:
+        raise StepError(f"adapter {adapter.name!r}: {local.name} is a pickled checkpoint, which can "
+                        "run code when loaded; set allow_pickle: true if you trust it")
+    return local
+
+
+class DiffusersBackend:
+    """Runs a diffusers pipeline; adapters are LoRAs loaded with load_lora_weights."""
+
+    def __init__(self, device: str, dtype: str, trust_remote_code: bool = False) -> None:
+        self.device = resolve_device(device)
+        self.dtype = resolve_dtype(dtype, self.device)
+        self.trust_remote_code = trust_remote_code
+        self._pipe: Any = None
+
+    @property
+    def pipe(self) -> Any:
+        if self._pipe is None:
+            raise StepError("no model is loaded")
+        return self._pipe
+
+    def load_model(self, model: Model, local: Path | None) -> None:
+        """Load the pipeline from `local`, or from the hub id `model.path` when None."""
+        with warnings.catch_warnings():
+            # `dtype` replaces `torch_dtype` only in recent diffusers; the old name works in all.
+            warnings.filterwarnings("ignore", ".*torch_dtype.*", FutureWarning)
+            pipe = DiffusionPipeline.from_pretrained(
+                str(local) if local is not None else model.path,
+                revision=model.revision,
+                variant=model.variant,
+                torch_dtype=torch_dtype(self.dtype),
+                trust_remote_code=self.trust_remote_code,
+            )
+        pipe.to(self.device)
+        pipe.set_progress_bar_config(disable=None)  # tqdm's default: shown on a terminal only
+        self._pipe = pipe
+
+    def adapters(self) -> set[str]:
+        """Every adapter name loaded into any component of the pipeline."""
+        return {name for names in self.pipe.get_list_adapters().values() for name in names}
+
+    def load_adapter(self, adapter: Adapter, local: Path | None) -> None:
+        """load_lora_weights under the adapter's name; it becomes the only active adapter."""
+        pipe, name = self.pipe, adapter.name
+        if adapter.config is not None:
+            raise StepError(f"adapter {name!r}: a diffusers pipeline loads LoRA weights from a "
+                            "path; an adapter made from a config has no weights to load")
+        if not hasattr(pipe, "load_lora_weights"):
+            raise StepError(f"adapter {name!r}: {type(pipe).__name__} does not take LoRA adapters")
+        if name in self.adapters():
+            raise StepError(f"adapter {name!r} is already loaded")
+        if local is not None:
+            file = lora_file(adapter, local)
+            source, weight_name = str(file.parent), file.name
+        else:
+            source, weight_name = str(adapter.path), adapter.weight_name
+            if weight_name and weight_name.endswith(PICKLE_SUFFIXES) and not adapter.allow_pickle:
+                raise StepError(f"adapter {name!r}: {weight_name} is a pickled checkpoint; "
+                                "set allow_pickle: true if you trust it")
+        try:
+            pipe.load_lora_weights(
+                source,
+                weight_name=weight_name,
+                adapter_name=name,
+                revision=adapter.revision,
+                use_safetensors=None if adapter.allow_pickle else True,
+            )
+        except LOAD_ERRORS as exc:
+            self._forget(name)
+            lines = str(exc).splitlines()  # a shape mismatch lists every layer: keep a few
+            reason = "\n".join(lines[:4] + ([f"... ({len(lines) - 4} more lines)"] if len(lines) > 4 else []))
+            raise StepError(f"adapter {name!r} does not load into {type(pipe).__name__}: {reason}") from exc
+        if name not in self.adapters():
+            # diffusers only logs a warning when no key of the file names a module of the pipeline.
+            raise StepError(f"adapter {name!r}: none of its weights fit a module of "
+                            f"{type(pipe).__name__}; is it a LoRA for this kind of pipeline?")
+        # A component the new LoRA does not touch would keep the previous one active otherwise.
+        pipe.set_adapters([name])
+
+    def _forget(self, name: str) -> None:
+        if name in self.adapters():
+            self.pipe.delete_adapters(name)
+
+    def set_adapters(self, weights: dict[str, float]) -> None:
+        self.pipe.set_adapters(list(weights), adapter_weights=list(weights.values()))
+
+    def disable(self) -> None:
+        self.pipe.disable_lora()
+
+    def enable(self) -> None:
+        self.pipe.enable_lora()
+
+    def generate(self, step: Generate) -> list[Picture]:
+        """One pipeline call; image k of the step draws from a CPU generator seeded seed + k."""
+        pipe = self.pipe
+        args = dict(step.args)
+        per_prompt = int(args.pop("num_images_per_prompt", 1))
+        lora_scale = args.pop("lora_scale", None)
+        accepted = inspect.signature(pipe.__call__).parameters
+        unknown = sorted(set(args) - set(accepted))
+        if unknown:
+            raise StepError(f"{type(pipe).__name__} takes no {', '.join(unknown)}")
+        if lora_scale is not None:
+            where = next((key for key in SCALE_KWARGS if key in accepted), None)
+            if where is None:
+                raise StepError(f"{type(pipe).__name__} takes no lora_scale")
+            args[where] = {"scale": float(lora_scale)}
+        count = len(step.prompts) * per_prompt
+        generators = [torch.Generator("cpu").manual_seed(step.seed + k) for k in range(count)]
+        try:
+            images = pipe(
+                prompt=list(step.prompts),
+                num_images_per_prompt=per_prompt,
+                generator=generators,
+                output_type="pil",
+                **args,
+            ).images
+        except ValueError as exc:  # the pipeline's own checks of its arguments
+            raise StepError(f"{type(pipe).__name__}: {exc}") from exc
+        def used(name: str) -> Any:
+            default = accepted[name].default if name in accepted else None
+            return step.args.get(name, default)
+
+        params = {
+            "negative_prompt": used("negative_prompt"),
+            "num_inference_steps": used("num_inference_steps"),
+            "guidance_scale": used("guidance_scale"),
+            "lora_scale": 1.0 if lora_scale is None else float(lora_scale),
+            "scheduler": type(pipe.scheduler).__name__,
+        }
+        return [
+            Picture(image, step.prompts[k // per_prompt], step.seed + k,
+                    {**params, "width": image.width, "height": image.height})
+            for k, image in enumerate(images)
+        ]

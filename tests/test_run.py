@@ -1,0 +1,235 @@
+"""`runner run` end to end on builtin models: the run directory, exit codes, failures, audits."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from runner.cli import main
+
+SPEC = """\
+version: 1
+name: text
+seed: 3
+device: cpu
+model: {family: transformers, path: builtin:tiny-causal-lm}
+adapters:
+  a: {path: builtin:tiny-causal-lm-lora-a}
+  b: {path: builtin:tiny-causal-lm-lora-b}
+defaults:
+  generate: {max_new_tokens: 6}
+steps:
+  - op: generate
+    id: base
+    prompt: [the cat, once upon a time]
+  - op: load
+    adapters: [a, b]
+  - op: set_adapters
+    adapters: {a: 0.5, b: 0.5}
+  - op: generate
+    prompt: the cat
+  - op: disable
+  - op: generate
+    id: off
+    prompt: the cat
+"""
+
+
+def invoke(*args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(main, list(args), catch_exceptions=False)
+    return result.exit_code, result.stdout, result.stderr
+
+
+def write(tmp_path: Path, text: str, name: str = "spec.yaml") -> Path:
+    spec = tmp_path / name
+    spec.write_text(text)
+    return spec
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    tmp = tmp_path_factory.mktemp("run")
+    code, out, err = invoke("run", str(write(tmp, SPEC)), "--out", str(tmp / "runs"))
+    assert code == 0, err
+    return Path(out.strip())
+
+
+def test_run_directory_holds_what_the_contract_says(finished: Path) -> None:
+    assert finished.name.startswith("text-") and finished.parent.name == "runs"
+    assert (finished / "spec.yaml").read_text() == SPEC
+    resolved = json.loads((finished / "resolved.json").read_text())
+    assert resolved["steps"][3] == {
+        "op": "generate",
+        "id": None,
+        "line": 18,
+        "prompt": "the cat",
+        "seed": 3,
+        "max_new_tokens": 6,
+    }
+    manifest = json.loads((finished / "manifest.json").read_text())
+    assert list(manifest)[:2] == ["schema_version", "status"]
+    assert manifest["status"] == "succeeded" and manifest["error"] is None
+    assert [s["op"] for s in manifest["steps"]] == [
+        "generate",
+        "load",
+        "set_adapters",
+        "generate",
+        "disable",
+        "generate",
+    ]
+    assert manifest["steps"][2]["active_adapters"] == {"a": 0.5, "b": 0.5}
+    assert manifest["steps"][5]["active_adapters"] is None
+    assert set(manifest["inputs"]["adapters"]) == {"a", "b"}
+    assert all(len(h) == 64 for h in manifest["inputs"]["model"]["files"].values())
+    folders = sorted(p.name for p in (finished / "outputs").iterdir())
+    assert folders == ["01-base", "04-generate", "06-off"]
+    rows = [
+        json.loads(line)
+        for line in (finished / "outputs/01-base/completions.jsonl").read_text().splitlines()
+    ]
+    assert [r["prompt"] for r in rows] == ["the cat", "once upon a time"]
+    assert all({"prompt", "text", "token_ids", "seed", "adapters"} <= set(r) for r in rows)
+    assert rows[0]["adapters"] == {} and rows[0]["seed"] == 3 and 0 < len(rows[0]["token_ids"]) <= 6
+    blended = json.loads((finished / "outputs/04-generate/completions.jsonl").read_text())
+    assert blended["adapters"] == {"a": 0.5, "b": 0.5}
+    off = json.loads((finished / "outputs/06-off/completions.jsonl").read_text())
+    assert off["adapters"] is None
+    # disabled output is the base model's
+    assert off["token_ids"] == rows[0]["token_ids"]
+    listed = {o["path"]: o["sha256"] for s in manifest["steps"] for o in s.get("outputs", [])}
+    assert set(listed) == {
+        "outputs/01-base/completions.jsonl",
+        "outputs/04-generate/completions.jsonl",
+        "outputs/06-off/completions.jsonl",
+    }
+
+
+def test_sha256sums_checks_with_coreutils(finished: Path) -> None:
+    sums = (finished / "SHA256SUMS").read_text().splitlines()
+    names = sorted(line.split("  ", 1)[1] for line in sums)
+    on_disk = sorted(p.relative_to(finished).as_posix() for p in finished.rglob("*") if p.is_file())
+    assert names == [n for n in on_disk if n != "SHA256SUMS"]
+    check = subprocess.run(
+        ["sha256sum", "-c", "--quiet", "SHA256SUMS"], cwd=finished, capture_output=True, text=True
+    )
+    assert check.returncode == 0, check.stdout + check.stderr
+
+
+def test_verify_catches_tampering(finished: Path, tmp_path: Path) -> None:
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(finished, copy)
+    assert invoke("verify", str(copy))[0] == 0
+    target = copy / "outputs/04-generate/completions.jsonl"
+    data = bytearray(target.read_bytes())
+    data[5] ^= 1
+    target.write_bytes(bytes(data))
+    code, out, _ = invoke("verify", str(copy))
+    assert code == 1 and "outputs/04-generate/completions.jsonl" in out
+
+
+def test_reproduce_is_identical_on_cpu(finished: Path, tmp_path: Path) -> None:
+    code, out, err = invoke("reproduce", str(finished), "--out", str(tmp_path))
+    assert code == 0, out + err
+    assert "every output is identical" in out
+
+
+def test_diff_of_two_seeds_names_the_seed(finished: Path, tmp_path: Path) -> None:
+    spec = write(tmp_path, SPEC.replace("seed: 3", "seed: 4"))
+    code, out, _ = invoke("run", str(spec), "--out", str(tmp_path / "runs"))
+    assert code == 0
+    code, report, _ = invoke("diff", str(finished), out.strip())
+    assert code == 1
+    assert "seed 3 -> 4" in report
+    code, as_json, _ = invoke("diff", str(finished), out.strip(), "--json")
+    assert code == 1 and json.loads(as_json)["same"] is False
+
+
+def test_invalid_spec_exits_one_and_writes_no_run(tmp_path: Path) -> None:
+    spec = write(tmp_path, SPEC.replace("adapters: [a, b]", "adapters: [a, c]"))
+    code, out, err = invoke("run", str(spec), "--out", str(tmp_path / "runs"))
+    assert code == 1
+    assert f"{spec}:14:19: steps[1].adapters[1]: adapter 'c' is not declared" in err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_bad_device_option_is_refused(tmp_path: Path) -> None:
+    code, _, err = invoke("run", str(write(tmp_path, SPEC)), "--device", "gpu")
+    assert code == 1 and "--device" in err
+
+
+def test_corrupt_adapter_fails_the_step_and_keeps_earlier_outputs(tmp_path: Path) -> None:
+    bad = tmp_path / "bad-adapter"
+    bad.mkdir()
+    from runner import builtin
+
+    good = builtin.resolve("tiny-causal-lm-lora-b")
+    (bad / "adapter_config.json").write_bytes((good / "adapter_config.json").read_bytes())
+    (bad / "adapter_model.safetensors").write_bytes(b"\x00not a safetensors file")
+    spec = write(tmp_path, SPEC.replace("builtin:tiny-causal-lm-lora-b", "./bad-adapter"))
+    code, out, err = invoke("run", str(spec), "--out", str(tmp_path / "runs"))
+    assert code == 2
+    assert "Traceback" not in err
+    assert f"{spec}:13: step 2 (load): adapter 'b':" in err
+    (run,) = (tmp_path / "runs").iterdir()
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert manifest["status"] == "failed"
+    assert manifest["error"]["step"] == 2 and "adapter 'b'" in manifest["error"]["message"]
+    assert [s["status"] for s in manifest["steps"]] == ["ok", "failed"]
+    assert (run / "outputs/01-base/completions.jsonl").is_file()
+    assert invoke("verify", str(run))[0] == 0
+
+
+def test_runs_never_share_a_directory(tmp_path: Path) -> None:
+    spec = write(
+        tmp_path,
+        "version: 1\nmodel: {family: transformers, path: builtin:tiny-causal-lm}\n"
+        "device: cpu\nsteps:\n  - op: generate\n    prompt: hi\n    max_new_tokens: 1\n",
+    )
+    runs = {invoke("run", str(spec), "--out", str(tmp_path / "r"))[1].strip() for _ in range(2)}
+    assert len(runs) == 2
+
+
+def test_sigint_keeps_finished_outputs_and_a_verifiable_run(tmp_path: Path) -> None:
+    steps = "".join(
+        f"  - op: generate\n    id: g{i}\n    prompt: the cat\n    max_new_tokens: 48\n"
+        for i in range(40)
+    )
+    spec = write(
+        tmp_path,
+        "version: 1\ndevice: cpu\nmodel: {family: transformers, path: builtin:tiny-causal-lm}\n"
+        f"steps:\n{steps}",
+    )
+    exe = Path(sys.executable).parent / "runner"
+    proc = subprocess.Popen(
+        [str(exe), "run", str(spec), "--out", str(tmp_path / "runs")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=os.environ.copy(),
+    )
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if list(tmp_path.glob("runs/*/outputs/02-g1/completions.jsonl")):
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    (run,) = (tmp_path / "runs").iterdir()
+    assert out.strip() == str(run)
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert manifest["status"] == "interrupted"
+    done = [s for s in manifest["steps"] if s["status"] == "ok"]
+    assert len(done) >= 2 and len(done) < 40
+    assert all((run / o["path"]).is_file() for s in done for o in s["outputs"])
+    assert invoke("verify", str(run))[0] == 0
