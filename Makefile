@@ -28,7 +28,9 @@ lint: $(STAMP)
 	$(VENV)/bin/mypy
 
 bench: $(STAMP)
-	$(PY) benchmarks/bench.py
+	$(PY) benchmarks/bench_validate.py
+	$(PY) benchmarks/bench_run.py
+	$(PY) benchmarks/bench_hashing.py
 
 clean:
 	rm -rf $(VENV) runs

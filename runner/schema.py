@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import json
+from dataclasses import replace
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -81,6 +82,15 @@ def _suggest(word: str, choices: list[str]) -> str:
 
 
 def _translate(error: ValidationError, doc: Document) -> list[Located]:
+    problems = _messages(error, doc)
+    expected = error.schema.get("type") if isinstance(error.schema, dict) else None
+    if isinstance(error.instance, bool) and "string" in (expected or ()):
+        hint = " (YAML reads unquoted yes/no/on/off as true/false: quote the value)"
+        problems = [replace(p, message=p.message + hint) for p in problems]
+    return problems
+
+
+def _messages(error: ValidationError, doc: Document) -> list[Located]:
     path: Path_ = tuple(error.absolute_path)
     value, rule, schema_node = error.instance, error.validator, error.schema
     custom = schema_node.get("errorMessage") if isinstance(schema_node, dict) else None

@@ -38,7 +38,7 @@ steps:
     prompt: the cat
   - op: disable
   - op: generate
-    id: off
+    id: disabled
     prompt: the cat
 """
 
@@ -69,7 +69,7 @@ def test_run_directory_holds_what_the_contract_says(finished: Path) -> None:
     assert resolved["steps"][3] == {
         "op": "generate",
         "id": None,
-        "line": 18,
+        "line": 19,
         "prompt": "the cat",
         "seed": 3,
         "max_new_tokens": 6,
@@ -90,7 +90,7 @@ def test_run_directory_holds_what_the_contract_says(finished: Path) -> None:
     assert set(manifest["inputs"]["adapters"]) == {"a", "b"}
     assert all(len(h) == 64 for h in manifest["inputs"]["model"]["files"].values())
     folders = sorted(p.name for p in (finished / "outputs").iterdir())
-    assert folders == ["01-base", "04-generate", "06-off"]
+    assert folders == ["01-base", "04-generate", "06-disabled"]
     rows = [
         json.loads(line)
         for line in (finished / "outputs/01-base/completions.jsonl").read_text().splitlines()
@@ -100,7 +100,7 @@ def test_run_directory_holds_what_the_contract_says(finished: Path) -> None:
     assert rows[0]["adapters"] == {} and rows[0]["seed"] == 3 and 0 < len(rows[0]["token_ids"]) <= 6
     blended = json.loads((finished / "outputs/04-generate/completions.jsonl").read_text())
     assert blended["adapters"] == {"a": 0.5, "b": 0.5}
-    off = json.loads((finished / "outputs/06-off/completions.jsonl").read_text())
+    off = json.loads((finished / "outputs/06-disabled/completions.jsonl").read_text())
     assert off["adapters"] is None
     # disabled output is the base model's
     assert off["token_ids"] == rows[0]["token_ids"]
@@ -108,7 +108,7 @@ def test_run_directory_holds_what_the_contract_says(finished: Path) -> None:
     assert set(listed) == {
         "outputs/01-base/completions.jsonl",
         "outputs/04-generate/completions.jsonl",
-        "outputs/06-off/completions.jsonl",
+        "outputs/06-disabled/completions.jsonl",
     }
 
 
@@ -158,7 +158,7 @@ def test_invalid_spec_exits_one_and_writes_no_run(tmp_path: Path) -> None:
     spec = write(tmp_path, SPEC.replace("adapters: [a, b]", "adapters: [a, c]"))
     code, out, err = invoke("run", str(spec), "--out", str(tmp_path / "runs"))
     assert code == 1
-    assert f"{spec}:14:19: steps[1].adapters[1]: adapter 'c' is not declared" in err
+    assert f"{spec}:16:19: steps[1].adapters[1]: adapter 'c' is not declared" in err
     assert not (tmp_path / "runs").exists()
 
 
@@ -179,7 +179,7 @@ def test_corrupt_adapter_fails_the_step_and_keeps_earlier_outputs(tmp_path: Path
     code, out, err = invoke("run", str(spec), "--out", str(tmp_path / "runs"))
     assert code == 2
     assert "Traceback" not in err
-    assert f"{spec}:13: step 2 (load): adapter 'b':" in err
+    assert f"{spec}:15: step 2 (load): adapter 'b':" in err
     (run,) = (tmp_path / "runs").iterdir()
     manifest = json.loads((run / "manifest.json").read_text())
     assert manifest["status"] == "failed"

@@ -152,6 +152,8 @@ class DiffusersBackend:
             if where is None:
                 raise StepError(f"{type(pipe).__name__} takes no lora_scale")
             args[where] = {"scale": float(lora_scale)}
+        if isinstance(args.get("negative_prompt"), str):  # SD wants a list beside a prompt list
+            args["negative_prompt"] = [args["negative_prompt"]] * len(step.prompts)
         count = len(step.prompts) * per_prompt
         generators = [torch.Generator("cpu").manual_seed(step.seed + k) for k in range(count)]
         try:
@@ -164,6 +166,12 @@ class DiffusersBackend:
             ).images
         except ValueError as exc:  # the pipeline's own checks of its arguments
             raise StepError(f"{type(pipe).__name__}: {exc}") from exc
+        for side in ("width", "height"):
+            # StableDiffusionPipeline ignores a height given without a width, and vice versa.
+            if side in args and getattr(images[0], side) != args[side]:
+                raise StepError(f"{type(pipe).__name__} made {images[0].width}x{images[0].height} "
+                                f"images, not the {side} {args[side]} asked; give width and height")
+
         def used(name: str) -> Any:
             default = accepted[name].default if name in accepted else None
             return step.args.get(name, default)

@@ -97,7 +97,9 @@ def _train(model: Any, tokenizer: Any, lines: list[str], steps: int, lr: float) 
     """Full-batch AdamW on `lines`, each as <s> line </s>; padding is not learned."""
     import torch
 
-    batch = tokenizer([line + tokenizer.eos_token for line in lines], padding=True, return_tensors="pt")
+    batch = tokenizer(
+        [line + tokenizer.eos_token for line in lines], padding=True, return_tensors="pt"
+    )
     labels = batch["input_ids"].masked_fill(batch["attention_mask"] == 0, -100)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
@@ -175,7 +177,15 @@ def _make_adapter(folder: Path, endings: tuple[str, ...], seed: int) -> None:
     config = LoraConfig(
         r=8,
         lora_alpha=16,
-        target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+        target_modules=[
+            "q_proj",
+            "k_proj",
+            "v_proj",
+            "o_proj",
+            "gate_proj",
+            "up_proj",
+            "down_proj",
+        ],
         task_type="CAUSAL_LM",
     )
     with _quiet_torch(seed=seed):

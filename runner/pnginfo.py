@@ -1,0 +1,123 @@
+"""PNG files that say how they were made: one text chunk per fact, plus AUTOMATIC1111 infotext.
+
+The `parameters` chunk follows the layout AUTOMATIC1111's web UI writes and reads back
+("PNG Info"), so other tools show the prompt, seed and settings; the other chunks hold the
+same facts as plain values, and the adapters as JSON, for programs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from PIL import Image
+from PIL.PngImagePlugin import PngInfo
+
+if TYPE_CHECKING:
+    from runner.backends import Picture
+
+# AUTOMATIC1111's pattern for one `Key: value` of the last infotext line; values may be quoted.
+_PARAM = re.compile(r'\s*(\w[\w \-/]+):\s*("(?:\\.|[^\\"])+"|[^,]*)(?:,|$)')
+
+
+def _quote(value: Any) -> str:
+    """AUTOMATIC1111's quoting: JSON-quote a value holding a comma, colon or newline."""
+    text = str(value)
+    if "," not in text and ":" not in text and "\n" not in text:
+        return text
+    return json.dumps(text, ensure_ascii=False)
+
+
+def infotext(picture: Picture, adapters: dict[str, float] | None, runner_version: str) -> str:
+    """The `parameters` text AUTOMATIC1111 writes: prompt, negative prompt, then settings."""
+    params = picture.params
+    fields: dict[str, Any] = {
+        "Steps": params.get("num_inference_steps"),
+        "Sampler": params.get("scheduler"),
+        "CFG scale": params.get("guidance_scale"),
+        "Seed": picture.seed,
+        "Size": f"{params.get('width')}x{params.get('height')}",
+        # Not A1111's `<lora:name:weight>` in the prompt, which would change what the prompt says.
+        "Lora weights": ", ".join(f"{n}: {float(w)!r}" for n, w in adapters.items())
+        if adapters
+        else None,
+        "Lora scale": params.get("lora_scale") if adapters else None,
+        "Version": f"runner {runner_version}",
+    }
+    lines = [picture.prompt]
+    if params.get("negative_prompt"):
+        lines.append(f"Negative prompt: {params['negative_prompt']}")
+    lines.append(", ".join(f"{k}: {_quote(v)}" for k, v in fields.items() if v is not None))
+    return "\n".join(lines)
+
+
+def parse_parameters(text: str) -> dict[str, str]:
+    """Read infotext back as AUTOMATIC1111 does: `Prompt`, `Negative prompt`, then each key."""
+    *head, last = text.strip().split("\n")
+    if len(_PARAM.findall(last)) < 3:  # no settings line: all of it is prompt
+        head, last = [*head, last], ""
+    prompt: list[str] = []
+    negative: list[str] = []
+    for line in head:
+        if negative or line.startswith("Negative prompt:"):
+            negative.append(line.removeprefix("Negative prompt:").lstrip() if not negative else line)
+        else:
+            prompt.append(line)
+    result = {"Prompt": "\n".join(prompt), "Negative prompt": "\n".join(negative)}
+    for key, value in _PARAM.findall(last):
+        result[key] = json.loads(value) if value.startswith('"') else value
+    return result
+
+
+def save_png(
+    picture: Picture,
+    path: Path,
+    *,
+    adapters: dict[str, float] | None,
+    spec_sha256: str,
+    runner_version: str,
+) -> None:
+    """Write the picture with its provenance, atomically and byte for byte reproducibly.
+
+    `adapters` maps the active adapters to their weights, or is None when they are disabled.
+    """
+    params = picture.params
+    chunks = {
+        "prompt": picture.prompt,
+        "negative_prompt": params.get("negative_prompt") or "",
+        "seed": str(picture.seed),
+        "steps": str(params.get("num_inference_steps")),
+        "guidance": str(params.get("guidance_scale")),
+        "size": f"{params.get('width')}x{params.get('height')}",
+        "lora_scale": str(params.get("lora_scale")),
+        "adapters": json.dumps(adapters),
+        "spec_sha256": spec_sha256,
+        "runner_version": runner_version,
+        "parameters": infotext(picture, adapters, runner_version),
+    }
+    info = PngInfo()
+    for key, value in chunks.items():
+        info.add_text(key, value)  # falls back to UTF-8 iTXt for text latin-1 cannot hold
+    fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as file:
+            # Fixed settings and no timestamp chunk: the same picture gives the same bytes.
+            picture.image.save(file, format="PNG", pnginfo=info, compress_level=6)
+            file.flush()
+            os.fsync(file.fileno())
+        os.chmod(temp, 0o644)  # mkstemp makes the file private to its owner
+        os.replace(temp, path)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
+
+
+def read_png_metadata(path: Path) -> dict[str, str]:
+    """Every text chunk of a PNG, by key."""
+    with Image.open(path) as image:
+        image.load()  # text chunks after the image data are read only with it
+        return {key: str(value) for key, value in image.text.items()}  # type: ignore[attr-defined]
