@@ -47,6 +47,7 @@ class Context:
     recorder: Recorder
     state: State
     index: int = 0  # 1-based number of the step being run
+    notes: list[str] = field(default_factory=list)  # what the step made, for the progress line
 
 
 def _load(ctx: Context, step: Load) -> list[dict[str, str]]:
@@ -78,7 +79,10 @@ def _generate(ctx: Context, step: Generate) -> list[dict[str, str]]:
     results = ctx.backend.generate(step)
     folder = output_dir(ctx.index, step.id)
     if results and isinstance(results[0], Picture):
-        return ctx.recorder.pictures(folder, results, ctx.state.running)  # type: ignore[arg-type]
+        written = ctx.recorder.pictures(folder, results, ctx.state.running)  # type: ignore[arg-type]
+        ctx.notes = [f"{p.prompt!r} -> {w['path']}" for p, w in zip(results, written, strict=True)]
+        return written
+    ctx.notes = [f"{c.prompt!r} -> {c.text!r}" for c in results]  # type: ignore[union-attr]
     return ctx.recorder.completions(folder, results, ctx.state.running)  # type: ignore[arg-type]
 
 
@@ -205,6 +209,9 @@ def _run_step(ctx: Context, step: Step, progress: Callable[[str], None]) -> None
     progress(
         f"step {ctx.index}/{len(ctx.spec.steps)} {step.op:<12} adapters: {shown}  {seconds:.2f}s"
     )
+    for note in ctx.notes:
+        progress(f"    {note}")
+    ctx.notes = []
 
 
 def _arguments(step: Step) -> dict[str, Any]:

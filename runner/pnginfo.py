@@ -64,7 +64,9 @@ def parse_parameters(text: str) -> dict[str, str]:
     negative: list[str] = []
     for line in head:
         if negative or line.startswith("Negative prompt:"):
-            negative.append(line.removeprefix("Negative prompt:").lstrip() if not negative else line)
+            negative.append(
+                line.removeprefix("Negative prompt:").lstrip() if not negative else line
+            )
         else:
             prompt.append(line)
     result = {"Prompt": "\n".join(prompt), "Negative prompt": "\n".join(negative)}

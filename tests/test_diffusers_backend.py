@@ -27,7 +27,8 @@ from runner.backends.diffusers_backend import DiffusersBackend
 from runner.builtin import diffusion
 from runner.errors import StepError
 from runner.pnginfo import parse_parameters, read_png_metadata, save_png
-from runner.spec import Adapter, Generate, LoraConfig as SpecLoraConfig, Model
+from runner.spec import Adapter, Generate, Model
+from runner.spec import LoraConfig as SpecLoraConfig
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 PROMPT = "a photo of a cat"
@@ -246,7 +247,10 @@ def test_several_images_per_prompt_seed_plus_k(sd: Path) -> None:
     got = [np.array(p.image) for p in pictures]
     assert same(got, draw(hand(sd), list(prompts), seed=10, n=2))
     assert [(p.prompt, p.seed) for p in pictures] == [
-        (prompts[0], 10), (prompts[0], 11), (prompts[1], 12), (prompts[1], 13)
+        (prompts[0], 10),
+        (prompts[0], 11),
+        (prompts[1], 12),
+        (prompts[1], 13),
     ]
     # Image k made alone from seed + k is the same picture; not always bit for bit: a batch of
     # four runs other matrix-multiply blocking than a batch of one (at most 1 level in 255 seen).
@@ -277,7 +281,9 @@ def test_sdxl_kohya_and_diffusers_loras(sdxl: Path) -> None:
     assert {"text_encoder", "text_encoder_2", "unet"} <= set(runner.pipe.get_list_adapters())
     oracle = hand(sdxl)
     oracle.load_lora_weights(kohya, weight_name="tiny_sdxl_kohya.safetensors", adapter_name="k")
-    oracle.load_lora_weights(lora_a, weight_name="pytorch_lora_weights.safetensors", adapter_name="a")
+    oracle.load_lora_weights(
+        lora_a, weight_name="pytorch_lora_weights.safetensors", adapter_name="a"
+    )
     base = draw(hand(sdxl), [PROMPT], seed=3)
 
     assert same(pixels(runner, step(seed=3)), draw(oracle, [PROMPT], seed=3))
@@ -286,14 +292,22 @@ def test_sdxl_kohya_and_diffusers_loras(sdxl: Path) -> None:
     pictures = runner.generate(step(seed=3, lora_scale=0.8, negative_prompt="blurry"))
     assert same(
         [np.array(p.image) for p in pictures],
-        draw(oracle, [PROMPT], seed=3, cross_attention_kwargs={"scale": 0.8}, negative_prompt="blurry"),
+        draw(
+            oracle,
+            [PROMPT],
+            seed=3,
+            cross_attention_kwargs={"scale": 0.8},
+            negative_prompt="blurry",
+        ),
     )
     assert pictures[0].params["guidance_scale"] == 5.0  # StableDiffusionXLPipeline's default
     runner.disable()
     assert same(pixels(runner, step(seed=3)), base)
     # The sgm-named kohya UNet keys all found their diffusers modules.
     (file,) = kohya.glob("*.safetensors")
-    assert lora_layers(runner.pipe, "k") == sum(k.endswith("lora_down.weight") for k in load_file(file))
+    assert lora_layers(runner.pipe, "k") == sum(
+        k.endswith("lora_down.weight") for k in load_file(file)
+    )
 
 
 def test_a_causal_lm_adapter_is_refused_without_a_ghost(
@@ -303,13 +317,18 @@ def test_a_causal_lm_adapter_is_refused_without_a_ghost(
 
     torch.manual_seed(0)
     config = LlamaConfig(
-        vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
-        num_attention_heads=2, num_key_value_heads=2,
+        vocab_size=64,
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=2,
     )
     peft_model = get_peft_model(
-        LlamaForCausalLM(config), LoraConfig(r=2, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM")
+        LlamaForCausalLM(config),
+        LoraConfig(r=2, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM"),
     )
-    peft_model.save_pretrained(tmp_path)
+    peft_model.save_pretrained(str(tmp_path))
     runner = backend(sd)
     with pytest.raises(StepError, match="none of its weights fit"):
         runner.load_adapter(ad("llm", tmp_path), tmp_path)
@@ -372,7 +391,12 @@ def test_png_metadata_round_trips(sd: Path, tmp_path: Path) -> None:
 
     meta = read_png_metadata(first)
     assert meta["prompt"] == PROMPT and meta["negative_prompt"] == "blurry, dark"
-    assert (meta["seed"], meta["steps"], meta["guidance"], meta["size"]) == ("7", "2", "7.5", "64x64")
+    assert (meta["seed"], meta["steps"], meta["guidance"], meta["size"]) == (
+        "7",
+        "2",
+        "7.5",
+        "64x64",
+    )
     assert meta["adapters"] == '{"3d": 0.7, "cereal": 0.5}'
     assert (meta["spec_sha256"], meta["runner_version"]) == (sha, "0.1.0")
     assert meta["parameters"] == (

@@ -35,8 +35,10 @@ def lora_file(adapter: Adapter, local: Path) -> Path:
             found = [local / STANDARD_NAME]
         if len(found) > 1:
             names = ", ".join(p.name for p in found)
-            raise StepError(f"adapter {adapter.name!r}: {local} holds several weight files "
-                            f"({names}); choose one with weight_name")
+            raise StepError(
+                f"adapter {adapter.name!r}: {local} holds several weight files "
+                f"({names}); choose one with weight_name"
+            )
         if not found:
             pickled = sorted(p.name for p in local.iterdir() if p.suffix in PICKLE_SUFFIXES)
             if len(pickled) != 1:
@@ -46,8 +48,10 @@ def lora_file(adapter: Adapter, local: Path) -> Path:
     if not local.is_file():
         raise StepError(f"adapter {adapter.name!r}: {local} does not exist")
     if local.suffix in PICKLE_SUFFIXES and not adapter.allow_pickle:
-        raise StepError(f"adapter {adapter.name!r}: {local.name} is a pickled checkpoint, which can "
-                        "run code when loaded; set allow_pickle: true if you trust it")
+        raise StepError(
+            f"adapter {adapter.name!r}: {local.name} is a pickled checkpoint, which can "
+            "run code when loaded; set allow_pickle: true if you trust it"
+        )
     return local
 
 
@@ -66,8 +70,8 @@ class DiffusersBackend:
             raise StepError("no model is loaded")
         return self._pipe
 
-    def load_model(self, model: Model, local: Path | None) -> None:
-        """Load the pipeline from `local`, or from the hub id `model.path` when None."""
+    def load_model(self, model: Model, local: Path | str | None) -> None:
+        """Load the pipeline from `local` (a folder or hub id), or from `model.path` when None."""
         with warnings.catch_warnings():
             # `dtype` replaces `torch_dtype` only in recent diffusers; the old name works in all.
             warnings.filterwarnings("ignore", ".*torch_dtype.*", FutureWarning)
@@ -90,20 +94,25 @@ class DiffusersBackend:
         """load_lora_weights under the adapter's name; it becomes the only active adapter."""
         pipe, name = self.pipe, adapter.name
         if adapter.config is not None:
-            raise StepError(f"adapter {name!r}: a diffusers pipeline loads LoRA weights from a "
-                            "path; an adapter made from a config has no weights to load")
+            raise StepError(
+                f"adapter {name!r}: a diffusers pipeline loads LoRA weights from a "
+                "path; an adapter made from a config has no weights to load"
+            )
         if not hasattr(pipe, "load_lora_weights"):
             raise StepError(f"adapter {name!r}: {type(pipe).__name__} does not take LoRA adapters")
         if name in self.adapters():
             raise StepError(f"adapter {name!r} is already loaded")
+        weight_name: str | None
         if local is not None:
             file = lora_file(adapter, local)
             source, weight_name = str(file.parent), file.name
         else:
             source, weight_name = str(adapter.path), adapter.weight_name
             if weight_name and weight_name.endswith(PICKLE_SUFFIXES) and not adapter.allow_pickle:
-                raise StepError(f"adapter {name!r}: {weight_name} is a pickled checkpoint; "
-                                "set allow_pickle: true if you trust it")
+                raise StepError(
+                    f"adapter {name!r}: {weight_name} is a pickled checkpoint; "
+                    "set allow_pickle: true if you trust it"
+                )
         try:
             pipe.load_lora_weights(
                 source,
@@ -115,12 +124,18 @@ class DiffusersBackend:
         except LOAD_ERRORS as exc:
             self._forget(name)
             lines = str(exc).splitlines()  # a shape mismatch lists every layer: keep a few
-            reason = "\n".join(lines[:4] + ([f"... ({len(lines) - 4} more lines)"] if len(lines) > 4 else []))
-            raise StepError(f"adapter {name!r} does not load into {type(pipe).__name__}: {reason}") from exc
+            reason = "\n".join(
+                lines[:4] + ([f"... ({len(lines) - 4} more lines)"] if len(lines) > 4 else [])
+            )
+            raise StepError(
+                f"adapter {name!r} does not load into {type(pipe).__name__}: {reason}"
+            ) from exc
         if name not in self.adapters():
             # diffusers only logs a warning when no key of the file names a module of the pipeline.
-            raise StepError(f"adapter {name!r}: none of its weights fit a module of "
-                            f"{type(pipe).__name__}; is it a LoRA for this kind of pipeline?")
+            raise StepError(
+                f"adapter {name!r}: none of its weights fit a module of "
+                f"{type(pipe).__name__}; is it a LoRA for this kind of pipeline?"
+            )
         # A component the new LoRA does not touch would keep the previous one active otherwise.
         pipe.set_adapters([name])
 
@@ -169,8 +184,10 @@ class DiffusersBackend:
         for side in ("width", "height"):
             # StableDiffusionPipeline ignores a height given without a width, and vice versa.
             if side in args and getattr(images[0], side) != args[side]:
-                raise StepError(f"{type(pipe).__name__} made {images[0].width}x{images[0].height} "
-                                f"images, not the {side} {args[side]} asked; give width and height")
+                raise StepError(
+                    f"{type(pipe).__name__} made {images[0].width}x{images[0].height} "
+                    f"images, not the {side} {args[side]} asked; give width and height"
+                )
 
         def used(name: str) -> Any:
             default = accepted[name].default if name in accepted else None
@@ -184,7 +201,11 @@ class DiffusersBackend:
             "scheduler": type(pipe.scheduler).__name__,
         }
         return [
-            Picture(image, step.prompts[k // per_prompt], step.seed + k,
-                    {**params, "width": image.width, "height": image.height})
+            Picture(
+                image,
+                step.prompts[k // per_prompt],
+                step.seed + k,
+                {**params, "width": image.width, "height": image.height},
+            )
             for k, image in enumerate(images)
         ]

@@ -26,7 +26,7 @@ from runner.spec import Adapter, Generate, Model
 CONFIG = "adapter_config.json"
 SAFETENSORS = "adapter_model.safetensors"
 PICKLE = "adapter_model.bin"
-# A config adapter is made right after pass, so by hand it is
+# A config adapter is made right after torch.manual_seed(CONFIG_SEED), so by hand it is
 # `torch.manual_seed(0); model.add_adapter(LoraConfig(**options), adapter_name=name)`.
 CONFIG_SEED = 0
 

@@ -8,8 +8,8 @@ diffusers' format and some in the kohya-ss / AUTOMATIC1111 format that diffusers
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from runner.builtin import Builtin
@@ -82,7 +82,7 @@ def _text_encoder(vocab_size: int, projection: bool) -> Any:
         eos_token_id=vocab_size - 1,
         pad_token_id=vocab_size - 1,
     )
-    return (CLIPTextModelWithProjection if projection else CLIPTextModel)(config).eval()
+    return (CLIPTextModelWithProjection if projection else CLIPTextModel)(config)
 
 
 def _vae() -> Any:
@@ -96,7 +96,7 @@ def _vae() -> Any:
         up_block_types=["UpDecoderBlock2D", "UpDecoderBlock2D"],
         latent_channels=4,
         sample_size=64,
-    ).eval()
+    )
 
 
 def make_tiny_sd(folder: Path) -> None:
@@ -107,7 +107,7 @@ def make_tiny_sd(folder: Path) -> None:
 
     vocab_size = _write_tokenizer(folder / "_tokenizer")
     torch.manual_seed(0)
-    unet = UNet2DConditionModel(
+    unet: Any = UNet2DConditionModel(
         block_out_channels=(32, 64),
         layers_per_block=1,
         sample_size=32,
@@ -116,7 +116,7 @@ def make_tiny_sd(folder: Path) -> None:
         down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
         up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
         cross_attention_dim=32,
-    ).eval()
+    )
     vae = _vae()
     text_encoder = _text_encoder(vocab_size, projection=False)
     scheduler = DDIMScheduler(
@@ -127,7 +127,7 @@ def make_tiny_sd(folder: Path) -> None:
         set_alpha_to_one=False,
         steps_offset=1,
     )
-    pipe = StableDiffusionPipeline(
+    pipe: Any = StableDiffusionPipeline(
         vae=vae,
         text_encoder=text_encoder,
         tokenizer=CLIPTokenizer.from_pretrained(folder / "_tokenizer"),
@@ -149,7 +149,7 @@ def make_tiny_sdxl(folder: Path) -> None:
 
     vocab_size = _write_tokenizer(folder / "_tokenizer")
     torch.manual_seed(0)
-    unet = UNet2DConditionModel(
+    unet: Any = UNet2DConditionModel(
         block_out_channels=(32, 64),
         layers_per_block=2,
         sample_size=32,
@@ -164,7 +164,7 @@ def make_tiny_sdxl(folder: Path) -> None:
         transformer_layers_per_block=(1, 2),
         projection_class_embeddings_input_dim=80,  # 6 time ids * 8 + text_encoder_2's 32
         cross_attention_dim=64,  # both text encoders' hidden states, concatenated
-    ).eval()
+    )
     vae = _vae()
     text_encoder = _text_encoder(vocab_size, projection=False)
     text_encoder_2 = _text_encoder(vocab_size, projection=True)
@@ -176,7 +176,7 @@ def make_tiny_sdxl(folder: Path) -> None:
         steps_offset=1,
     )
     tokenizer = CLIPTokenizer.from_pretrained(folder / "_tokenizer")
-    pipe = StableDiffusionXLPipeline(
+    pipe: Any = StableDiffusionXLPipeline(
         vae=vae,
         text_encoder=text_encoder,
         text_encoder_2=text_encoder_2,
@@ -221,9 +221,7 @@ def _random_like(
     import torch
 
     generator = torch.Generator("cpu").manual_seed(seed)
-    return {
-        key: torch.randn(shapes[key], generator=generator) * scale for key in sorted(shapes)
-    }
+    return {key: torch.randn(shapes[key], generator=generator) * scale for key in sorted(shapes)}
 
 
 def _diffusers_lora(base: str, seed: int) -> Callable[[Path], None]:
@@ -235,9 +233,9 @@ def _diffusers_lora(base: str, seed: int) -> Callable[[Path], None]:
 
         pipe = _base_pipeline(base)
         layers: dict[str, dict[str, torch.Tensor]] = {}
-        for offset, (component, targets) in enumerate( [("unet", _UNET_TARGETS)] + [
-            (name, _TE_TARGETS) for name in ("text_encoder", "text_encoder_2") if hasattr(pipe, name)
-        ]):
+        encoders = [name for name in ("text_encoder", "text_encoder_2") if hasattr(pipe, name)]
+        for offset, component in enumerate(["unet", *encoders]):
+            targets = _UNET_TARGETS if component == "unet" else _TE_TARGETS
             model = getattr(pipe, component)
             # peft injects the layers so that its state dict names them as diffusers saves them;
             # the values are then replaced by seeded ones: default init leaves lora_B at zero.
@@ -273,7 +271,7 @@ def _kohya_lora(base: str, seed: int, alpha: float, file: str) -> Callable[[Path
 
         pipe = _base_pipeline(base)
         sdxl = hasattr(pipe, "text_encoder_2")
-        modules: dict[str, torch.nn.Module] = {}
+        modules: dict[str, Any] = {}  # kohya key stem -> torch.nn.Linear
         for name, module in pipe.unet.named_modules():
             if "attentions" in name and name.endswith(_UNET_TARGETS):
                 if sdxl:  # kohya-ss trains SDXL on the sgm UNet; diffusers maps it back
@@ -284,7 +282,9 @@ def _kohya_lora(base: str, seed: int, alpha: float, file: str) -> Callable[[Path
             for name, module in getattr(pipe, component).named_modules():
                 # Newer transformers flatten CLIPTextModel (no `text_model.`); kohya keys keep it.
                 name = name.removeprefix("text_model.")
-                if name.startswith("encoder.layers.") and name.endswith((*_TE_TARGETS, "fc1", "fc2")):
+                if name.startswith("encoder.layers.") and name.endswith(
+                    (*_TE_TARGETS, "fc1", "fc2")
+                ):
                     modules[prefix + "text_model_" + name.replace(".", "_")] = module
         rank = 4
         shapes: dict[str, tuple[int, ...]] = {}
@@ -302,15 +302,27 @@ def _kohya_lora(base: str, seed: int, alpha: float, file: str) -> Callable[[Path
 CATALOG: dict[str, Builtin] = {
     "tiny-sd": Builtin("model", "diffusers", make_tiny_sd),
     "tiny-sdxl": Builtin("model", "diffusers", make_tiny_sdxl),
-    "tiny-sd-lora-a": Builtin("adapter", "diffusers", _diffusers_lora("tiny-sd", 100), "lora", "tiny-sd"),
-    "tiny-sd-lora-b": Builtin("adapter", "diffusers", _diffusers_lora("tiny-sd", 200), "lora", "tiny-sd"),
+    "tiny-sd-lora-a": Builtin(
+        "adapter", "diffusers", _diffusers_lora("tiny-sd", 100), "lora", "tiny-sd"
+    ),
+    "tiny-sd-lora-b": Builtin(
+        "adapter", "diffusers", _diffusers_lora("tiny-sd", 200), "lora", "tiny-sd"
+    ),
     "tiny-sd-lora-kohya": Builtin(
-        "adapter", "diffusers", _kohya_lora("tiny-sd", 300, 2.0, "tiny_sd_kohya.safetensors"), "lora", "tiny-sd"
+        "adapter",
+        "diffusers",
+        _kohya_lora("tiny-sd", 300, 2.0, "tiny_sd_kohya.safetensors"),
+        "lora",
+        "tiny-sd",
     ),
     "tiny-sdxl-lora-a": Builtin(
         "adapter", "diffusers", _diffusers_lora("tiny-sdxl", 400), "lora", "tiny-sdxl"
     ),
     "tiny-sdxl-lora-kohya": Builtin(
-        "adapter", "diffusers", _kohya_lora("tiny-sdxl", 500, 2.0, "tiny_sdxl_kohya.safetensors"), "lora", "tiny-sdxl"
+        "adapter",
+        "diffusers",
+        _kohya_lora("tiny-sdxl", 500, 2.0, "tiny_sdxl_kohya.safetensors"),
+        "lora",
+        "tiny-sdxl",
     ),
 }
