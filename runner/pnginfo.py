@@ -104,6 +104,7 @@ def save_png(
     info = PngInfo()
     for key, value in chunks.items():
         info.add_text(key, value)  # falls back to UTF-8 iTXt for text latin-1 cannot hold
+    path.parent.mkdir(parents=True, exist_ok=True)
     fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as file:
@@ -122,4 +123,4 @@ def read_png_metadata(path: Path) -> dict[str, str]:
     """Every text chunk of a PNG, by key."""
     with Image.open(path) as image:
         image.load()  # text chunks after the image data are read only with it
-        return {key: str(value) for key, value in image.text.items()}  # type: ignore[attr-defined]
+        return {key: str(value) for key, value in image.text.items()}

@@ -20,7 +20,7 @@ from diffusers.utils import convert_state_dict_to_diffusers
 from peft import LoraConfig, get_peft_model, get_peft_model_state_dict
 from peft.tuners.lora import LoraLayer
 from PIL import Image
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 
 from runner import builtin
 from runner.backends.diffusers_backend import DiffusersBackend
@@ -345,6 +345,22 @@ def test_a_lora_for_another_pipeline_is_refused_without_a_ghost(sdxl: Path, sd: 
     fits = builtin.resolve("tiny-sdxl-lora-a")
     runner.load_adapter(ad("sd", fits), fits)  # the name is free again
     assert runner.adapters() == {"sd"}
+
+
+def test_an_adapter_that_half_loads_leaves_nothing_behind(
+    sd: Path, styles: Path, tmp_path: Path, sd_base: list[np.ndarray]
+) -> None:
+    # The UNet takes its part, then the text encoder refuses a tensor of the wrong shape.
+    state = load_file(styles / "style_a.safetensors")
+    for key in [k for k in state if k.startswith("text_encoder.") and ".down." in k]:
+        state[key] = torch.zeros(state[key].shape[0], state[key].shape[1] + 3)
+    save_file(state, tmp_path / "broken.safetensors")
+    runner = backend(sd)
+    with pytest.raises(StepError, match="does not load into StableDiffusionPipeline"):
+        runner.load_adapter(ad("broken", tmp_path), tmp_path)
+    assert runner.adapters() == set()
+    assert lora_layers(runner.pipe, "broken") == 0
+    assert same(pixels(runner, step()), sd_base)
 
 
 def test_pickle_is_refused_unless_allowed(sd: Path, styles: Path, tmp_path: Path) -> None:

@@ -8,7 +8,6 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 
 import hashlib
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -34,6 +33,7 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
     root = tmp_path_factory.mktemp("models")
     base = make_base(root / "base")
     small = make_base(root / "small", hidden=32)
+    deep = make_base(root / "deep", layers=3)
     return SimpleNamespace(
         root=root,
         base=base,
@@ -41,6 +41,7 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
         b=make_lora(base, root / "b", seed=2),
         c=make_lora(base, root / "c", seed=3, targets=("k_proj", "o_proj")),
         small_lora=make_lora(small, root / "small_lora", seed=4),
+        deep_lora=make_lora(deep, root / "deep_lora", seed=5),
     )
 
 
@@ -56,8 +57,9 @@ def backend_for(folder: Path, path: str | None = None) -> TransformersBackend:
     return backend
 
 
-def run(backend: TransformersBackend, prompts: tuple[str, ...] = PROMPTS, seed: int = 0,
-        **args: Any) -> list[list[int]]:
+def run(
+    backend: TransformersBackend, prompts: tuple[str, ...] = PROMPTS, seed: int = 0, **args: Any
+) -> list[list[int]]:
     step = Generate(prompts=prompts, batch=True, seed=seed, args={**GREEDY, **args})
     completions = backend.generate(step)
     for prompt, completion in zip(prompts, completions, strict=True):
@@ -126,6 +128,7 @@ def test_add_from_config(files: SimpleNamespace, base_tokens: list[list[int]]) -
         "task_type": "CAUSAL_LM",
     }
     backend = backend_for(files.base)
+    torch.manual_seed(1234)  # the backend seeds its own init, whatever came before
     backend.load_adapter(Adapter(name="fresh", config=LoraConfig("lora", options)), None)
     model, tokenizer = load_base(files.base)
     torch.manual_seed(0)
@@ -158,6 +161,16 @@ def test_set_adapters_one_list_and_weights(files: SimpleNamespace) -> None:
         assert run(backend) == expected, weights
         seen.append(expected)
     assert seen[0] != seen[1] != seen[2] != seen[0]
+
+
+def test_last_loaded_is_the_only_active(files: SimpleNamespace) -> None:
+    backend = backend_for(files.base)
+    load(backend, "a", files.a)
+    load(backend, "b", files.b)
+    backend.set_adapters({"a": 1.0, "b": 1.0})
+    load(backend, "c", files.c)  # c wraps other layers than a and b
+    assert backend.model.active_adapters() == ["c"]
+    assert run(backend) == generate(*oracle_with(files, "c"), PROMPTS, **GREEDY)
 
 
 def test_weight_one_is_the_plain_adapter(files: SimpleNamespace) -> None:
@@ -262,7 +275,10 @@ def test_chat_applies_the_template(files: SimpleNamespace) -> None:
     model, tokenizer = load_base(files.base)
     conversations = [[{"role": "user", "content": p}] for p in PROMPTS]
     batch = tokenizer.apply_chat_template(
-        conversations, add_generation_prompt=True, padding=True, return_tensors="pt",
+        conversations,
+        add_generation_prompt=True,
+        padding=True,
+        return_tensors="pt",
         return_dict=True,
     )
     torch.manual_seed(0)
@@ -312,10 +328,19 @@ def test_missing_files_are_step_errors(files: SimpleNamespace, tmp_path: Path) -
         load(backend, "x", tmp_path, weight_name="other.safetensors")
 
 
-def test_wrong_base_leaves_no_ghost(files: SimpleNamespace, base_tokens: list[list[int]]) -> None:
+@pytest.mark.parametrize(
+    ("wrong", "message"),
+    [
+        ("small_lora", r"lora_A.wrong.weight is \(4, 32\) in the file but \(4, 64\) in the model"),
+        ("deep_lora", r"model.layers.2.self_attn.q_proj.lora_A.wrong.weight has no place"),
+    ],
+)
+def test_wrong_base_leaves_no_ghost(
+    files: SimpleNamespace, base_tokens: list[list[int]], wrong: str, message: str
+) -> None:
     backend = backend_for(files.base)
-    with pytest.raises(StepError, match=r"does not fit the model: .*lora_A.* is \(4, 32\)"):
-        load(backend, "wrong", files.small_lora)
+    with pytest.raises(StepError, match=message):
+        load(backend, "wrong", getattr(files, wrong))
     assert not getattr(backend.model, "peft_config", None)
     assert run(backend) == base_tokens
     load(backend, "a", files.a)
@@ -323,26 +348,16 @@ def test_wrong_base_leaves_no_ghost(files: SimpleNamespace, base_tokens: list[li
     backend.set_adapters({"a": 0.5, "b": 1.0})
     mixed = run(backend)
     with pytest.raises(StepError, match="does not fit the model"):
-        load(backend, "wrong", files.small_lora)
+        load(backend, "wrong", getattr(files, wrong))
     assert set(backend.model.peft_config) == {"a", "b"}
     assert backend.model.active_adapters() == ["a", "b"]
     assert run(backend) == mixed
 
 
 def _digests(folder: Path) -> dict[str, str]:
-    return {
-        p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir())
-    }
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir())}
 
 
-@pytest.fixture(scope="module")
-def builtin_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("cache")))
-        yield
-
-
-@pytest.mark.usefixtures("builtin_cache")
 def test_builtins_are_deterministic_and_distinct(tmp_path: Path) -> None:
     (tmp_path / "m").mkdir()
     (tmp_path / "a").mkdir()

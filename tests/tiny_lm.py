@@ -35,9 +35,7 @@ def make_tokenizer() -> Any:
         show_progress=False,
     )
     tok.train_from_iterator(TEXT, trainer)
-    tok.post_processor = processors.TemplateProcessing(
-        single="<s> $A", special_tokens=[("<s>", 1)]
-    )
+    tok.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", 1)])
     fast = PreTrainedTokenizerFast(
         tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>"
     )
@@ -45,7 +43,7 @@ def make_tokenizer() -> Any:
     return fast
 
 
-def make_base(folder: Path, hidden: int = 64, seed: int = 0) -> Path:
+def make_base(folder: Path, hidden: int = 64, layers: int = 2, seed: int = 0) -> Path:
     """A random 2-layer Llama with peaked logits (so greedy ties do not happen) and a tokenizer."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
@@ -54,7 +52,7 @@ def make_base(folder: Path, hidden: int = 64, seed: int = 0) -> Path:
         vocab_size=len(tokenizer),
         hidden_size=hidden,
         intermediate_size=2 * hidden,
-        num_hidden_layers=2,
+        num_hidden_layers=layers,
         num_attention_heads=4,
         num_key_value_heads=2,
         max_position_embeddings=128,
@@ -114,7 +112,10 @@ def generate(
     batch = tokenizer(list(prompts), padding=True, return_tensors="pt")
     torch.manual_seed(seed)
     out = model.generate(**batch, pad_token_id=tokenizer.pad_token_id, **kwargs)
-    return [cut_at_eos(row, tokenizer.eos_token_id) for row in out[:, batch["input_ids"].shape[1] :].tolist()]
+    return [
+        cut_at_eos(row, tokenizer.eos_token_id)
+        for row in out[:, batch["input_ids"].shape[1] :].tolist()
+    ]
 
 
 def cut_at_eos(row: list[int], eos: int) -> list[int]:

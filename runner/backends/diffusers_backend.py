@@ -36,21 +36,20 @@ def lora_file(adapter: Adapter, local: Path) -> Path:
         if len(found) > 1:
             names = ", ".join(p.name for p in found)
             raise StepError(
-                f"adapter {adapter.name!r}: {local} holds several weight files "
-                f"({names}); choose one with weight_name"
+                f"{local} holds several weight files ({names}); name one in weight_name"
             )
         if not found:
             pickled = sorted(p.name for p in local.iterdir() if p.suffix in PICKLE_SUFFIXES)
             if len(pickled) != 1:
-                raise StepError(f"adapter {adapter.name!r}: no single weight file in {local}")
+                raise StepError(f"{local} holds no single weight file")
             found = [local / pickled[0]]
         local = found[0]
     if not local.is_file():
-        raise StepError(f"adapter {adapter.name!r}: {local} does not exist")
+        raise StepError(f"{local} does not exist")
     if local.suffix in PICKLE_SUFFIXES and not adapter.allow_pickle:
         raise StepError(
-            f"adapter {adapter.name!r}: {local.name} is a pickled checkpoint, which can "
-            "run code when loaded; set allow_pickle: true if you trust it"
+            f"{local.name} is a pickled checkpoint, which can run code when loaded; "
+            "set allow_pickle: true if you trust it"
         )
     return local
 
@@ -62,13 +61,7 @@ class DiffusersBackend:
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype, self.device)
         self.trust_remote_code = trust_remote_code
-        self._pipe: Any = None
-
-    @property
-    def pipe(self) -> Any:
-        if self._pipe is None:
-            raise StepError("no model is loaded")
-        return self._pipe
+        self.pipe: Any = None  # the DiffusionPipeline, once load_model ran
 
     def load_model(self, model: Model, local: Path | str | None) -> None:
         """Load the pipeline from `local` (a folder or hub id), or from `model.path` when None."""
@@ -84,7 +77,7 @@ class DiffusersBackend:
             )
         pipe.to(self.device)
         pipe.set_progress_bar_config(disable=None)  # tqdm's default: shown on a terminal only
-        self._pipe = pipe
+        self.pipe = pipe
 
     def adapters(self) -> set[str]:
         """Every adapter name loaded into any component of the pipeline."""
@@ -95,13 +88,13 @@ class DiffusersBackend:
         pipe, name = self.pipe, adapter.name
         if adapter.config is not None:
             raise StepError(
-                f"adapter {name!r}: a diffusers pipeline loads LoRA weights from a "
-                "path; an adapter made from a config has no weights to load"
+                "a diffusers pipeline loads LoRA weights from a path; "
+                "an adapter made from a config has no weights to load"
             )
         if not hasattr(pipe, "load_lora_weights"):
-            raise StepError(f"adapter {name!r}: {type(pipe).__name__} does not take LoRA adapters")
+            raise StepError(f"{type(pipe).__name__} does not take LoRA adapters")
         if name in self.adapters():
-            raise StepError(f"adapter {name!r} is already loaded")
+            raise StepError("an adapter of that name is already loaded")
         weight_name: str | None
         if local is not None:
             file = lora_file(adapter, local)
@@ -109,10 +102,7 @@ class DiffusersBackend:
         else:
             source, weight_name = str(adapter.path), adapter.weight_name
             if weight_name and weight_name.endswith(PICKLE_SUFFIXES) and not adapter.allow_pickle:
-                raise StepError(
-                    f"adapter {name!r}: {weight_name} is a pickled checkpoint; "
-                    "set allow_pickle: true if you trust it"
-                )
+                raise StepError(f"{weight_name} is pickled; set allow_pickle: true if you trust it")
         try:
             pipe.load_lora_weights(
                 source,
@@ -122,26 +112,18 @@ class DiffusersBackend:
                 use_safetensors=None if adapter.allow_pickle else True,
             )
         except LOAD_ERRORS as exc:
-            self._forget(name)
-            lines = str(exc).splitlines()  # a shape mismatch lists every layer: keep a few
-            reason = "\n".join(
-                lines[:4] + ([f"... ({len(lines) - 4} more lines)"] if len(lines) > 4 else [])
-            )
-            raise StepError(
-                f"adapter {name!r} does not load into {type(pipe).__name__}: {reason}"
-            ) from exc
+            if name in self.adapters():  # a component that took it before another refused
+                pipe.delete_adapters(name)
+            reason = "\n".join(str(exc).splitlines()[:3])  # a shape mismatch lists every layer
+            raise StepError(f"does not load into {type(pipe).__name__}: {reason}") from exc
         if name not in self.adapters():
             # diffusers only logs a warning when no key of the file names a module of the pipeline.
             raise StepError(
-                f"adapter {name!r}: none of its weights fit a module of "
-                f"{type(pipe).__name__}; is it a LoRA for this kind of pipeline?"
+                f"none of its weights fit a module of {type(pipe).__name__}; "
+                "is it a LoRA for this kind of pipeline?"
             )
         # A component the new LoRA does not touch would keep the previous one active otherwise.
         pipe.set_adapters([name])
-
-    def _forget(self, name: str) -> None:
-        if name in self.adapters():
-            self.pipe.delete_adapters(name)
 
     def set_adapters(self, weights: dict[str, float]) -> None:
         self.pipe.set_adapters(list(weights), adapter_weights=list(weights.values()))

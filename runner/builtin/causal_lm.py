@@ -192,12 +192,11 @@ def _make_adapter(folder: Path, endings: tuple[str, ...], seed: int) -> None:
         model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
         peft_model = get_peft_model(model, config)
         _train(peft_model, tokenizer, _corpus(endings), steps=200, lr=1e-2)
-    saved = peft_model.peft_config["default"]
-    saved.base_model_name_or_path = PREFIX + BASE
+    config.base_model_name_or_path = PREFIX + BASE  # the model keeps this very config
     # peft keeps target_modules as a set and writes it in hash order, which varies by process.
-    saved.target_modules = sorted(saved.target_modules)
+    config.target_modules = sorted(config.target_modules or [])
     # save_embedding_layers=False: "auto" would look the builtin: name up on the Hub.
-    peft_model.save_pretrained(folder, save_embedding_layers=False)
+    peft_model.save_pretrained(str(folder), save_embedding_layers=False)
     (folder / "README.md").unlink(missing_ok=True)  # a generated model card, not needed
 
 
