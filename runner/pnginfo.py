@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from PIL import Image
-from PIL.PngImagePlugin import PngInfo
+from PIL.PngImagePlugin import PngImageFile, PngInfo
 
 if TYPE_CHECKING:
     from runner.backends import Picture
@@ -122,5 +122,7 @@ def save_png(
 def read_png_metadata(path: Path) -> dict[str, str]:
     """Every text chunk of a PNG, by key."""
     with Image.open(path) as image:
-        image.load()  # text chunks after the image data are read only with it
+        if not isinstance(image, PngImageFile):
+            raise ValueError(f"{path} is not a PNG file")
+        # `text` reads on to the chunks after the image data too, unlike `info` before load().
         return {key: str(value) for key, value in image.text.items()}

@@ -7,7 +7,6 @@ Every pipeline here is tiny and random (runner's builtins, made in this session)
 from __future__ import annotations
 
 import hashlib
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -30,14 +29,13 @@ from runner.pnginfo import parse_parameters, read_png_metadata, save_png
 from runner.spec import Adapter, Generate, Model
 from runner.spec import LoraConfig as SpecLoraConfig
 
-os.environ["HF_HUB_OFFLINE"] = "1"
 PROMPT = "a photo of a cat"
 STEPS = {"num_inference_steps": 2}
 
 
 @pytest.fixture(scope="module", autouse=True)
 def cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """Builtins are made in this module's own cache folder."""
+    """Builtins are made in this module's own cache folder (conftest.py keeps the hub offline)."""
     root = tmp_path_factory.mktemp("xdg")
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("XDG_CACHE_HOME", str(root))

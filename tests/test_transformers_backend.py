@@ -7,7 +7,9 @@ import os
 os.environ["HF_HUB_OFFLINE"] = "1"
 
 import hashlib
+import json
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -26,6 +28,15 @@ from runner.spec import Adapter, Generate, LoraConfig, Model
 
 PROMPTS = ("the quick brown fox", "hello", "a tiny model for tests writes")
 GREEDY: dict[str, Any] = {"max_new_tokens": 10, "do_sample": False}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread() -> Iterator[None]:
+    """Tiny models gain nothing from threads, and OpenMP threads crawl on a busy machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
@@ -326,6 +337,50 @@ def test_missing_files_are_step_errors(files: SimpleNamespace, tmp_path: Path) -
         load(backend, "x", tmp_path)
     with pytest.raises(StepError, match="no weight file other.safetensors"):
         load(backend, "x", tmp_path, weight_name="other.safetensors")
+
+
+def test_weights_missing_from_the_file(files: SimpleNamespace, tmp_path: Path) -> None:
+    shutil.copy(files.a / "adapter_config.json", tmp_path)
+    state = load_file(files.a / "adapter_model.safetensors")
+    save_file(
+        {k: v for k, v in state.items() if ".layers.1." not in k},
+        tmp_path / "adapter_model.safetensors",
+    )
+    backend = backend_for(files.base)
+    with pytest.raises(StepError, match=r"layers.1.self_attn.q_proj.lora_A.part.weight is missing"):
+        load(backend, "part", tmp_path)
+    assert not getattr(backend.model, "peft_config", None)
+
+
+def test_a_name_torch_modules_own_is_refused(files: SimpleNamespace) -> None:
+    backend = backend_for(files.base)
+    with pytest.raises(StepError, match="'half' is taken by torch"):
+        load(backend, "half", files.a)
+    assert not getattr(backend.model, "peft_config", None)
+
+
+def test_a_second_load_under_a_taken_name_keeps_the_first(files: SimpleNamespace) -> None:
+    backend = backend_for(files.base)
+    load(backend, "a", files.a)
+    with_a = run(backend)
+    with pytest.raises(StepError, match="already exists"):
+        load(backend, "a", files.b)
+    assert set(backend.model.peft_config) == {"a"}
+    assert run(backend) == with_a
+
+
+def test_a_tokenizer_without_pad_pads_with_eos(files: SimpleNamespace, tmp_path: Path) -> None:
+    base = shutil.copytree(files.base, tmp_path / "base")
+    config = json.loads((base / "tokenizer_config.json").read_text())
+    del config["pad_token"]
+    (base / "tokenizer_config.json").write_text(json.dumps(config))
+    backend = backend_for(base)
+    assert backend.tokenizer.pad_token_id == backend.tokenizer.eos_token_id
+    load(backend, "a", files.a)
+    assert run(backend) == [run(backend, (p,))[0] for p in PROMPTS]
+    model, tokenizer = oracle_with(files, "a")
+    tokenizer.pad_token = tokenizer.eos_token
+    assert run(backend) == generate(model, tokenizer, PROMPTS, **GREEDY)
 
 
 @pytest.mark.parametrize(

@@ -44,8 +44,8 @@ class Backend(Protocol):
     device: str  # resolved, e.g. "cpu", "cuda:0"
     dtype: str  # resolved, e.g. "float32"
 
-    def load_model(self, model: Model, local: Path | None) -> None:
-        """Load the base model; `local` is a resolved local folder, or None for a hub id."""
+    def load_model(self, model: Model, source: str) -> None:
+        """Load the base model from SOURCE: a resolved local folder, or a hub id."""
 
     def load_adapter(self, adapter: Adapter, local: Path | None) -> None:
         """Attach one adapter under its name and make it the only active one.

@@ -13,6 +13,7 @@ from safetensors import SafetensorError
 
 from runner.backends import Picture
 from runner.backends.devices import resolve_device, resolve_dtype, torch_dtype
+from runner.backends.quiet import quiet_loading
 from runner.errors import StepError
 from runner.spec import Adapter, Generate, Model
 
@@ -104,13 +105,14 @@ class DiffusersBackend:
             if weight_name and weight_name.endswith(PICKLE_SUFFIXES) and not adapter.allow_pickle:
                 raise StepError(f"{weight_name} is pickled; set allow_pickle: true if you trust it")
         try:
-            pipe.load_lora_weights(
-                source,
-                weight_name=weight_name,
-                adapter_name=name,
-                revision=adapter.revision,
-                use_safetensors=None if adapter.allow_pickle else True,
-            )
+            with quiet_loading():
+                pipe.load_lora_weights(
+                    source,
+                    weight_name=weight_name,
+                    adapter_name=name,
+                    revision=adapter.revision,
+                    use_safetensors=None if adapter.allow_pickle else True,
+                )
         except LOAD_ERRORS as exc:
             if name in self.adapters():  # a component that took it before another refused
                 pipe.delete_adapters(name)

@@ -59,6 +59,8 @@ class TransformersBackend:
 
     def load_adapter(self, adapter: Adapter, local: Path | None) -> None:
         """Attach the adapter and make it the only active one; on failure leave no trace."""
+        if hasattr(torch.nn.ModuleDict(), adapter.name):  # peft keeps adapters in ModuleDicts
+            raise StepError(f"the name '{adapter.name}' is taken by torch's ModuleDict; rename it")
         known = set(getattr(self.model, "peft_config", None) or {})
         before = self.model.active_adapters() if known else []
         try:
