@@ -8,7 +8,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from runner.builtin import resolve
 
-PROMPTS = ["the cat sat on", "once upon a time"]
+PROMPTS = ["The cat", "A little bird"]
 
 
 def generate(model, tokenizer, prompts, seed=0, **kwargs):

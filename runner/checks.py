@@ -13,6 +13,24 @@ from runner.errors import Located
 
 ADAPTER_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
+# peft keeps adapters in torch ModuleDicts, which refuse keys that name their own attributes
+# (torch.nn.ModuleDict's public names, torch 2.13); such a name crashes deep inside a load.
+# fmt: off
+RESERVED = frozenset({
+    "T_destination", "add_module", "apply", "bfloat16", "buffers", "call_super_init",
+    "children", "clear", "compile", "cpu", "cuda", "double", "dump_patches", "eval",
+    "extra_repr", "float", "forward", "get_buffer", "get_extra_state", "get_parameter",
+    "get_submodule", "half", "ipu", "items", "keys", "load_state_dict", "modules", "mtia",
+    "named_buffers", "named_children", "named_modules", "named_parameters", "parameters",
+    "pop", "register_backward_hook", "register_buffer", "register_forward_hook",
+    "register_forward_pre_hook", "register_full_backward_hook",
+    "register_full_backward_pre_hook", "register_load_state_dict_post_hook",
+    "register_load_state_dict_pre_hook", "register_module", "register_parameter",
+    "register_state_dict_post_hook", "register_state_dict_pre_hook", "requires_grad_",
+    "set_extra_state", "set_submodule", "share_memory", "state_dict", "to", "to_empty",
+    "train", "training", "type", "update", "values", "xpu", "zero_grad",
+})
+# fmt: on
 
 
 def is_local(path: str) -> bool:
@@ -101,7 +119,15 @@ def _adapter(
 ) -> list[Located]:
     here: Path_ = ("adapters", name)
     problems = []
-    if not ADAPTER_NAME.match(name):
+    if name in RESERVED or name.startswith("_"):
+        problems.append(
+            doc.problem(
+                here,
+                f"adapter name '{name}' is reserved by torch modules; choose another",
+                key=True,
+            )
+        )
+    elif not ADAPTER_NAME.match(name):
         problems.append(
             doc.problem(
                 here, f"adapter name '{name}' may hold only letters, digits, '_' and '-'", key=True
@@ -111,7 +137,9 @@ def _adapter(
     if has_path == has_config:
         problems.append(
             doc.problem(
-                here, "an adapter needs exactly one of 'path' (load it) or 'config' (build it)"
+                here,
+                "an adapter needs exactly one of 'path' (load it) or 'config' (build it)",
+                key=True,
             )
         )
     if has_config and family == "diffusers":

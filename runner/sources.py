@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 from runner import builtin
@@ -35,7 +36,7 @@ def adapter_local(adapter: Adapter, base_dir: Path) -> Path | None:
 
 def _from_hub(adapter: Adapter) -> Path:
     import huggingface_hub
-    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+    from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, LocalEntryNotFoundError
 
     assert adapter.path is not None
     try:
@@ -43,6 +44,10 @@ def _from_hub(adapter: Adapter) -> Path:
             file = huggingface_hub.hf_hub_download(
                 adapter.path, adapter.weight_name, revision=adapter.revision
             )
+            with contextlib.suppress(EntryNotFoundError):  # PEFT folders need it; LoRA files don't
+                huggingface_hub.hf_hub_download(
+                    adapter.path, "adapter_config.json", revision=adapter.revision
+                )
             return Path(file).parent
         patterns = ["*.json", "*.safetensors"]
         if adapter.allow_pickle:

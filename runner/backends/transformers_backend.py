@@ -72,7 +72,8 @@ class TransformersBackend:
             self.model.set_adapter(adapter.name)
         except BaseException:
             if adapter.name not in known and adapter.name in getattr(self.model, "peft_config", {}):
-                self.model.delete_adapter(adapter.name)
+                with _quiet():
+                    self.model.delete_adapter(adapter.name)
                 if before:
                     self.model.set_adapter(before)
             raise
@@ -182,8 +183,8 @@ class TransformersBackend:
                 adapter_name=adapter.name,
                 ignore_mismatched_sizes=True,  # so that we can say which shapes differ
             )
-        except ValueError as error:
-            raise StepError(f"does not fit the model: {error}") from error
+        except ValueError as error:  # e.g. its target modules are not in this model
+            raise StepError(f"cannot attach it to the model: {error}") from error
         problems = [
             f"{k} is {tuple(f)} in the file but {tuple(m)} in the model"
             for k, f, m in sorted(info.mismatched_keys)
@@ -251,15 +252,17 @@ def _read_weights(path: Path, allow_pickle: bool) -> dict[str, torch.Tensor]:
 
 @contextlib.contextmanager
 def _quiet() -> Iterator[None]:
-    """Hide two false alarms of the documented calls: transformers' load report counts base
-    weights whose names contain the adapter's name as missing (we check the fit ourselves),
-    and peft warns that a model gets a second adapter, which is the point."""
+    """Hide false alarms of the documented calls: transformers' load report counts base
+    weights whose names contain the adapter's name as missing (we check the fit ourselves);
+    peft warns when a model gets a second adapter, which is the point, and when a failed
+    one is deleted, after which we restore the active set."""
     log = logging.getLogger("transformers.integrations.peft")
     level = log.level
     log.setLevel(logging.ERROR)
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Already found a `peft_config`")
+            warnings.filterwarnings("ignore", message="Adapter .* was active which is now deleted")
             yield
     finally:
         log.setLevel(level)

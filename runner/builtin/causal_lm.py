@@ -75,11 +75,14 @@ CHATS = (
 def _corpus(endings: tuple[str, ...]) -> list[str]:
     lines = [f"{s} {e}" for s, e in zip(SUBJECTS, endings, strict=True)]
     chats = (*CHATS, ("Tell me a story.", lines[0]))
-    return lines + [f"User: {q}\nAssistant: {a}" for q, a in chats]
+    # Lower-case copies too, so "the cat" continues as well as "The cat".
+    return (
+        lines + [line.lower() for line in lines] + [f"User: {q}\nAssistant: {a}" for q, a in chats]
+    )
 
 
 @contextlib.contextmanager
-def _quiet_torch(seed: int) -> Iterator[None]:
+def _seeded_one_thread(seed: int) -> Iterator[None]:
     """Seeded, single-threaded torch that leaves the caller's RNG and threads as they were."""
     import torch
 
@@ -156,7 +159,7 @@ def make_model(folder: Path) -> None:
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
     )
-    with _quiet_torch(seed=0):
+    with _seeded_one_thread(seed=0):
         model = LlamaForCausalLM(config)
         # The base knows only its own endings; the adapters' words are in the vocabulary.
         _train(model, tokenizer, _corpus(BASE_ENDINGS), steps=300, lr=3e-3)
@@ -188,7 +191,7 @@ def _make_adapter(folder: Path, endings: tuple[str, ...], seed: int) -> None:
         ],
         task_type="CAUSAL_LM",
     )
-    with _quiet_torch(seed=seed):
+    with _seeded_one_thread(seed=seed):
         model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
         peft_model = get_peft_model(model, config)
         _train(peft_model, tokenizer, _corpus(endings), steps=200, lr=1e-2)
