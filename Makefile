@@ -20,7 +20,7 @@ demo: $(STAMP)
 	$(VENV)/bin/runner run specs/quickstart-text.yaml --out runs
 	$(VENV)/bin/runner run specs/quickstart-image.yaml --out runs
 
-test: $(STAMP)
+test: lint
 	$(PY) -m pytest -q
 
 lint: $(STAMP)

@@ -50,11 +50,16 @@ def _relative(path: str) -> bool:
     return not path.startswith(("/", "~"))
 
 
+def _shaped(value: Any, kind: type) -> Any:
+    """VALUE if it has the shape the schema wants, else an empty one: checks run on any input."""
+    return value if isinstance(value, kind) else kind()
+
+
 def meaning_problems(doc: Document, base_dir: Path) -> list[Located]:
-    data = doc.data if isinstance(doc.data, dict) else {}
-    model = data.get("model") if isinstance(data.get("model"), dict) else {}
-    adapters = data.get("adapters") if isinstance(data.get("adapters"), dict) else {}
-    steps = data.get("steps") if isinstance(data.get("steps"), list) else []
+    data = _shaped(doc.data, dict)
+    model: dict[str, Any] = _shaped(data.get("model"), dict)
+    adapters: dict[str, Any] = _shaped(data.get("adapters"), dict)
+    steps: list[Any] = _shaped(data.get("steps"), list)
     problems = _model(doc, model, base_dir)
     types: dict[str, str | None] = {}
     for name, adapter in adapters.items():

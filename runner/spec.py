@@ -156,7 +156,7 @@ def from_document(
                 )
             )
         else:
-            steps.append({"disable": Disable, "enable": Enable}[op](at, step_id))
+            steps.append(Disable(at, step_id) if op == "disable" else Enable(at, step_id))
     return Spec(
         file=file,
         name=data.get("name") or _default_name(file),

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,7 +50,11 @@ def resolve(name: str) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=target.parent))
     try:
-        entry.make(work)
+        with (
+            warnings.catch_warnings()
+        ):  # the libraries' deprecation notes are not the user's to act on
+            warnings.simplefilter("ignore", FutureWarning)
+            entry.make(work)
         try:
             work.rename(target)
         except OSError:  # another process made it first
