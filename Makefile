@@ -31,6 +31,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_validate.py
 	$(PY) benchmarks/bench_run.py
 	$(PY) benchmarks/bench_hashing.py
+	$(PY) benchmarks/bench_memory.py
 
 clean:
 	rm -rf $(VENV) runs
