@@ -44,8 +44,8 @@ class State:
 class Context:
     spec: Spec
     backend: Backend
-    recorder: Recorder
     state: State
+    recorder: Recorder
     index: int = 0  # 1-based number of the step being run
     notes: list[str] = field(default_factory=list)  # what the step made, for the progress line
 
@@ -87,16 +87,17 @@ def _generate(ctx: Context, step: Generate) -> list[dict[str, str]]:
 
 
 def _disable(ctx: Context, step: Disable) -> list[dict[str, str]]:
-    ctx.backend.disable()
+    if ctx.state.loaded:  # with no adapter the base runs anyway; diffusers would raise
+        ctx.backend.disable()
     ctx.state.disabled = True
     return []
 
 
 def _enable(ctx: Context, step: Enable) -> list[dict[str, str]]:
     ctx.state.disabled = False
-    if ctx.state.active:
+    if ctx.state.loaded:
         ctx.backend.set_adapters(ctx.state.active)
-    ctx.backend.enable()
+        ctx.backend.enable()
     return []
 
 
@@ -137,7 +138,7 @@ def execute(
     recorder = Recorder.start(out, spec)
     index, where = 0, f"{spec.file}:{spec.model.line}: model"
     try:
-        ctx = Context(spec, _prepare(spec, recorder, overrides), recorder, State())
+        ctx = Context(spec, *_prepare(spec, recorder, overrides), recorder)
         for index, step in enumerate(spec.steps, start=1):
             ctx.index, where = index, f"{spec.file}:{step.line}: step {index} ({step.op})"
             _run_step(ctx, step, progress)
@@ -156,7 +157,8 @@ def execute(
     return recorder.run
 
 
-def _prepare(spec: Spec, recorder: Recorder, overrides: Overrides) -> Backend:
+def _prepare(spec: Spec, recorder: Recorder, overrides: Overrides) -> tuple[Backend, State]:
+    """Settings, environment and the model; an adapter folder as model brings `default`."""
     from runner.environment import apply_determinism, capture
 
     # Before the backend starts CUDA: CUBLAS_WORKSPACE_CONFIG is read when cuBLAS starts.
@@ -182,7 +184,9 @@ def _prepare(spec: Spec, recorder: Recorder, overrides: Overrides) -> Backend:
     backend.load_model(spec.model, source)
     recorder.model_identity(spec.model.path, source, spec.model.revision)
     recorder.save()
-    return backend
+    if (Path(source) / "adapter_config.json").is_file():
+        return backend, State(loaded=["default"], active={"default": 1.0})
+    return backend, State()
 
 
 def _run_step(ctx: Context, step: Step, progress: Callable[[str], None]) -> None:

@@ -233,3 +233,70 @@ def test_sigint_keeps_finished_outputs_and_a_verifiable_run(tmp_path: Path) -> N
     assert len(done) >= 2 and len(done) < 40
     assert all((run / o["path"]).is_file() for s in done for o in s["outputs"])
     assert invoke("verify", str(run))[0] == 0
+
+
+def completions(run: Path, folder: str) -> list[dict]:
+    lines = (run / "outputs" / folder / "completions.jsonl").read_text().splitlines()
+    return [json.loads(line) for line in lines]
+
+
+def test_adapter_folder_as_model_runs_default_then_disable_and_enable(tmp_path: Path) -> None:
+    from runner import builtin
+
+    folder = builtin.resolve("tiny-causal-lm-lora-a")
+    spec = write(
+        tmp_path,
+        f"""\
+version: 1
+device: cpu
+model: {{family: transformers, path: {folder}}}
+adapters:
+  a: {{path: builtin:tiny-causal-lm-lora-a}}
+defaults:
+  generate: {{max_new_tokens: 6}}
+steps:
+  - {{op: generate, id: default, prompt: The cat}}
+  - {{op: disable}}
+  - {{op: generate, id: base, prompt: The cat}}
+  - {{op: enable}}
+  - {{op: generate, id: again, prompt: The cat}}
+  - {{op: load, adapters: a}}
+  - {{op: generate, id: loaded-a, prompt: The cat}}
+""",
+    )
+    code, out, err = invoke("run", str(spec), "--out", str(tmp_path / "runs"))
+    assert code == 0, err
+    run = Path(out.strip())
+    default, base, again, loaded = (
+        completions(run, f)[0] for f in ("01-default", "03-base", "05-again", "07-loaded-a")
+    )
+    assert default["adapters"] == {"default": 1.0} and base["adapters"] is None
+    assert default["token_ids"] == again["token_ids"] == loaded["token_ids"]
+    assert default["token_ids"] != base["token_ids"]
+
+
+def test_disable_before_any_adapter_runs_the_base_pipeline(tmp_path: Path) -> None:
+    spec = write(
+        tmp_path,
+        """\
+version: 1
+device: cpu
+model: {family: diffusers, path: builtin:tiny-sd}
+defaults:
+  generate: {num_inference_steps: 2}
+steps:
+  - {op: disable}
+  - {op: generate, id: plain, prompt: a cat}
+  - {op: enable}
+  - {op: generate, id: enabled, prompt: a cat}
+""",
+    )
+    code, out, err = invoke("run", str(spec), "--out", str(tmp_path / "runs"))
+    assert code == 0, err
+    run = Path(out.strip())
+    assert (run / "outputs/02-plain/0.png").read_bytes() != b""
+    import numpy as np
+    from PIL import Image
+
+    off, on = (np.asarray(Image.open(run / f"outputs/{f}/0.png")) for f in ("02-plain", "04-enabled"))
+    assert (off == on).all()

@@ -6,13 +6,9 @@ weights are peft's per-layer `set_scale`, as diffusers' `set_weights_and_activat
 
 from __future__ import annotations
 
-import contextlib
 import json
-import logging
 import os
 import pickle
-import warnings
-from collections.abc import Iterator
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
@@ -21,6 +17,7 @@ import torch
 
 from runner.backends import Completion
 from runner.backends.devices import resolve_device, resolve_dtype, torch_dtype
+from runner.backends.quiet import quiet_loading
 from runner.errors import StepError
 from runner.spec import Adapter, Generate, Model
 
@@ -64,7 +61,7 @@ class TransformersBackend:
         known = set(getattr(self.model, "peft_config", None) or {})
         before = self.model.active_adapters() if known else []
         try:
-            with _quiet():
+            with quiet_loading():
                 if adapter.config is not None:
                     self._add_from_config(adapter)
                 else:
@@ -72,7 +69,7 @@ class TransformersBackend:
             self.model.set_adapter(adapter.name)
         except BaseException:
             if adapter.name not in known and adapter.name in getattr(self.model, "peft_config", {}):
-                with _quiet():
+                with quiet_loading():
                     self.model.delete_adapter(adapter.name)
                 if before:
                     self.model.set_adapter(before)
@@ -248,21 +245,3 @@ def _read_weights(path: Path, allow_pickle: bool) -> dict[str, torch.Tensor]:
     except (SafetensorError, pickle.UnpicklingError, RuntimeError, EOFError) as error:
         kind = "safetensors" if safe else "pickle checkpoint"
         raise StepError(f"{path.name} is not a valid {kind} file ({error})") from error
-
-
-@contextlib.contextmanager
-def _quiet() -> Iterator[None]:
-    """Hide false alarms of the documented calls: transformers' load report counts base
-    weights whose names contain the adapter's name as missing (we check the fit ourselves);
-    peft warns when a model gets a second adapter, which is the point, and when a failed
-    one is deleted, after which we restore the active set."""
-    log = logging.getLogger("transformers.integrations.peft")
-    level = log.level
-    log.setLevel(logging.ERROR)
-    try:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message="Already found a `peft_config`")
-            warnings.filterwarnings("ignore", message="Adapter .* was active which is now deleted")
-            yield
-    finally:
-        log.setLevel(level)
