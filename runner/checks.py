@@ -43,6 +43,19 @@ def local_path(path: str, base_dir: Path) -> Path:
     return (base_dir / Path(path).expanduser()).resolve()
 
 
+def on_disk(path: str, base_dir: Path) -> Path | None:
+    """Where PATH lies on this machine, or None for a hub id or builtin name.
+
+    A local-looking path always means the disk; any other path does when it exists beside
+    the spec, as `from_pretrained` reads an existing folder before asking the hub.
+    """
+    if is_local(path):
+        return local_path(path, base_dir)
+    if path.startswith(builtin.PREFIX) or not (base_dir / path).exists():
+        return None
+    return (base_dir / path).resolve()
+
+
 _RELATIVE = " (relative paths resolve against the spec's folder)"
 
 
@@ -76,10 +89,9 @@ def meaning_problems(doc: Document, base_dir: Path) -> list[Located]:
 def _model_adapter(model: dict[str, Any], base_dir: Path) -> str | None:
     """The PEFT type of the adapter a model path brings along, if it is an adapter folder."""
     path = model.get("path")
-    if isinstance(path, str) and is_local(path):
-        config = local_path(path, base_dir) / "adapter_config.json"
-        if config.is_file():
-            return _peft_type({"path": path}, base_dir) or "unknown"
+    local = on_disk(path, base_dir) if isinstance(path, str) else None
+    if local is not None and (local / "adapter_config.json").is_file():
+        return _peft_type({"path": path}, base_dir) or "unknown"
     return None
 
 
@@ -181,9 +193,9 @@ def _pickle(doc: Document, here: Path_, path: str, weight: Any, base_dir: Path) 
     )
     if isinstance(weight, str) and weight.endswith(PICKLE_SUFFIXES):
         return [doc.problem((*here, "weight_name"), f"'{weight}' {refusal}")]
-    if not is_local(path):
+    local = on_disk(path, base_dir)
+    if local is None:
         return []
-    local = local_path(path, base_dir)
     if local.is_file() and local.suffix in PICKLE_SUFFIXES:
         return [doc.problem((*here, "path"), f"'{path}' {refusal}")]
     if local.is_dir() and weight is None:
@@ -212,7 +224,8 @@ def _peft_type(adapter: dict[str, Any], base_dir: Path) -> str | None:
     if path.startswith(builtin.PREFIX):
         entry = builtin.catalog().get(path[len(builtin.PREFIX) :])
         return entry.peft_type if entry else None
-    config_file = local_path(path, base_dir) / "adapter_config.json" if is_local(path) else None
+    local = on_disk(path, base_dir)
+    config_file = local / "adapter_config.json" if local else None
     if config_file and config_file.is_file():
         try:
             return str(json.loads(config_file.read_text())["peft_type"]).lower()

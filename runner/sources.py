@@ -6,7 +6,7 @@ import contextlib
 from pathlib import Path
 
 from runner import builtin
-from runner.checks import PICKLE_SUFFIXES, is_local, local_path
+from runner.checks import PICKLE_SUFFIXES, on_disk
 from runner.errors import RunnerError
 from runner.spec import Adapter, Model
 
@@ -15,8 +15,9 @@ def model_source(model: Model, base_dir: Path) -> str:
     """A local folder for builtin and local paths; a hub id stays as written."""
     if model.path.startswith(builtin.PREFIX):
         return str(builtin.resolve(model.path[len(builtin.PREFIX) :]))
-    if is_local(model.path):
-        return str(local_path(model.path, base_dir))
+    local = on_disk(model.path, base_dir)
+    if local is not None:
+        return str(local)
     return model.path
 
 
@@ -29,8 +30,9 @@ def adapter_local(adapter: Adapter, base_dir: Path) -> Path | None:
         return None
     if adapter.path.startswith(builtin.PREFIX):
         return builtin.resolve(adapter.path[len(builtin.PREFIX) :])
-    if is_local(adapter.path):
-        return local_path(adapter.path, base_dir)
+    local = on_disk(adapter.path, base_dir)
+    if local is not None:
+        return local
     return _from_hub(adapter)
 
 

@@ -298,5 +298,20 @@ steps:
     import numpy as np
     from PIL import Image
 
-    off, on = (np.asarray(Image.open(run / f"outputs/{f}/0.png")) for f in ("02-plain", "04-enabled"))
+    off, on = (
+        np.asarray(Image.open(run / f"outputs/{f}/0.png")) for f in ("02-plain", "04-enabled")
+    )
     assert (off == on).all()
+
+
+def test_relative_path_without_dot_slash_is_read_from_beside_the_spec(tmp_path: Path) -> None:
+    import shutil
+
+    from runner import builtin
+
+    shutil.copytree(builtin.resolve("tiny-causal-lm-lora-b"), tmp_path / "adapters" / "b")
+    spec = write(tmp_path, SPEC.replace("builtin:tiny-causal-lm-lora-b", "adapters/b"))
+    code, out, err = invoke("run", str(spec), "--out", str(tmp_path / "runs"))
+    assert code == 0, err
+    manifest = json.loads((Path(out.strip()) / "manifest.json").read_text())
+    assert manifest["inputs"]["adapters"]["b"]["resolved"] == str(tmp_path / "adapters" / "b")
