@@ -140,7 +140,7 @@ def _interruptible() -> Iterator[None]:
 @_errors
 def verify(run_dir: Path) -> int:
     """Check every file of RUN_DIR against its SHA256SUMS."""
-    from runner.audit import format_verify, verify
+    from runner.checksums import format_verify, verify
 
     report = verify(run_dir)
     click.echo(format_verify(run_dir, report))
@@ -157,7 +157,8 @@ def verify(run_dir: Path) -> int:
 @_errors
 def reproduce(run_dir: Path, out: Path | None) -> int:
     """Run RUN_DIR's spec again with its recorded settings and compare every output."""
-    from runner.audit import format_outputs, likely_causes, load_manifest
+    from runner.audit import format_outputs, likely_causes
+    from runner.compare import load_manifest
     from runner.reproduce import reproduce as run_again
 
     with _interruptible():

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -10,6 +9,7 @@ from typing import Any
 
 from runner import __version__, rundir
 from runner.backends import Completion, Picture
+from runner.identity import sha256_bytes, sha256_file
 from runner.spec import Adapter, Spec, resolved
 
 
@@ -25,7 +25,7 @@ class Recorder:
     def start(cls, out: Path, spec: Spec) -> Recorder:
         from runner.environment import git_commit
 
-        digest = hashlib.sha256(spec.raw).hexdigest()
+        digest = sha256_bytes(spec.raw)
         rec = cls(rundir.create(out, spec.name, digest), spec)
         rec.manifest = {
             "schema_version": 1,
@@ -100,7 +100,7 @@ class Recorder:
                 spec_sha256=self.spec_sha256,
                 runner_version=__version__,
             )
-            written.append({"path": rel, "sha256": rundir.sha256_path(self.run / rel)})
+            written.append({"path": rel, "sha256": sha256_file(self.run / rel)})
         return written
 
     def model_identity(self, written: str, source: str, revision: str | None) -> None:
@@ -123,4 +123,4 @@ class Recorder:
 
     def _write(self, rel: str, data: bytes) -> dict[str, str]:
         rundir.write_atomic(self.run / rel, data)
-        return {"path": rel, "sha256": hashlib.sha256(data).hexdigest()}
+        return {"path": rel, "sha256": sha256_bytes(data)}

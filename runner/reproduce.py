@@ -6,6 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from runner import audit
+from runner.compare import load_manifest
 from runner.interpreter import Overrides, execute
 from runner.specfile import load
 
@@ -18,7 +19,7 @@ def reproduce(
     Relative paths in the spec resolve against the original spec's folder, as they did.
     Returns the new run directory and its comparison with the old one.
     """
-    manifest = audit.load_manifest(run_dir)
+    manifest = load_manifest(run_dir)
     recorded = manifest.get("spec", {})
     base = recorded.get("base_dir") or str(Path(recorded.get("file", run_dir / "spec.yaml")).parent)
     spec = load(run_dir / "spec.yaml", base_dir=Path(base))

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
+
+from runner.identity import sha256_file
 
 SUMS = "SHA256SUMS"
 MANIFEST = "manifest.json"
@@ -64,13 +65,5 @@ def write_sums(run: Path) -> None:
         rel = file.relative_to(run).as_posix()
         if rel == SUMS or file.name.startswith("."):
             continue
-        lines.append(f"{sha256_path(file)}  {rel}\n")
+        lines.append(f"{sha256_file(file)}  {rel}\n")
     write_atomic(run / SUMS, "".join(lines).encode("utf-8"))
-
-
-def sha256_path(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image, PngImagePlugin
 
-from runner import audit, environment, identity
+from runner import audit, checksums, compare, environment, identity
 from runner.errors import RunDirError
 
 OLD_NS = 1_600_000_000 * 10**9  # 2020: old enough that the hash cache trusts the mtime
@@ -129,7 +129,7 @@ def make_run(
 
 
 def test_verify_passes_an_intact_run(tmp_path: Path) -> None:
-    report = audit.verify(make_run(tmp_path, "r"))
+    report = checksums.verify(make_run(tmp_path, "r"))
     assert report.ok and report.checked == 5
     assert (report.missing, report.changed, report.extra) == ([], [], [])
 
@@ -140,16 +140,16 @@ def test_verify_catches_a_flipped_byte(tmp_path: Path) -> None:
     data = bytearray(target.read_bytes())
     data[len(data) // 2] ^= 0x01
     target.write_bytes(bytes(data))
-    report = audit.verify(run)
+    report = checksums.verify(run)
     assert not report.ok and report.changed == ["outputs/02-img/0.png"]
-    assert "changed: outputs/02-img/0.png" in audit.format_verify(run, report)
+    assert "changed: outputs/02-img/0.png" in checksums.format_verify(run, report)
 
 
 def test_verify_catches_a_deleted_and_an_added_file(tmp_path: Path) -> None:
     run = make_run(tmp_path, "r")
     (run / "resolved.json").unlink()
     (run / "outputs/02-img/1.png").write_bytes(b"sneaked in")
-    report = audit.verify(run)
+    report = checksums.verify(run)
     assert not report.ok
     assert report.missing == ["resolved.json"]
     assert report.extra == ["outputs/02-img/1.png"]
@@ -157,12 +157,12 @@ def test_verify_catches_a_deleted_and_an_added_file(tmp_path: Path) -> None:
 
 def test_verify_refuses_what_is_not_a_run_dir(tmp_path: Path) -> None:
     with pytest.raises(RunDirError, match="SHA256SUMS"):
-        audit.verify(tmp_path)
+        checksums.verify(tmp_path)
     with pytest.raises(RunDirError, match="not a directory"):
-        audit.verify(tmp_path / "nowhere")
+        checksums.verify(tmp_path / "nowhere")
     (tmp_path / "SHA256SUMS").write_text(f"{'0' * 64}  ../outside\n")
     with pytest.raises(RunDirError, match="outside the run directory"):
-        audit.verify(tmp_path)
+        checksums.verify(tmp_path)
 
 
 # identity
@@ -287,11 +287,11 @@ def test_identify_finds_a_hub_id_in_the_cache(
 def test_compare_outputs_finds_the_first_differing_token(tmp_path: Path) -> None:
     a = make_run(tmp_path, "a", tokens=[[1, 2, 3], [4, 5, 6, 7]])
     b = make_run(tmp_path, "b", tokens=[[1, 2, 3], [4, 5, 9, 7]])
-    text = audit.compare_outputs(a, b)[0]
+    text = compare.compare_outputs(a, b)[0]
     assert (text.kind, text.status, text.prompt, text.token) == ("text", "differs", 1, 2)
     c = make_run(tmp_path, "c", tokens=[[1, 2, 3], [4, 5]])
-    assert audit.compare_outputs(a, c)[0].token == 2  # a prefix differs where it ends
-    assert audit.compare_outputs(a, a)[0].status == "same"
+    assert compare.compare_outputs(a, c)[0].token == 2  # a prefix differs where it ends
+    assert compare.compare_outputs(a, a)[0].status == "same"
 
 
 def test_compare_outputs_measures_image_differences(tmp_path: Path) -> None:
@@ -300,20 +300,20 @@ def test_compare_outputs_measures_image_differences(tmp_path: Path) -> None:
     moved[1, 2, 0] = 110
     a = make_run(tmp_path, "a", images=[base, base])
     b = make_run(tmp_path, "b", seed=1, images=[base, moved])  # metadata differs in both
-    first, second = audit.compare_outputs(a, b)[1:]
+    first, second = compare.compare_outputs(a, b)[1:]
     assert first.status == "same" and first.psnr == math.inf and first.max_diff == 0
     assert second.status == "differs" and second.max_diff == 10
     assert second.psnr == pytest.approx(10 * math.log10(255**2 / (100 / 48)))
     c = make_run(tmp_path, "c", images=[np.zeros((8, 4, 3)), base])
-    assert "size 4x4 -> 4x8" in audit.compare_outputs(a, c)[1].detail
+    assert "size 4x4 -> 4x8" in compare.compare_outputs(a, c)[1].detail
 
 
 def test_compare_outputs_reports_missing_outputs(tmp_path: Path) -> None:
     a = make_run(tmp_path, "a", images=[np.zeros((2, 2, 3)), np.zeros((2, 2, 3))])
     b = make_run(tmp_path, "b", images=[np.zeros((2, 2, 3))])
-    statuses = {d.path: d.status for d in audit.compare_outputs(a, b)}
+    statuses = {d.path: d.status for d in compare.compare_outputs(a, b)}
     assert statuses["outputs/02-img/1.png"] == "only_a"
-    assert {d.path: d.status for d in audit.compare_outputs(b, a)}["outputs/02-img/1.png"] == (
+    assert {d.path: d.status for d in compare.compare_outputs(b, a)}["outputs/02-img/1.png"] == (
         "only_b"
     )
 
