@@ -125,6 +125,8 @@ def _interruptible() -> Iterator[None]:
     from runner.interpreter import Interrupted
 
     def stop(signum: int, frame: object) -> None:
+        for sig in previous:  # a second Ctrl-C must not cut short the recording of the first
+            signal.signal(sig, signal.SIG_IGN)
         raise Interrupted(signal.Signals(signum).name)
 
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}

@@ -199,7 +199,8 @@ def test_runs_never_share_a_directory(tmp_path: Path) -> None:
     assert len(runs) == 2
 
 
-def test_sigint_keeps_finished_outputs_and_a_verifiable_run(tmp_path: Path) -> None:
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_interrupt_keeps_finished_outputs_and_a_verifiable_run(tmp_path: Path, signum: int) -> None:
     steps = "".join(
         f"  - op: generate\n    id: g{i}\n    prompt: the cat\n    max_new_tokens: 48\n"
         for i in range(40)
@@ -222,7 +223,7 @@ def test_sigint_keeps_finished_outputs_and_a_verifiable_run(tmp_path: Path) -> N
         if list(tmp_path.glob("runs/*/outputs/02-g1/completions.jsonl")):
             break
         time.sleep(0.05)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signum)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
     (run,) = (tmp_path / "runs").iterdir()
