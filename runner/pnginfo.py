@@ -7,15 +7,16 @@ same facts as plain values, and the adapters as JSON, for programs.
 
 from __future__ import annotations
 
+import io
 import json
-import os
 import re
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from PIL import Image
 from PIL.PngImagePlugin import PngImageFile, PngInfo
+
+from runner.rundir import write_atomic
 
 if TYPE_CHECKING:
     from runner.backends import Picture
@@ -75,15 +76,14 @@ def parse_parameters(text: str) -> dict[str, str]:
     return result
 
 
-def save_png(
+def png_bytes(
     picture: Picture,
-    path: Path,
     *,
     adapters: dict[str, float] | None,
     spec_sha256: str,
     runner_version: str,
-) -> None:
-    """Write the picture with its provenance, atomically and byte for byte reproducibly.
+) -> bytes:
+    """The picture as PNG with its provenance; the same picture gives the same bytes.
 
     `adapters` maps the active adapters to their weights, or is None when they are disabled.
     """
@@ -104,19 +104,15 @@ def save_png(
     info = PngInfo()
     for key, value in chunks.items():
         info.add_text(key, value)  # falls back to UTF-8 iTXt for text latin-1 cannot hold
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as file:
-            # Fixed settings and no timestamp chunk: the same picture gives the same bytes.
-            picture.image.save(file, format="PNG", pnginfo=info, compress_level=6)
-            file.flush()
-            os.fsync(file.fileno())
-        os.chmod(temp, 0o644)  # mkstemp makes the file private to its owner
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
+    buffer = io.BytesIO()
+    # Fixed settings and no timestamp chunk: the same picture gives the same bytes.
+    picture.image.save(buffer, format="PNG", pnginfo=info, compress_level=6)
+    return buffer.getvalue()
+
+
+def save_png(picture: Picture, path: Path, **provenance: Any) -> None:
+    """Write `png_bytes(picture, **provenance)` to PATH, whole or not at all."""
+    write_atomic(path, png_bytes(picture, **provenance))
 
 
 def read_png_metadata(path: Path) -> dict[str, str]:

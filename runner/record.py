@@ -9,7 +9,7 @@ from typing import Any
 
 from runner import __version__, rundir
 from runner.backends import Completion, Picture
-from runner.identity import sha256_bytes, sha256_file
+from runner.identity import sha256_bytes
 from runner.spec import Adapter, Spec, resolved
 
 
@@ -88,20 +88,20 @@ class Recorder:
     def pictures(
         self, folder: str, items: list[Picture], adapters: dict[str, float] | None
     ) -> list[dict[str, str]]:
-        from runner.pnginfo import save_png
+        from runner.pnginfo import png_bytes
 
-        written = []
-        for k, picture in enumerate(items):
-            rel = f"{folder}/{k}.png"
-            save_png(
-                picture,
-                self.run / rel,
-                adapters=adapters,
-                spec_sha256=self.spec_sha256,
-                runner_version=__version__,
+        return [
+            self._write(
+                f"{folder}/{k}.png",
+                png_bytes(
+                    picture,
+                    adapters=adapters,
+                    spec_sha256=self.spec_sha256,
+                    runner_version=__version__,
+                ),
             )
-            written.append({"path": rel, "sha256": sha256_file(self.run / rel)})
-        return written
+            for k, picture in enumerate(items)
+        ]
 
     def model_identity(self, written: str, source: str, revision: str | None) -> None:
         from runner.identity import hub_snapshot, identify
