@@ -7,12 +7,14 @@ import json
 from dataclasses import replace
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from jsonschema import Draft7Validator, ValidationError
-
+from runner import validcache
 from runner.document import Document, Path_, format_path
 from runner.errors import Located
+
+if TYPE_CHECKING:
+    from jsonschema import ValidationError
 
 _HERE = Path(__file__).resolve().parent
 # Installed wheels carry the schema inside the package; a checkout reads it from schemas/.
@@ -29,6 +31,7 @@ _TYPE_NAMES = {
 }
 
 
+@cache
 def schema_text() -> str:
     for candidate in _CANDIDATES:
         if candidate.is_file():
@@ -46,11 +49,18 @@ def ops() -> list[str]:
     return list(schema()["definitions"])
 
 
-def schema_problems(doc: Document) -> list[Located]:
-    """Every schema violation in DOC, each with a message a person can act on."""
+def schema_problems(doc: Document, raw: bytes) -> list[Located]:
+    """Every schema violation in DOC (read from RAW), each with a message a person can act on."""
+    known = validcache.key(schema_text(), raw)
+    if validcache.known(known):
+        return []
+    from jsonschema import Draft7Validator
+
     problems: list[Located] = []
     for error in Draft7Validator(schema()).iter_errors(doc.data):
         problems.extend(_translate(error, doc))
+    if not problems:
+        validcache.remember(known)
     return problems
 
 

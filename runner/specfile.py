@@ -28,7 +28,7 @@ def load(file: Path, *, base_dir: Path | None = None) -> Spec:
     except UnicodeDecodeError:
         raise SpecError([Located(1, 1, "$", "the spec is not UTF-8 text", name)]) from None
     doc = parse(text, name)
-    problems = schema_problems(doc) + meaning_problems(doc, base_dir)
+    problems = schema_problems(doc, raw) + meaning_problems(doc, base_dir)
     if problems:
         raise SpecError(_unique(problems))
     return from_document(doc.data, doc.values, file, raw, base_dir)

@@ -202,3 +202,33 @@ def test_installed_runner_is_a_real_process() -> None:
         [sys.executable, "-m", "runner", "validate", str(SPECS[0])], capture_output=True, text=True
     )
     assert (module.returncode, module.stdout) == (0, f"{SPECS[0]}: ok\n")
+
+
+def test_a_valid_document_is_schema_checked_once(tmp_path: Path) -> None:
+    spec = tmp_path / "s.yaml"
+    spec.write_text(
+        "version: 1\nmodel: {family: transformers, path: builtin:tiny-causal-lm}\n"
+        "steps:\n  - op: generate\n    prompt: hi\n"
+    )
+    code = (
+        "import sys\nfrom runner.cli import main\n"
+        "try:\n    main(['validate', sys.argv[1]])\nexcept SystemExit as e:\n    print(e.code)\n"
+        "print('jsonschema' in sys.modules)\n"
+    )
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}
+
+    def validate() -> list[str]:
+        out = subprocess.run(
+            [sys.executable, "-c", code, str(spec)],
+            capture_output=True,
+            text=True,
+            check=True,
+            env=env,
+        )
+        return out.stdout.splitlines()[-2:]
+
+    assert validate() == ["0", "True"]
+    assert validate() == ["0", "False"]
+    spec.write_text(spec.read_text().replace("prompt: hi", "promt: hi"))
+    assert validate() == ["1", "True"]
+    assert validate() == ["1", "True"]  # an invalid document is never remembered
