@@ -13,6 +13,7 @@ from runner.identity import sha256_file
 
 SUMS = "SHA256SUMS"
 MANIFEST = "manifest.json"
+PARTIAL = ".partial"  # a file being written; an interrupt can leave one behind
 
 
 def utc_now() -> str:
@@ -22,7 +23,7 @@ def utc_now() -> str:
 def write_atomic(path: Path, data: bytes) -> None:
     """Write DATA to PATH through a temporary file and a rename: readers never see half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=PARTIAL, dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -60,11 +61,16 @@ def output_dir(index: int, step_id: str | None) -> str:
 
 
 def write_sums(run: Path) -> None:
-    """SHA256SUMS over every other file, sorted, in `sha256sum -c` format."""
+    """SHA256SUMS over every other file, sorted, in `sha256sum -c` format.
+
+    A signal can land between creating a temporary file and the `try` that removes it, so
+    partial files are swept away first: what is listed is exactly what is there.
+    """
+    for partial in run.rglob(f".*{PARTIAL}"):
+        partial.unlink(missing_ok=True)
     lines = []
     for file in sorted(p for p in run.rglob("*") if p.is_file()):
         rel = file.relative_to(run).as_posix()
-        if rel == SUMS or file.name.startswith("."):
-            continue
-        lines.append(f"{sha256_file(file)}  {rel}\n")
+        if rel != SUMS:
+            lines.append(f"{sha256_file(file)}  {rel}\n")
     write_atomic(run / SUMS, "".join(lines).encode("utf-8"))

@@ -233,7 +233,8 @@ def test_interrupt_keeps_finished_outputs_and_a_verifiable_run(tmp_path: Path, s
     done = [s for s in manifest["steps"] if s["status"] == "ok"]
     assert len(done) >= 2 and len(done) < 40
     assert all((run / o["path"]).is_file() for s in done for o in s["outputs"])
-    assert invoke("verify", str(run))[0] == 0
+    code, report, _ = invoke("verify", str(run))
+    assert code == 0, report
 
 
 def completions(run: Path, folder: str) -> list[dict]:
@@ -316,3 +317,17 @@ def test_relative_path_without_dot_slash_is_read_from_beside_the_spec(tmp_path: 
     assert code == 0, err
     manifest = json.loads((Path(out.strip()) / "manifest.json").read_text())
     assert manifest["inputs"]["adapters"]["b"]["resolved"] == str(tmp_path / "adapters" / "b")
+
+
+def test_checksums_sweep_partial_files_an_interrupt_left(tmp_path: Path) -> None:
+    from runner import rundir
+
+    run = tmp_path / "run"
+    rundir.write_atomic(run / "outputs/01-x/completions.jsonl", b"{}\n")
+    (run / "outputs/01-x/.0.png.abc123.partial").write_bytes(b"half a picture")
+    rundir.write_sums(run)
+    assert sorted(p.name for p in run.rglob("*") if p.is_file()) == [
+        "SHA256SUMS",
+        "completions.jsonl",
+    ]
+    assert invoke("verify", str(run))[0] == 0
