@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from runner.errors import RunnerError
+
 
 def resolve_device(device: str) -> str:
     """auto: cuda, else mps, else cpu; a bare `cuda` becomes `cuda:0`."""
@@ -13,6 +15,19 @@ def resolve_device(device: str) -> str:
         if torch.backends.mps.is_available():
             return "mps"
         return "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise RunnerError(
+            f"device {device!r} was asked for, but torch {torch.__version__} sees no CUDA device"
+        )
+    if (
+        device.startswith("cuda")
+        and int(device.partition(":")[2] or 0) >= torch.cuda.device_count()
+    ):
+        raise RunnerError(
+            f"device {device!r} was asked for, but torch sees {torch.cuda.device_count()} CUDA devices"
+        )
+    if device == "mps" and not torch.backends.mps.is_available():
+        raise RunnerError("device 'mps' was asked for, but torch sees no MPS device")
     if device == "cuda":
         return "cuda:0"
     return device
