@@ -24,7 +24,8 @@ def resolve_device(device: str) -> str:
         and int(device.partition(":")[2] or 0) >= torch.cuda.device_count()
     ):
         raise RunnerError(
-            f"device {device!r} was asked for, but torch sees {torch.cuda.device_count()} CUDA devices"
+            f"device {device!r} was asked for, "
+            f"but torch sees {torch.cuda.device_count()} CUDA devices"
         )
     if device == "mps" and not torch.backends.mps.is_available():
         raise RunnerError("device 'mps' was asked for, but torch sees no MPS device")
