@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from runner import sources
-from runner.backends import Backend, Completion, Picture, create_backend
+from runner.backends import Backend, Picture, create_backend
 from runner.errors import RunnerError, StepError
 from runner.record import Recorder
 from runner.rundir import output_dir
@@ -232,6 +232,3 @@ def _show(active: dict[str, float]) -> str:
     if not active:
         return "none"
     return ", ".join(name if w == 1.0 else f"{name}={w:g}" for name, w in active.items())
-
-
-__all__ = ["OPS", "Completion", "Interrupted", "Overrides", "Picture", "State", "execute"]
