@@ -212,3 +212,78 @@ def test_the_spec_needs_no_copy_of_the_adapter_base(tmp_path: Path) -> None:
         e[: e.index(eos) + 1] if eos in e else e for e in expected
     ]
     assert rows[0]["adapters"] == {"default": 1.0}
+
+
+IMAGE_SPEC = """\
+version: 1
+device: cpu
+model: {{family: diffusers, path: {base}}}
+adapters:
+  style: {{path: {style}, weight_name: {style_file}}}
+  kohya: {{path: {kohya}}}
+defaults:
+  generate: {{prompt: a red cube, num_inference_steps: 2, height: 64, width: 64}}
+steps:
+  - {{op: load, adapters: [style, kohya]}}
+  - {{op: generate, id: kohya}}
+  - {{op: set_adapters, adapters: style}}
+  - {{op: generate, id: style, num_images_per_prompt: 2}}
+  - {{op: set_adapters, adapters: {{style: 0.6, kohya: 0.8}}}}
+  - {{op: generate, id: blend, negative_prompt: blurry, lora_scale: 0.5}}
+  - {{op: disable}}
+  - {{op: generate, id: base}}
+  - {{op: enable}}
+  - {{op: generate, id: again}}
+"""
+
+
+def test_image_spec_gives_the_pixels_of_the_hand_written_calls(tmp_path: Path) -> None:
+    import numpy as np
+    from diffusers import DiffusionPipeline
+    from PIL import Image
+
+    base = builtin.resolve("tiny-sdxl")
+    style, kohya = builtin.resolve("tiny-sdxl-lora-a"), builtin.resolve("tiny-sdxl-lora-kohya")
+    (style_file,) = [p.name for p in style.glob("*.safetensors")]
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(IMAGE_SPEC.format(base=base, style=style, style_file=style_file, kohya=kohya))
+    result = CliRunner().invoke(
+        main, ["run", str(spec), "--out", str(tmp_path / "runs")], catch_exceptions=False
+    )
+    assert result.exit_code == 0, result.stderr
+    run = Path(result.stdout.strip())
+
+    pipe = DiffusionPipeline.from_pretrained(base, torch_dtype=torch.float32)
+    pipe.set_progress_bar_config(disable=True)
+    args = {"num_inference_steps": 2, "height": 64, "width": 64}
+
+    def draw(n: int = 1, **extra: Any) -> list[np.ndarray]:
+        generators = [torch.Generator("cpu").manual_seed(k) for k in range(n)]
+        images = pipe(
+            prompt=["a red cube"], num_images_per_prompt=n, generator=generators, **args, **extra
+        ).images
+        return [np.asarray(i) for i in images]
+
+    pipe.load_lora_weights(str(style), weight_name=style_file, adapter_name="style")
+    pipe.load_lora_weights(str(kohya), adapter_name="kohya")
+    expected = {"02-kohya": draw()}
+    pipe.set_adapters(["style"])
+    expected["04-style"] = draw(2)
+    pipe.set_adapters(["style", "kohya"], adapter_weights=[0.6, 0.8])
+    expected["06-blend"] = draw(negative_prompt=["blurry"], cross_attention_kwargs={"scale": 0.5})
+    pipe.disable_lora()
+    expected["08-base"] = draw()
+    pipe.enable_lora()
+    expected["10-again"] = draw()
+
+    for folder, images in expected.items():
+        ours = [
+            np.asarray(Image.open(run / "outputs" / folder / f"{k}.png"))
+            for k in range(len(images))
+        ]
+        assert all((a == b).all() for a, b in zip(ours, images, strict=True)), folder
+    assert not (expected["02-kohya"][0] == expected["04-style"][0]).all()
+    assert not (expected["06-blend"][0] == expected["08-base"][0]).all()
+    assert (
+        expected["06-blend"][0] != expected["10-again"][0]
+    ).any()  # lora_scale changed the blend
