@@ -14,6 +14,7 @@ import yaml
 from runner.errors import Located, SpecError
 
 Path_ = tuple[str | int, ...]
+MAP, SEQ = "tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"
 
 
 def format_path(path: Path_) -> str:
@@ -49,8 +50,12 @@ class Document:
 def parse(text: str, file: str) -> Document:
     """Parse TEXT; a syntax error, an empty file or a duplicate key raises SpecError."""
     loader = yaml.SafeLoader(text)
+    problems: list[Located] = []
+    doc = Document(file, None)
     try:
         node = loader.get_single_node()
+        if node is not None:
+            doc.data = _build(node, (), doc, loader, problems)
     except yaml.MarkedYAMLError as exc:
         # At the end of the file the problem is where the unfinished construct began.
         at_end = "end of stream" in (exc.problem or "")
@@ -62,11 +67,8 @@ def parse(text: str, file: str) -> Document:
         raise SpecError([Located(line, col, "$", message, file)]) from None
     finally:
         loader.dispose()
-    doc = Document(file, None)
     if node is None:
         raise SpecError([Located(1, 1, "$", "the spec is empty", file)])
-    problems: list[Located] = []
-    doc.data = _build(node, (), doc, loader, problems)
     if problems:
         raise SpecError(problems)
     return doc
@@ -77,35 +79,53 @@ def _mark(node: yaml.Node) -> tuple[int, int]:
 
 
 def _build(
-    node: yaml.Node, path: Path_, doc: Document, loader: yaml.SafeLoader, problems: list[Located]
+    node: yaml.Node,
+    path: Path_,
+    doc: Document,
+    loader: yaml.SafeLoader,
+    problems: list[Located],
+    stack: frozenset[int] = frozenset(),
 ) -> Any:
     doc.values[path] = _mark(node)
+    if id(node) in stack:  # an alias inside its own anchor: the value would never end
+        line, col = _mark(node)
+        problems.append(Located(line, col, format_path(path), "recursive alias", doc.file))
+        return None
+    stack |= {id(node)}
+    if isinstance(node, yaml.CollectionNode) and node.tag not in (MAP, SEQ):
+        # Collections are built here, not by PyYAML's constructors: refuse other tags ourselves.
+        problems.append(_bad_tag(node, path, doc))
+        return None
     if isinstance(node, yaml.MappingNode):
         loader.flatten_mapping(node)  # resolves `<<` merge keys
         out: dict[Any, Any] = {}
         for key_node, value_node in node.value:
-            key = loader.construct_object(key_node)
+            key = loader.construct_object(key_node, deep=True)
             if not isinstance(key, str):
                 key = str(key)
             child = (*path, key)
             if key in out:
                 first = doc.keys[child][0]
                 line, col = _mark(key_node)
-                problems.append(
-                    Located(
-                        line,
-                        col,
-                        format_path(child),
-                        f"duplicate key (first at line {first})",
-                        doc.file,
-                    )
-                )
+                message = f"duplicate key (first at line {first})"
+                problems.append(Located(line, col, format_path(child), message, doc.file))
                 continue
             doc.keys[child] = _mark(key_node)
-            out[key] = _build(value_node, child, doc, loader, problems)
+            out[key] = _build(value_node, child, doc, loader, problems, stack)
         return out
     if isinstance(node, yaml.SequenceNode):
         return [
-            _build(item, (*path, i), doc, loader, problems) for i, item in enumerate(node.value)
+            _build(item, (*path, i), doc, loader, problems, stack)
+            for i, item in enumerate(node.value)
         ]
-    return loader.construct_object(node)
+    try:
+        return loader.construct_object(node)
+    except (yaml.constructor.ConstructorError, ValueError):  # e.g. !!python/..., `!!int abc`
+        problems.append(_bad_tag(node, path, doc))
+        return None
+
+
+def _bad_tag(node: yaml.Node, path: Path_, doc: Document) -> Located:
+    line, col = _mark(node)
+    message = f"cannot read a value tagged {node.tag!r}: specs are plain, safe YAML"
+    return Located(line, col, format_path(path), message, doc.file)
