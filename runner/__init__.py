@@ -1,3 +1,12 @@
 """runner: a declarative pipeline-spec runner for PEFT adapters."""
 
+import os
+from pathlib import Path
+
 __version__ = "0.1.0"
+
+
+def cache_home() -> Path:
+    """Where the runner keeps its caches: $XDG_CACHE_HOME/runner, default ~/.cache/runner."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "runner"

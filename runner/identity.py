@@ -10,10 +10,11 @@ import hashlib
 import json
 import os
 import re
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from runner import cache_home
 
 CHUNK = 1 << 20
 # Weights, configs and tokenizer files; .py because remote code changes results too.
@@ -82,21 +83,18 @@ class HashCache:
         """Write the cache atomically, dropping files that no longer exist; errors are ignored."""
         if not self.dirty:
             return
+        from runner.rundir import write_atomic  # imported here: rundir imports this module
+
         files = {p: e for p, e in sorted(self.entries.items()) if os.path.exists(p)}
         try:
-            self.file.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=".hashes-", dir=self.file.parent)
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                json.dump({"version": 1, "files": files}, f)
-            os.replace(tmp, self.file)
+            write_atomic(self.file, json.dumps({"version": 1, "files": files}).encode("utf-8"))
             self.dirty = False
         except OSError:
             pass  # a cache that cannot be written only costs time
 
 
 def cache_file() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "runner" / "hashes.json"
+    return cache_home() / "hashes.json"
 
 
 _caches: dict[Path, HashCache] = {}

@@ -9,15 +9,15 @@ is simply not used.
 from __future__ import annotations
 
 import hashlib
-import os
 from pathlib import Path
+
+from runner import cache_home
 
 MAX_BYTES = 1 << 20  # about 16,000 keys; then the file starts over
 
 
 def cache_file() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "runner" / "valid-specs"
+    return cache_home() / "valid-specs"
 
 
 def key(schema: str, document: bytes) -> str:

@@ -14,10 +14,10 @@ from safetensors import SafetensorError
 from runner.backends import Picture
 from runner.backends.devices import resolve_device, resolve_dtype, torch_dtype
 from runner.backends.quiet import quiet_loading
+from runner.checks import PICKLE_SUFFIXES
 from runner.errors import StepError
 from runner.spec import Adapter, Generate, Model
 
-PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 # diffusers' own preferred file name when a folder holds several weight files.
 STANDARD_NAME = "pytorch_lora_weights.safetensors"
 # Where each pipeline family takes the LoRA scale per call (UNet, then transformer pipelines).

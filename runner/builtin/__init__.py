@@ -7,13 +7,14 @@ functions, so importing this package stays cheap for `runner validate`.
 
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+
+from runner import cache_home
 
 PREFIX = "builtin:"
 
@@ -37,8 +38,7 @@ def catalog() -> dict[str, Builtin]:
 
 
 def cache_root() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "runner" / "builtin"
+    return cache_home() / "builtin"
 
 
 def resolve(name: str) -> Path:
