@@ -42,7 +42,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="bench-hashing-"))
     try:
         os.environ["XDG_CACHE_HOME"] = str(work / "cache")
-        from runner import identity
+        from runner.record import identity
 
         size = make_model(work / "model", args.files, args.mb_per_file)
         times = []

@@ -60,7 +60,7 @@ def main(debug: bool) -> None:
 @_errors
 def validate(specs: tuple[Path, ...]) -> int:
     """Check SPECS against the schema and the meaning checks; print every error."""
-    from runner.specfile import load
+    from runner.spec.load import load
 
     code = EXIT_OK
     for spec in specs:
@@ -77,7 +77,7 @@ def validate(specs: tuple[Path, ...]) -> int:
 @_errors
 def schema() -> int:
     """Print the spec's JSON Schema."""
-    from runner.schema import schema_text
+    from runner.spec.schema import schema_text
 
     click.echo(schema_text(), nl=False)
     return EXIT_OK
@@ -98,8 +98,8 @@ def schema() -> int:
 @_errors
 def run(spec: Path, out: Path, device: str | None) -> int:
     """Validate SPEC, execute it and print the run directory."""
-    from runner.interpreter import Interrupted, Overrides, execute
-    from runner.specfile import load
+    from runner.run.interpreter import Interrupted, Overrides, execute
+    from runner.spec.load import load
 
     if device is not None and not DEVICE.match(device):
         raise RunnerError(f"--device: expected auto, cpu, cuda, cuda:N or mps, found '{device}'")
@@ -122,7 +122,7 @@ def _progress(line: str) -> None:
 @contextmanager
 def _interruptible() -> Iterator[None]:
     """SIGINT and SIGTERM stop a run the same way: recorded as interrupted, exit 130."""
-    from runner.interpreter import Interrupted
+    from runner.run.interpreter import Interrupted
 
     def stop(signum: int, frame: object) -> None:
         for sig in previous:  # a second Ctrl-C must not cut short the recording of the first
@@ -142,7 +142,7 @@ def _interruptible() -> Iterator[None]:
 @_errors
 def verify(run_dir: Path) -> int:
     """Check every file of RUN_DIR against its SHA256SUMS."""
-    from runner.checksums import format_verify, verify
+    from runner.audit.checksums import format_verify, verify
 
     report = verify(run_dir)
     click.echo(format_verify(run_dir, report))
@@ -159,9 +159,9 @@ def verify(run_dir: Path) -> int:
 @_errors
 def reproduce(run_dir: Path, out: Path | None) -> int:
     """Run RUN_DIR's spec again with its recorded settings and compare every output."""
-    from runner.audit import format_outputs, likely_causes
-    from runner.compare import load_manifest
-    from runner.reproduce import reproduce as run_again
+    from runner.audit.diff import format_outputs, likely_causes
+    from runner.audit.outputs import load_manifest
+    from runner.audit.reproduce import reproduce as run_again
 
     with _interruptible():
         new_run, report = run_again(run_dir, out, _progress)
@@ -185,7 +185,7 @@ def diff(run_a: Path, run_b: Path, as_json: bool) -> int:
     """Show what differs between two runs: spec, environment, inputs, outputs."""
     import json
 
-    from runner.audit import diff as compare
+    from runner.audit.diff import diff as compare
 
     report = compare(run_a, run_b)
     click.echo(json.dumps(report.to_dict(), indent=2) if as_json else report.format_text())

@@ -6,9 +6,9 @@ import contextlib
 from pathlib import Path
 
 from runner import builtin
-from runner.checks import PICKLE_SUFFIXES, on_disk
 from runner.errors import RunnerError
-from runner.spec import Adapter, Model
+from runner.spec.checks import PICKLE_SUFFIXES, on_disk
+from runner.spec.types import Adapter, Model
 
 
 def model_source(model: Model, base_dir: Path) -> str:

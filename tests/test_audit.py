@@ -15,8 +15,11 @@ import numpy as np
 import pytest
 from PIL import Image, PngImagePlugin
 
-from runner import audit, checksums, compare, environment, identity
+from runner.audit import checksums
+from runner.audit import diff as audit
+from runner.audit import outputs as compare
 from runner.errors import RunDirError
+from runner.record import environment, identity
 
 OLD_NS = 1_600_000_000 * 10**9  # 2020: old enough that the hash cache trusts the mtime
 

@@ -25,9 +25,9 @@ from runner import builtin
 from runner.backends.diffusers_backend import DiffusersBackend
 from runner.builtin import diffusion
 from runner.errors import StepError
-from runner.pnginfo import parse_parameters, read_png_metadata, save_png
-from runner.spec import Adapter, Generate, Model
-from runner.spec import LoraConfig as SpecLoraConfig
+from runner.record.pnginfo import parse_parameters, read_png_metadata, save_png
+from runner.spec.types import Adapter, Generate, Model
+from runner.spec.types import LoraConfig as SpecLoraConfig
 
 PROMPT = "a photo of a cat"
 STEPS = {"num_inference_steps": 2}

@@ -320,7 +320,7 @@ def test_relative_path_without_dot_slash_is_read_from_beside_the_spec(tmp_path: 
 
 
 def test_checksums_sweep_partial_files_an_interrupt_left(tmp_path: Path) -> None:
-    from runner import rundir
+    from runner.record import rundir
 
     run = tmp_path / "run"
     rundir.write_atomic(run / "outputs/01-x/completions.jsonl", b"{}\n")

@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from runner import schema
 from runner.cli import main
 from runner.errors import SpecError
-from runner.interpreter import OPS
-from runner.specfile import load
+from runner.run.interpreter import OPS
+from runner.spec import schema
+from runner.spec.load import load
 
 ROOT = Path(__file__).resolve().parent.parent
 INVALID = ROOT / "tests" / "examples" / "invalid"

@@ -26,7 +26,7 @@ from tiny_lm import cut_at_eos, generate, load_base, make_base, make_lora, set_b
 from runner.backends.transformers_backend import TransformersBackend
 from runner.builtin import causal_lm, resolve
 from runner.errors import StepError
-from runner.spec import Adapter, Generate, LoraConfig, Model
+from runner.spec.types import Adapter, Generate, LoraConfig, Model
 
 PROMPTS = ("the quick brown fox", "hello", "a tiny model for tests writes")
 GREEDY: dict[str, Any] = {"max_new_tokens": 10, "do_sample": False}

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 if TYPE_CHECKING:
     from PIL.Image import Image
 
-    from runner.spec import Adapter, Generate, Model
+    from runner.spec.types import Adapter, Generate, Model
 
 
 @dataclass(frozen=True)

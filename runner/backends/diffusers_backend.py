@@ -14,9 +14,9 @@ from safetensors import SafetensorError
 from runner.backends import Picture
 from runner.backends.devices import resolve_device, resolve_dtype, torch_dtype
 from runner.backends.quiet import quiet_loading
-from runner.checks import PICKLE_SUFFIXES
 from runner.errors import StepError
-from runner.spec import Adapter, Generate, Model
+from runner.spec.checks import PICKLE_SUFFIXES
+from runner.spec.types import Adapter, Generate, Model
 
 # diffusers' own preferred file name when a folder holds several weight files.
 STANDARD_NAME = "pytorch_lora_weights.safetensors"

@@ -19,7 +19,7 @@ from runner.backends import Completion
 from runner.backends.devices import resolve_device, resolve_dtype, torch_dtype
 from runner.backends.quiet import quiet_loading
 from runner.errors import StepError
-from runner.spec import Adapter, Generate, Model
+from runner.spec.types import Adapter, Generate, Model
 
 CONFIG = "adapter_config.json"
 SAFETENSORS = "adapter_model.safetensors"

@@ -8,9 +8,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from runner.checksums import digest, safe_path
+from runner.audit.checksums import digest, safe_path
 from runner.errors import RunDirError
-from runner.rundir import MANIFEST
+from runner.record.rundir import MANIFEST
 
 
 @dataclass

@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from runner import builtin
-from runner.document import Document, Path_
 from runner.errors import Located
+from runner.spec.document import Document, Path_
 
 ADAPTER_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")

@@ -7,10 +7,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from runner import __version__, rundir
+from runner import __version__
 from runner.backends import Completion, Picture
-from runner.identity import sha256_bytes
-from runner.spec import Adapter, Spec, resolved
+from runner.record import rundir
+from runner.record.identity import sha256_bytes
+from runner.spec.types import Adapter, Spec, resolved
 
 
 @dataclass
@@ -23,7 +24,7 @@ class Recorder:
 
     @classmethod
     def start(cls, out: Path, spec: Spec) -> Recorder:
-        from runner.environment import git_commit
+        from runner.record.environment import git_commit
 
         digest = sha256_bytes(spec.raw)
         rec = cls(rundir.create(out, spec.name, digest), spec)
@@ -88,7 +89,7 @@ class Recorder:
     def pictures(
         self, folder: str, items: list[Picture], adapters: dict[str, float] | None
     ) -> list[dict[str, str]]:
-        from runner.pnginfo import png_bytes
+        from runner.record.pnginfo import png_bytes
 
         return [
             self._write(
@@ -104,13 +105,13 @@ class Recorder:
         ]
 
     def model_identity(self, written: str, source: str, revision: str | None) -> None:
-        from runner.identity import hub_snapshot, identify
+        from runner.record.identity import hub_snapshot, identify
 
         local = Path(source) if Path(source).exists() else hub_snapshot(source, revision)
         self.manifest["inputs"]["model"] = identify(written, local, revision)
 
     def input_identity(self, name: str, adapter: Adapter, local: Path | None) -> None:
-        from runner.identity import identify
+        from runner.record.identity import identify
 
         if adapter.config is not None:
             entry = {

@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from runner.errors import RunDirError
-from runner.identity import sha256_file
-from runner.rundir import SUMS
+from runner.record.identity import sha256_file
+from runner.record.rundir import SUMS
 
 _SUM_LINE = re.compile(r"([0-9a-f]{64}) [ *](.+)")
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from runner import audit
-from runner.compare import load_manifest
-from runner.interpreter import Overrides, execute
-from runner.specfile import load
+from runner.audit import diff as audit
+from runner.audit.outputs import load_manifest
+from runner.run.interpreter import Overrides, execute
+from runner.spec.load import load
 
 
 def reproduce(

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from runner.checks import meaning_problems
-from runner.document import parse
 from runner.errors import Located, SpecError
-from runner.schema import schema_problems
-from runner.spec import Spec, from_document
+from runner.spec.checks import meaning_problems
+from runner.spec.document import parse
+from runner.spec.schema import schema_problems
+from runner.spec.types import Spec, from_document
 
 
 def load(file: Path, *, base_dir: Path | None = None) -> Spec:

@@ -15,9 +15,9 @@ from typing import Any
 from runner import sources
 from runner.backends import Backend, Picture, create_backend
 from runner.errors import RunnerError, StepError
-from runner.record import Recorder
-from runner.rundir import output_dir
-from runner.spec import Disable, Enable, Generate, Load, SetAdapters, Spec, Step
+from runner.record.recorder import Recorder
+from runner.record.rundir import output_dir
+from runner.spec.types import Disable, Enable, Generate, Load, SetAdapters, Spec, Step
 
 
 class Interrupted(BaseException):
@@ -159,7 +159,7 @@ def execute(
 
 def _prepare(spec: Spec, recorder: Recorder, overrides: Overrides) -> tuple[Backend, State]:
     """Settings, environment and the model; an adapter folder as model brings `default`."""
-    from runner.environment import apply_determinism, capture
+    from runner.record.environment import apply_determinism, capture
 
     # Before the backend starts CUDA: CUBLAS_WORKSPACE_CONFIG is read when cuBLAS starts.
     applied = apply_determinism(

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from runner.compare import OutputDiff, compare_outputs, load_manifest
+from runner.audit.outputs import OutputDiff, compare_outputs, load_manifest
 from runner.errors import RunDirError
 
 

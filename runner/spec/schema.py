@@ -9,16 +9,16 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from runner import validcache
-from runner.document import Document, Path_, format_path
 from runner.errors import Located
+from runner.spec import validcache
+from runner.spec.document import Document, Path_, format_path
 
 if TYPE_CHECKING:
     from jsonschema import ValidationError
 
 _HERE = Path(__file__).resolve().parent
 # Installed wheels carry the schema inside the package; a checkout reads it from schemas/.
-_CANDIDATES = (_HERE / "spec.schema.json", _HERE.parent / "schemas" / "spec.schema.json")
+_CANDIDATES = (_HERE / "spec.schema.json", _HERE.parent.parent / "schemas" / "spec.schema.json")
 
 _TYPE_NAMES = {
     "object": "a mapping",

@@ -83,7 +83,7 @@ class HashCache:
         """Write the cache atomically, dropping files that no longer exist; errors are ignored."""
         if not self.dirty:
             return
-        from runner.rundir import write_atomic  # imported here: rundir imports this module
+        from runner.record.rundir import write_atomic  # imported here: rundir imports this module
 
         files = {p: e for p, e in sorted(self.entries.items()) if os.path.exists(p)}
         try:

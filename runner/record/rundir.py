@@ -9,7 +9,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from runner.identity import sha256_file
+from runner.record.identity import sha256_file
 
 SUMS = "SHA256SUMS"
 MANIFEST = "manifest.json"

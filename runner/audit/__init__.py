@@ -1,0 +1,1 @@
+"""Auditing run directories: checksums, output comparison, run diffs and reproduction."""
