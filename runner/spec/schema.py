@@ -6,19 +6,14 @@ import difflib
 import json
 from dataclasses import replace
 from functools import cache
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from runner.errors import Located
-from runner.spec import validcache
+from runner.spec import grammar, validcache
 from runner.spec.document import Document, Path_, format_path
 
 if TYPE_CHECKING:
     from jsonschema import ValidationError
-
-_HERE = Path(__file__).resolve().parent
-# Installed wheels carry the schema inside the package; a checkout reads it from schemas/.
-_CANDIDATES = (_HERE / "spec.schema.json", _HERE.parent.parent / "schemas" / "spec.schema.json")
 
 _TYPE_NAMES = {
     "object": "a mapping",
@@ -33,15 +28,13 @@ _TYPE_NAMES = {
 
 @cache
 def schema_text() -> str:
-    for candidate in _CANDIDATES:
-        if candidate.is_file():
-            return candidate.read_text(encoding="utf-8")
-    raise FileNotFoundError("spec.schema.json is missing from the installation")
+    """The schema as `runner schema` prints it and schemas/spec.schema.json holds it."""
+    return json.dumps(schema(), indent=2, ensure_ascii=False) + "\n"
 
 
 @cache
 def schema() -> dict[str, Any]:
-    return json.loads(schema_text())
+    return grammar.build()
 
 
 def ops() -> list[str]:

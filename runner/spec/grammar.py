@@ -1,0 +1,520 @@
+"""The spec language as data: ops, family arguments, and the JSON Schema built from them.
+
+This is the one place that says what a spec may contain. `runner schema` prints what
+`build()` returns and `schemas/spec.schema.json` is a copy of it (a test holds them equal),
+so the schema an editor reads, the validator and the meaning checks cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+FAMILIES = ("transformers", "diffusers")
+NAME_PATTERN = "^[a-z0-9][a-z0-9._-]*$"
+NAME_MESSAGE = (
+    "expected lowercase letters, digits, '.', '_' or '-', starting with a letter or digit"
+)
+# torch.manual_seed takes an unsigned 64-bit seed; image k of a step draws from seed + k.
+MAX_SEED = 2**63 - 1
+
+
+def _prompts(what: str) -> dict[str, Any]:
+    return {
+        "description": what,
+        "type": ["string", "array"],
+        "items": {"type": "string"},
+        "minItems": 1,
+    }
+
+
+PROMPT = _prompts("A prompt, or a list of prompts run as one batch.")
+SEED = {
+    "description": "Seed for this step. Default: the spec's seed.",
+    "type": "integer",
+    "minimum": 0,
+    "maximum": MAX_SEED,
+}
+
+# Generate arguments: name -> (family, JSON Schema). A key of the other family is refused.
+ARGUMENTS: dict[str, tuple[str, dict[str, Any]]] = {
+    "max_new_tokens": (
+        "transformers",
+        {
+            "description": "Maximum number of new tokens to generate (transformers). "
+            "Default: the model's generation config.",
+            "type": "integer",
+            "minimum": 1,
+        },
+    ),
+    "do_sample": (
+        "transformers",
+        {
+            "description": "Sample instead of greedy decoding (transformers). Default: the "
+            "model's generation config (greedy unless it says otherwise).",
+            "type": "boolean",
+        },
+    ),
+    "temperature": (
+        "transformers",
+        {
+            "description": "Sampling temperature (transformers).",
+            "type": "number",
+            "exclusiveMinimum": 0,
+        },
+    ),
+    "top_p": (
+        "transformers",
+        {
+            "description": "Nucleus sampling probability mass (transformers).",
+            "type": "number",
+            "exclusiveMinimum": 0,
+            "maximum": 1,
+        },
+    ),
+    "top_k": (
+        "transformers",
+        {
+            "description": "Sample from the k most likely tokens (transformers).",
+            "type": "integer",
+            "minimum": 0,
+        },
+    ),
+    "num_beams": (
+        "transformers",
+        {
+            "description": "Beam search width (transformers). Default: the model's generation "
+            "config.",
+            "type": "integer",
+            "minimum": 1,
+        },
+    ),
+    "repetition_penalty": (
+        "transformers",
+        {
+            "description": "Penalty for repeated tokens (transformers).",
+            "type": "number",
+            "exclusiveMinimum": 0,
+        },
+    ),
+    "chat": (
+        "transformers",
+        {
+            "description": "Apply the tokenizer's chat template to each prompt (transformers). "
+            "Default false.",
+            "type": "boolean",
+        },
+    ),
+    "negative_prompt": (
+        "diffusers",
+        _prompts(
+            "What the image should not show (diffusers): a string, or a list with one entry "
+            "per prompt."
+        ),
+    ),
+    "num_inference_steps": (
+        "diffusers",
+        {
+            "description": "Denoising steps (diffusers). Default: the pipeline's.",
+            "type": "integer",
+            "minimum": 1,
+        },
+    ),
+    "guidance_scale": (
+        "diffusers",
+        {
+            "description": "Classifier-free guidance scale (diffusers). Default: the pipeline's.",
+            "type": "number",
+            "minimum": 0,
+        },
+    ),
+    "height": (
+        "diffusers",
+        {
+            "description": "Image height in pixels, a multiple of 8 (diffusers). Default: the "
+            "pipeline's.",
+            "type": "integer",
+            "minimum": 8,
+            "multipleOf": 8,
+        },
+    ),
+    "width": (
+        "diffusers",
+        {
+            "description": "Image width in pixels, a multiple of 8 (diffusers). Default: the "
+            "pipeline's.",
+            "type": "integer",
+            "minimum": 8,
+            "multipleOf": 8,
+        },
+    ),
+    "num_images_per_prompt": (
+        "diffusers",
+        {
+            "description": "Images per prompt (diffusers). Default 1.",
+            "type": "integer",
+            "minimum": 1,
+        },
+    ),
+    "lora_scale": (
+        "diffusers",
+        {
+            "description": "Scale applied to every active LoRA at generation time (diffusers). "
+            "Default 1.0.",
+            "type": "number",
+        },
+    ),
+}
+
+# Ops that take the family's generate arguments.
+GENERATING = ("generate",)
+
+
+def family_of(argument: str) -> str | None:
+    """The family a generate argument belongs to, or None for one of every family."""
+    entry = ARGUMENTS.get(argument)
+    return entry[0] if entry else None
+
+
+def wrong_family(argument: str, family: str) -> str:
+    """The message for a generate argument of the other family."""
+    owner = family_of(argument)
+    return f"'{argument}' is a {owner} generate argument, but model.family is {family}"
+
+
+def _step(op: str, description: str, **properties: Any) -> dict[str, Any]:
+    return {
+        "op": {"description": description, "const": op},
+        "id": {
+            "description": "Names the step and its output folder; unique in the spec.",
+            "type": "string",
+            "pattern": NAME_PATTERN,
+            "errorMessage": NAME_MESSAGE,
+        },
+        **properties,
+    }
+
+
+def _generate_arguments() -> dict[str, Any]:
+    return {"prompt": PROMPT, "seed": SEED, **{k: s for k, (_, s) in ARGUMENTS.items()}}
+
+
+def _definitions() -> dict[str, Any]:
+    return {
+        "load": {
+            "type": "object",
+            "required": ["adapters"],
+            "additionalProperties": False,
+            "properties": _step(
+                "load",
+                "Attach declared adapters; the last one loaded becomes the only active adapter.",
+                adapters={
+                    "description": "The adapters to load: a name or a list of names declared "
+                    "under `adapters`.",
+                    "type": ["string", "array"],
+                    "items": {"type": "string"},
+                    "minItems": 1,
+                },
+            ),
+        },
+        "set_adapters": {
+            "type": "object",
+            "required": ["adapters"],
+            "additionalProperties": False,
+            "properties": _step(
+                "set_adapters",
+                "Choose the active adapters.",
+                adapters={
+                    "description": "A name, a list of names (all active, weight 1.0), or a "
+                    "mapping name -> weight.",
+                    "type": ["string", "array", "object"],
+                    "items": {"type": "string"},
+                    "minItems": 1,
+                    "minProperties": 1,
+                    "additionalProperties": {
+                        "type": "number",
+                        "description": "The adapter's weight: base + weight x its change.",
+                    },
+                },
+            ),
+        },
+        "generate": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": _step(
+                "generate",
+                "Generate text or images with the active adapters.",
+                **_generate_arguments(),
+            ),
+        },
+        "disable": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": _step("disable", "Run the base model; adapters stay loaded."),
+        },
+        "enable": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": _step("enable", "Run the adapters that were active again."),
+        },
+    }
+
+
+def _if(path_value: dict[str, Any]) -> dict[str, Any]:
+    ((key, value),) = path_value.items()
+    return {"properties": {key: value}, "required": [key]}
+
+
+def _family_rules() -> list[dict[str, Any]]:
+    """For each family: the other family's generate arguments are refused, by name."""
+    rules = []
+    for family in FAMILIES:
+        refused = {
+            name: {"not": {}, "errorMessage": wrong_family(name, family)}
+            for name, (owner, _) in ARGUMENTS.items()
+            if owner != family
+        }
+        steps = {
+            "items": {
+                "if": _if({"op": {"enum": list(GENERATING)}}),
+                "then": {"properties": refused},
+            }
+        }
+        rules.append(
+            {
+                "if": _if({"model": _if({"family": {"const": family}})}),
+                "then": {
+                    "properties": {
+                        "steps": steps,
+                        "defaults": {"properties": {"generate": {"properties": refused}}},
+                    }
+                },
+            }
+        )
+    return rules
+
+
+def _prompt_required() -> dict[str, Any]:
+    """A generating step needs a prompt unless defaults.generate gives one."""
+    given = _if({"defaults": _if({"generate": {"required": ["prompt"]}})})
+    needed = {"if": _if({"op": {"enum": list(GENERATING)}}), "then": {"required": ["prompt"]}}
+    return {"if": given, "else": {"properties": {"steps": {"items": needed}}}}
+
+
+_LORA_CONFIG: dict[str, Any] = {
+    "description": "A PEFT config for a new adapter (transformers only).",
+    "type": "object",
+    "required": ["type"],
+    "additionalProperties": False,
+    "properties": {
+        "type": {"description": "The PEFT method.", "enum": ["lora"]},
+        "r": {"description": "LoRA rank. Default 8.", "type": "integer", "minimum": 1},
+        "lora_alpha": {
+            "description": "LoRA alpha; the scale is lora_alpha / r. Default 8.",
+            "type": "number",
+        },
+        "lora_dropout": {
+            "description": "Dropout on the LoRA input during training (off in generation). "
+            "Default 0.",
+            "type": "number",
+            "minimum": 0,
+            "maximum": 1,
+        },
+        "bias": {
+            "description": "Which biases train: none | all | lora_only. Default none.",
+            "enum": ["none", "all", "lora_only"],
+        },
+        "task_type": {"description": "PEFT task type, e.g. CAUSAL_LM.", "type": "string"},
+        "target_modules": {
+            "description": "Module names (or one regex) to adapt. Default: the library's "
+            "choice for the architecture.",
+            "type": ["string", "array"],
+            "items": {"type": "string"},
+        },
+        "modules_to_save": {
+            "description": "Modules trained and saved in full besides the adapter.",
+            "type": "array",
+            "items": {"type": "string"},
+        },
+        "use_rslora": {
+            "description": "Rank-stabilised scale lora_alpha / sqrt(r). Default false.",
+            "type": "boolean",
+        },
+        "use_dora": {
+            "description": "Weight-decomposed LoRA (DoRA). Default false.",
+            "type": "boolean",
+        },
+        "init_lora_weights": {
+            "description": "true (B = 0, no change until trained), false (random), or a named "
+            "scheme such as gaussian.",
+            "type": ["boolean", "string"],
+        },
+        "fan_in_fan_out": {
+            "description": "Set for layers that store weights as (fan_in, fan_out), e.g. GPT-2 "
+            "Conv1D.",
+            "type": "boolean",
+        },
+        "layers_to_transform": {
+            "description": "Layer indices to adapt.",
+            "type": ["integer", "array"],
+            "items": {"type": "integer"},
+        },
+        "rank_pattern": {
+            "description": "Per-module rank overrides.",
+            "type": "object",
+            "additionalProperties": {"type": "integer"},
+        },
+        "alpha_pattern": {
+            "description": "Per-module alpha overrides.",
+            "type": "object",
+            "additionalProperties": {"type": "number"},
+        },
+    },
+}
+
+_NULLABLE_STRING = ["string", "null"]
+
+
+def _properties(ops: list[str]) -> dict[str, Any]:
+    return {
+        "version": {"description": "The spec language version; must be 1.", "const": 1},
+        "name": {
+            "description": "Names the run directory. Default: the file's stem.",
+            "type": "string",
+            "pattern": NAME_PATTERN,
+            "errorMessage": NAME_MESSAGE,
+        },
+        "description": {"description": "Free text.", "type": "string"},
+        "seed": {
+            "description": "Default seed of every generate step. Default 0.",
+            "type": "integer",
+            "minimum": 0,
+            "maximum": MAX_SEED,
+        },
+        "device": {
+            "description": "auto | cpu | cuda | cuda:N | mps. auto: cuda, else mps, else cpu. "
+            "Default auto.",
+            "type": "string",
+            "pattern": "^(auto|cpu|cuda|cuda:[0-9]+|mps)$",
+            "errorMessage": "expected auto, cpu, cuda, cuda:N or mps",
+        },
+        "dtype": {
+            "description": "auto | float32 | float16 | bfloat16. auto: float16 on cuda/mps, "
+            "float32 on cpu. Default auto.",
+            "enum": ["auto", "float32", "float16", "bfloat16"],
+        },
+        "deterministic": {
+            "description": "Use deterministic algorithms where the device allows and fix the "
+            "thread count. Default true.",
+            "type": "boolean",
+        },
+        "model": {
+            "description": "The base model.",
+            "type": "object",
+            "required": ["family", "path"],
+            "additionalProperties": False,
+            "properties": {
+                "family": {
+                    "description": "transformers (a causal LM) or diffusers (a text-to-image "
+                    "pipeline).",
+                    "enum": list(FAMILIES),
+                },
+                "path": {
+                    "description": "Hub id, local directory (an adapter directory loads its "
+                    "base with the adapter as 'default'), or builtin:NAME.",
+                    "type": "string",
+                    "minLength": 1,
+                },
+                "revision": {
+                    "description": "Hub revision: branch, tag or commit. Default: main.",
+                    "type": _NULLABLE_STRING,
+                },
+                "variant": {
+                    "description": "Weights variant (diffusers), e.g. fp16. Default none.",
+                    "type": _NULLABLE_STRING,
+                },
+                "trust_remote_code": {
+                    "description": "Run code shipped with the model. Default false; never true "
+                    "unless written here.",
+                    "type": "boolean",
+                },
+            },
+        },
+        "adapters": {
+            "description": "Adapter name -> how to get it. Names: [A-Za-z0-9_-]+.",
+            "type": "object",
+            "additionalProperties": {
+                "type": "object",
+                "description": "An adapter: `path` to load one, or `config` to build a new one.",
+                "additionalProperties": False,
+                "properties": {
+                    "path": {
+                        "description": "Hub id, local directory or file, or builtin:NAME.",
+                        "type": "string",
+                        "minLength": 1,
+                    },
+                    "weight_name": {
+                        "description": "A file name inside `path` to load. Default: the "
+                        "library's default file.",
+                        "type": _NULLABLE_STRING,
+                    },
+                    "revision": {
+                        "description": "Hub revision: branch, tag or commit. Default: main.",
+                        "type": _NULLABLE_STRING,
+                    },
+                    "allow_pickle": {
+                        "description": "Allow a pickled .bin/.pt checkpoint. Default false.",
+                        "type": "boolean",
+                    },
+                    "config": _LORA_CONFIG,
+                },
+            },
+        },
+        "defaults": {
+            "description": "Default arguments merged into every step of that op.",
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "generate": {
+                    "description": "Default generate arguments.",
+                    "type": "object",
+                    "additionalProperties": False,
+                    "properties": _generate_arguments(),
+                }
+            },
+        },
+        "steps": {
+            "description": "The steps, executed in order.",
+            "type": "array",
+            "minItems": 1,
+            "items": {
+                "type": "object",
+                "description": "One step; `op` says which.",
+                "required": ["op"],
+                "properties": {
+                    "op": {"description": "The step kind: " + " | ".join(ops) + ".", "enum": ops}
+                },
+                "allOf": [
+                    {"if": _if({"op": {"const": op}}), "then": {"$ref": f"#/definitions/{op}"}}
+                    for op in ops
+                ],
+            },
+        },
+    }
+
+
+def build() -> dict[str, Any]:
+    """The spec's JSON Schema (draft-07)."""
+    definitions = _definitions()
+    return {
+        "$schema": "http://json-schema.org/draft-07/schema#",
+        "$id": "https://runner.invalid/schemas/spec.schema.json",
+        "title": "runner spec",
+        "description": "A runner pipeline spec: a base model, named adapters and an ordered "
+        "list of steps.",
+        "type": "object",
+        "required": ["version", "model", "steps"],
+        "additionalProperties": False,
+        "properties": _properties(list(definitions)),
+        "allOf": [*_family_rules(), _prompt_required()],
+        "definitions": definitions,
+    }
