@@ -1,9 +1,42 @@
-"""runner: a declarative pipeline-spec runner for PEFT adapters."""
+"""runner: a declarative pipeline-spec runner for PEFT adapters.
+
+    problems = runner.validate("spec.yaml")      # [] when valid, else located problems
+    spec = runner.load_spec("spec.yaml")         # or a dict; raises runner.SpecError
+    run = runner.run(spec, out="runs")           # -> runner.Run; raises runner.StepError
+    run.dir, run.status, run.manifest, run.outputs["blend"]
+    again = runner.open_run(run.dir)             # any run directory, no model loaded
+    runner.verify(again).ok, runner.diff(run, again).same
+
+Importing runner, or calling validate, load_spec, open_run, verify or diff, loads no
+deep-learning library.
+"""
+
+from __future__ import annotations
 
 import os
 from pathlib import Path
 
+from runner.api import Run, diff, load_spec, open_run, run, validate, verify
+from runner.errors import Interrupted, Located, RunDirError, RunnerError, SpecError, StepError
+
 __version__ = "0.1.0"
+
+__all__ = [
+    "Interrupted",
+    "Located",
+    "Run",
+    "RunDirError",
+    "RunnerError",
+    "SpecError",
+    "StepError",
+    "cache_home",
+    "diff",
+    "load_spec",
+    "open_run",
+    "run",
+    "validate",
+    "verify",
+]
 
 
 def cache_home() -> Path:

@@ -1,4 +1,4 @@
-"""The `runner` command line: each command parses options, calls one function, prints."""
+"""The `runner` command line: each command parses options, calls one API function, prints."""
 
 from __future__ import annotations
 
@@ -14,38 +14,75 @@ from typing import Any
 import click
 
 from runner import __version__
-from runner.errors import RunnerError, SpecError, StepError
+from runner.errors import Interrupted, RunnerError, SpecError, StepError
 
 EXIT_OK, EXIT_INVALID, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 2, 130
-DEVICE = re.compile(r"^(auto|cpu|cuda|cuda:[0-9]+|mps)$")
+DEVICE = re.compile(r"(auto|cpu|cuda|cuda:[0-9]+|mps)")
 
 
-def _errors(command: Callable[..., int]) -> Callable[..., None]:
-    """The one place where runner errors become messages and exit codes."""
+def _errors(failed: int = EXIT_INVALID) -> Callable[[Callable[..., int]], Callable[..., None]]:
+    """The one place where errors become messages and exit codes; FAILED is what a
+    run-directory or filesystem error means for this command."""
 
-    @wraps(command)
-    def wrapper(*args: Any, **kwargs: Any) -> None:
-        debug = click.get_current_context().find_root().params.get("debug", False)
-        try:
-            code = command(*args, **kwargs)
-        except SpecError as exc:
-            click.echo(str(exc), err=True)
-            code = EXIT_INVALID
-        except StepError as exc:
-            if debug:
-                raise
-            click.echo(f"error: {exc}", err=True)
-            if exc.run_dir:
-                click.echo(f"what finished is kept in {exc.run_dir}", err=True)
-            code = EXIT_FAILED
-        except RunnerError as exc:
-            if debug:
-                raise
-            click.echo(f"error: {exc}", err=True)
-            code = EXIT_INVALID
-        sys.exit(code)
+    def decorate(command: Callable[..., int]) -> Callable[..., None]:
+        @wraps(command)
+        def wrapper(*args: Any, **kwargs: Any) -> None:
+            debug = click.get_current_context().find_root().params.get("debug", False)
+            try:
+                with _interruptible():
+                    code = command(*args, **kwargs)
+            except (Interrupted, KeyboardInterrupt) as exc:
+                kept = getattr(exc, "run_dir", None)
+                click.echo(
+                    "interrupted" + (f"; what finished is kept in {kept}" if kept else ""), err=True
+                )
+                if kept:
+                    click.echo(str(kept))
+                code = EXIT_INTERRUPTED
+            except SpecError as exc:
+                click.echo(str(exc), err=True)
+                code = EXIT_INVALID
+            except Exception as exc:
+                if debug or not isinstance(exc, (RunnerError, OSError)):
+                    raise
+                click.echo(f"error: {_one_line(exc)}", err=True)
+                kept = getattr(exc, "run_dir", None)
+                if kept:
+                    click.echo(f"what finished is kept in {kept}", err=True)
+                code = EXIT_FAILED if isinstance(exc, StepError) else failed
+            sys.exit(code)
 
-    return wrapper
+        return wrapper
+
+    return decorate
+
+
+def _one_line(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        where = f"{exc.filename}: " if exc.filename else ""
+        return f"{where}{exc.strerror}"
+    return str(exc)
+
+
+@contextmanager
+def _interruptible() -> Iterator[None]:
+    """SIGINT and SIGTERM stop any command the same way: Interrupted, exit 130."""
+
+    def stop(signum: int, frame: object) -> None:
+        for sig in previous:  # a second Ctrl-C must not cut short the recording of the first
+            signal.signal(sig, signal.SIG_IGN)
+        raise Interrupted(signal.Signals(signum).name)
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _progress(line: str) -> None:
+    click.echo(line, err=True)
 
 
 @click.group()
@@ -57,24 +94,25 @@ def main(debug: bool) -> None:
 
 @main.command()
 @click.argument("specs", nargs=-1, required=True, type=click.Path(path_type=Path))
-@_errors
+@_errors()
 def validate(specs: tuple[Path, ...]) -> int:
     """Check SPECS against the schema and the meaning checks; print every error."""
-    from runner.spec.load import load
+    import runner
 
     code = EXIT_OK
     for spec in specs:
-        try:
-            load(spec)
-            click.echo(f"{spec}: ok")
-        except SpecError as exc:
-            click.echo(str(exc))
+        problems = runner.validate(spec)
+        for problem in problems:
+            click.echo(str(problem), err=True)
+        if problems:
             code = EXIT_INVALID
+        else:
+            click.echo(f"{spec}: ok")
     return code
 
 
 @main.command()
-@_errors
+@_errors()
 def schema() -> int:
     """Print the spec's JSON Schema."""
     from runner.spec.schema import schema_text
@@ -95,56 +133,30 @@ def schema() -> int:
 @click.option(
     "--device", help="Run on this device instead of the spec's (auto, cpu, cuda, cuda:N, mps)."
 )
-@_errors
+@_errors(failed=EXIT_FAILED)
 def run(spec: Path, out: Path, device: str | None) -> int:
     """Validate SPEC, execute it and print the run directory."""
-    from runner.run.interpreter import Interrupted, Overrides, execute
-    from runner.spec.load import load
+    import runner
 
-    if device is not None and not DEVICE.match(device):
-        raise RunnerError(f"--device: expected auto, cpu, cuda, cuda:N or mps, found '{device}'")
-    loaded = load(spec)
-    with _interruptible():
-        try:
-            run_dir = execute(loaded, out, Overrides(device=device), _progress)
-        except Interrupted as exc:
-            click.echo(f"interrupted; what finished is kept in {exc.run_dir}", err=True)
-            click.echo(str(exc.run_dir))
-            return EXIT_INTERRUPTED
-    click.echo(str(run_dir))
+    if device is not None and not DEVICE.fullmatch(device):
+        click.echo(
+            f"error: --device: expected auto, cpu, cuda, cuda:N or mps, found '{device}'", err=True
+        )
+        return EXIT_INVALID
+    done = runner.run(runner.load_spec(spec), out=out, device=device, progress=_progress)
+    click.echo(str(done.dir))
     return EXIT_OK
-
-
-def _progress(line: str) -> None:
-    click.echo(line, err=True)
-
-
-@contextmanager
-def _interruptible() -> Iterator[None]:
-    """SIGINT and SIGTERM stop a run the same way: recorded as interrupted, exit 130."""
-    from runner.run.interpreter import Interrupted
-
-    def stop(signum: int, frame: object) -> None:
-        for sig in previous:  # a second Ctrl-C must not cut short the recording of the first
-            signal.signal(sig, signal.SIG_IGN)
-        raise Interrupted(signal.Signals(signum).name)
-
-    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
 
 
 @main.command()
 @click.argument("run_dir", type=click.Path(path_type=Path))
-@_errors
+@_errors()
 def verify(run_dir: Path) -> int:
     """Check every file of RUN_DIR against its SHA256SUMS."""
-    from runner.audit.checksums import format_verify, verify
+    import runner
+    from runner.audit.checksums import format_verify
 
-    report = verify(run_dir)
+    report = runner.verify(run_dir)
     click.echo(format_verify(run_dir, report))
     return EXIT_OK if report.ok else EXIT_INVALID
 
@@ -156,21 +168,20 @@ def verify(run_dir: Path) -> int:
     type=click.Path(path_type=Path),
     help="Folder for the new run (default: beside RUN_DIR).",
 )
-@_errors
+@_errors()
 def reproduce(run_dir: Path, out: Path | None) -> int:
     """Run RUN_DIR's spec again with its recorded settings and compare every output."""
     from runner.audit.diff import format_outputs, likely_causes
-    from runner.audit.outputs import load_manifest
     from runner.audit.reproduce import reproduce as run_again
+    from runner.record.manifest import read
 
-    with _interruptible():
-        new_run, report = run_again(run_dir, out, _progress)
+    new_run, report = run_again(run_dir, out, _progress)
     click.echo(f"reproduced into {new_run}")
     click.echo(format_outputs(report.outputs))
     if report.outputs_same:
         click.echo("every output is identical")
         return EXIT_OK
-    causes = likely_causes(load_manifest(run_dir), load_manifest(new_run))
+    causes = likely_causes(read(run_dir), read(new_run))
     click.echo("outputs differ; what else differs between the runs:")
     click.echo("\n".join(f"  {c}" for c in causes) or "  nothing recorded differs")
     return EXIT_INVALID
@@ -180,13 +191,13 @@ def reproduce(run_dir: Path, out: Path | None) -> int:
 @click.argument("run_a", type=click.Path(path_type=Path))
 @click.argument("run_b", type=click.Path(path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-@_errors
+@_errors()
 def diff(run_a: Path, run_b: Path, as_json: bool) -> int:
     """Show what differs between two runs: spec, environment, inputs, outputs."""
     import json
 
-    from runner.audit.diff import diff as compare
+    import runner
 
-    report = compare(run_a, run_b)
+    report = runner.diff(run_a, run_b)
     click.echo(json.dumps(report.to_dict(), indent=2) if as_json else report.format_text())
     return EXIT_OK if report.same else EXIT_INVALID

@@ -3,12 +3,15 @@
 RunnerError              any error a user can act on (never shown with a traceback)
 ├── SpecError            the spec is invalid: a list of located messages   -> exit 1
 ├── StepError            a step failed while running                      -> exit 2
-└── RunDirError          a run directory is missing or unreadable          -> exit 1
+└── RunDirError          a run directory is missing, unreadable or unwritable -> exit 1
+                         (exit 2 from `runner run`, whose spec was valid)
+Interrupted (BaseException) SIGINT or SIGTERM arrived                      -> exit 130
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 
 class RunnerError(Exception):
@@ -40,8 +43,14 @@ class SpecError(RunnerError):
 class StepError(RunnerError):
     """A step failed at run time; the message already names file, line and step."""
 
-    run_dir: str | None = None  # the run directory that keeps what finished
+    run_dir: Path | None = None  # the run directory that keeps what finished
 
 
 class RunDirError(RunnerError):
     """A run directory cannot be read as one."""
+
+
+class Interrupted(BaseException):
+    """SIGINT or SIGTERM arrived; a run stops and is recorded as interrupted."""
+
+    run_dir: Path | None = None  # the run directory that keeps what finished, if any

@@ -7,7 +7,7 @@ import json
 import math
 import os
 import subprocess
-from importlib import metadata
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,7 @@ from runner.audit import diff as audit
 from runner.audit import outputs as compare
 from runner.errors import RunDirError
 from runner.record import environment, identity
+from runner.record.manifest import parse
 
 OLD_NS = 1_600_000_000 * 10**9  # 2020: old enough that the hash cache trusts the mtime
 
@@ -51,7 +52,7 @@ def manifest(seed: int = 0, spec_sha: str = "a" * 64, **overrides: Any) -> dict[
         "started": "2025-01-01T00:00:00Z",
         "ended": "2025-01-01T00:00:05Z",
         "runner": {"version": "0.1.0", "git_commit": None},
-        "spec": {"file": "/x/spec.yaml", "sha256": spec_sha, "name": "t"},
+        "spec": {"file": "/x/spec.yaml", "sha256": spec_sha, "name": "t", "base_dir": "/x"},
         "environment": {
             "python": "3.11.7",
             "platform": "Linux",
@@ -113,9 +114,10 @@ def make_run(
     images = [np.zeros((4, 4, 3))] if images is None else images
     for k, pixels in enumerate(images):
         png(image_dir / f"{k}.png", pixels, text=f"seed {seed}")
-    steps = [
-        {"index": 1, "op": "generate", "id": "text", "arguments": {"seed": seed}, "outputs": []},
-        {"index": 2, "op": "generate", "id": "img", "arguments": {"seed": seed}, "outputs": []},
+    steps: list[dict[str, Any]] = [
+        {"index": i, "op": "generate", "id": step_id, "line": 4 + i, "status": "ok"}
+        | {"seconds": 0.1, "arguments": {"seed": seed}, "outputs": []}
+        for i, step_id in ((1, "text"), (2, "img"))
     ]
     for step, folder in zip(steps, (text_dir, image_dir), strict=True):
         for f in sorted(folder.iterdir()):
@@ -199,40 +201,38 @@ def model_dir(root: Path) -> Path:
 def test_identify_hashes_weights_and_configs(tmp_path: Path, cache_home: Path) -> None:
     folder = model_dir(tmp_path)
     ident = identity.identify("./model", folder, None)
-    assert ident["path"] == "./model" and ident["resolved"] == str(folder)
-    assert ident["revision"] is None
-    assert ident["files"] == {
+    assert ident.path == "./model" and ident.resolved == str(folder)
+    assert ident.revision is None
+    assert ident.files == {
         "config.json": sha(b"{}"),
         "model.safetensors": sha(b"weights" * 1000),
         "sub/tokenizer.json": sha(b'{"v": 1}'),
     }
     single = identity.identify("w.safetensors", folder / "model.safetensors", None)
-    assert single["files"] == {"model.safetensors": sha(b"weights" * 1000)}
+    assert single.files == {"model.safetensors": sha(b"weights" * 1000)}
 
 
 def test_hash_cache_is_used_and_follows_changes(tmp_path: Path, cache_home: Path) -> None:
     folder = model_dir(tmp_path)
     weights = folder / "model.safetensors"
-    first = identity.identify("m", folder, None)["files"]["model.safetensors"]
+    first = identity.identify("m", folder, None).files["model.safetensors"]
     stored = json.loads((cache_home / "runner/hashes.json").read_text())["files"]
     assert stored[str(weights.resolve())]["sha256"] == first
     # Same size and mtime: the cached hash answers, even though the bytes changed.
     weights.write_bytes(b"WEIGHTS" * 1000)
     os.utime(weights, ns=(OLD_NS, OLD_NS))
-    assert identity.identify("m", folder, None)["files"]["model.safetensors"] == first
+    assert identity.identify("m", folder, None).files["model.safetensors"] == first
     identity._caches.clear()  # a new process reads the cache file
-    assert identity.identify("m", folder, None)["files"]["model.safetensors"] == first
+    assert identity.identify("m", folder, None).files["model.safetensors"] == first
     # A new mtime: hashed again.
     os.utime(weights, ns=(OLD_NS + 10**9, OLD_NS + 10**9))
-    assert identity.identify("m", folder, None)["files"]["model.safetensors"] == sha(
-        b"WEIGHTS" * 1000
-    )
+    assert identity.identify("m", folder, None).files["model.safetensors"] == sha(b"WEIGHTS" * 1000)
 
 
 def test_hash_cache_skips_files_written_just_now(tmp_path: Path, cache_home: Path) -> None:
     fresh = tmp_path / "fresh.safetensors"
     fresh.write_bytes(b"x")
-    assert identity.identify("f", fresh, None)["files"] == {"fresh.safetensors": sha(b"x")}
+    assert identity.identify("f", fresh, None).files == {"fresh.safetensors": sha(b"x")}
     assert not (cache_home / "runner/hashes.json").exists()
 
 
@@ -241,7 +241,7 @@ def test_hash_cache_survives_a_corrupt_file(tmp_path: Path, cache_home: Path) ->
     cache.parent.mkdir(parents=True)
     cache.write_text('{"files": {"broken')
     folder = model_dir(tmp_path)
-    files = identity.identify("m", folder, None)["files"]
+    files = identity.identify("m", folder, None).files
     assert files["config.json"] == sha(b"{}")
     assert str((folder / "config.json").resolve()) in json.loads(cache.read_text())["files"]
 
@@ -267,8 +267,8 @@ def test_hub_commit_comes_from_the_snapshot_path(tmp_path: Path, cache_home: Pat
     assert identity.hub_snapshot("org/name", commit, tmp_path / "hub") == snapshot
     assert identity.hub_snapshot("org/other", None, tmp_path / "hub") is None
     ident = identity.identify("org/name", snapshot, "main")
-    assert ident["revision"] == commit
-    assert ident["files"] == {"model.safetensors": sha(b"blob bytes")}
+    assert ident.revision == commit
+    assert ident.files == {"model.safetensors": sha(b"blob bytes")}
 
 
 def test_identify_finds_a_hub_id_in_the_cache(
@@ -280,8 +280,8 @@ def test_identify_finds_a_hub_id_in_the_cache(
     snapshot = hub_cache(tmp_path / "hub", commit)
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
     ident = identity.identify("org/name", None, None)
-    assert ident["resolved"] == str(snapshot) and ident["revision"] == commit
-    assert identity.identify("builtin:x", None, None)["files"] == {}
+    assert ident.resolved == str(snapshot) and ident.revision == commit
+    assert identity.identify("builtin:x", None, None).files == {}
 
 
 # outputs
@@ -332,13 +332,13 @@ def test_likely_causes_names_versions_threads_and_inputs() -> None:
     b["settings"]["deterministic"]["threads"] = 2
     b["environment"]["torch_threads"] = 2
     b["inputs"]["adapters"]["style"]["files"]["adapter_model.safetensors"] = "cd" * 32
-    causes = audit.likely_causes(a, b)
+    causes = audit.likely_causes(parse(a), parse(b))
     assert "torch 2.13.0 -> 2.14.1" in causes
     assert causes.count("threads 1 -> 2") == 1
     assert any(
         c.startswith("adapter 'style' file adapter_model.safetensors: sha256 abab") for c in causes
     )
-    assert audit.likely_causes(a, manifest()) == []
+    assert audit.likely_causes(parse(a), parse(manifest())) == []
 
 
 def test_diff_of_runs_that_differ_only_by_seed_names_the_seed(tmp_path: Path) -> None:
@@ -355,6 +355,20 @@ def test_diff_of_runs_that_differ_only_by_seed_names_the_seed(tmp_path: Path) ->
     assert audit.diff(a, a).same
 
 
+@pytest.mark.parametrize(
+    "change",
+    [{"steps": [1, 2]}, {"settings": "cpu"}, {"schema_version": 7}, {"inputs": {"model": []}}],
+)
+def test_a_malformed_manifest_is_one_line_in_diff_and_verify(
+    tmp_path: Path, change: dict[str, Any]
+) -> None:
+    a = make_run(tmp_path, "a")
+    b = make_run(tmp_path, "b", meta=change)
+    with pytest.raises(RunDirError, match="not a runner manifest") as caught:
+        audit.diff(a, b)
+    assert "\n" not in str(caught.value) and str(b / "manifest.json") in str(caught.value)
+
+
 def test_diff_refuses_a_dir_without_manifest(tmp_path: Path) -> None:
     a = make_run(tmp_path, "a")
     (tmp_path / "b").mkdir()
@@ -365,16 +379,21 @@ def test_diff_refuses_a_dir_without_manifest(tmp_path: Path) -> None:
 # environment
 
 
+@pytest.mark.models
 def test_capture_records_library_versions() -> None:
+    import numpy
+    import torch
+
     env = environment.capture("cpu")
-    assert env["libraries"]["torch"] == metadata.version("torch")
-    assert env["libraries"]["numpy"] == metadata.version("numpy")
-    assert env["libraries"]["runner"] == "0.1.0"
-    assert env["python"].count(".") == 2 and env["gpu"] is None
+    # each against what the module itself says, not against the function capture() calls
+    assert env["libraries"]["torch"] == torch.__version__
+    assert env["libraries"]["numpy"] == numpy.__version__
+    assert env["python"] == ".".join(map(str, sys.version_info[:3])) and env["gpu"] is None
     assert env["torch_threads"] >= 1
     assert set(env["env"]) >= {"CUBLAS_WORKSPACE_CONFIG", "OMP_NUM_THREADS"}
 
 
+@pytest.mark.models
 def test_apply_determinism_fixes_threads() -> None:
     import torch
 

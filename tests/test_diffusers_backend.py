@@ -7,7 +7,7 @@ Every pipeline here is tiny and random (runner's builtins, made in this session)
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
+import os
 from pathlib import Path
 from typing import Any
 
@@ -29,18 +29,16 @@ from runner.record.pnginfo import parse_parameters, read_png_metadata, save_png
 from runner.spec.types import Adapter, Generate, Model
 from runner.spec.types import LoraConfig as SpecLoraConfig
 
+pytestmark = pytest.mark.models
+
 PROMPT = "a photo of a cat"
 STEPS = {"num_inference_steps": 2}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """Builtins are made in this module's own cache folder (conftest.py keeps the hub offline)."""
-    root = tmp_path_factory.mktemp("xdg")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("XDG_CACHE_HOME", str(root))
-        patch.setenv("HF_HUB_OFFLINE", "1")
-        yield root
+@pytest.fixture(scope="module")
+def cache() -> Path:
+    """The session's builtin cache (conftest.py), shared with every other test module."""
+    return Path(os.environ["XDG_CACHE_HOME"])
 
 
 @pytest.fixture(scope="module")

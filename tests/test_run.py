@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -14,6 +15,8 @@ import pytest
 from click.testing import CliRunner
 
 from runner.cli import main
+
+pytestmark = pytest.mark.models
 
 SPEC = """\
 version: 1
@@ -140,7 +143,11 @@ def test_verify_catches_tampering(finished: Path, tmp_path: Path) -> None:
 def test_reproduce_is_identical_on_cpu(finished: Path, tmp_path: Path) -> None:
     code, out, err = invoke("reproduce", str(finished), "--out", str(tmp_path))
     assert code == 0, out + err
+    recorded = len(json.loads((finished / "manifest.json").read_text())["steps"][-1]["outputs"])
+    assert recorded > 0
     assert "every output is identical" in out
+    assert re.search(r"outputs: (\d+) of \1 identical", out)
+    assert int(re.search(r"outputs: (\d+) of", out)[1]) >= recorded
 
 
 def test_diff_of_two_seeds_names_the_seed(finished: Path, tmp_path: Path) -> None:
@@ -296,14 +303,21 @@ steps:
     code, out, err = invoke("run", str(spec), "--out", str(tmp_path / "runs"))
     assert code == 0, err
     run = Path(out.strip())
-    assert (run / "outputs/02-plain/0.png").read_bytes() != b""
     import numpy as np
+    import torch
+    from diffusers import DiffusionPipeline
     from PIL import Image
 
-    off, on = (
-        np.asarray(Image.open(run / f"outputs/{f}/0.png")) for f in ("02-plain", "04-enabled")
-    )
-    assert (off == on).all()
+    from runner import builtin
+
+    pipe = DiffusionPipeline.from_pretrained(str(builtin.resolve("tiny-sd")))
+    pipe.set_progress_bar_config(disable=True)
+    image = pipe(
+        "a cat", num_inference_steps=2, generator=[torch.Generator("cpu").manual_seed(0)]
+    ).images[0]
+    by_hand = np.asarray(image)
+    for folder in ("02-plain", "04-enabled"):
+        assert (np.asarray(Image.open(run / f"outputs/{folder}/0.png")) == by_hand).all(), folder
 
 
 def test_relative_path_without_dot_slash_is_read_from_beside_the_spec(tmp_path: Path) -> None:
@@ -325,7 +339,7 @@ def test_checksums_sweep_partial_files_an_interrupt_left(tmp_path: Path) -> None
     run = tmp_path / "run"
     rundir.write_atomic(run / "outputs/01-x/completions.jsonl", b"{}\n")
     (run / "outputs/01-x/.0.png.abc123.partial").write_bytes(b"half a picture")
-    rundir.write_sums(run)
+    rundir.write_sums(run, {})
     assert sorted(p.name for p in run.rglob("*") if p.is_file()) == [
         "SHA256SUMS",
         "completions.jsonl",

@@ -28,6 +28,8 @@ from runner.builtin import causal_lm, resolve
 from runner.errors import StepError
 from runner.spec.types import Adapter, Generate, LoraConfig, Model
 
+pytestmark = pytest.mark.models
+
 PROMPTS = ("the quick brown fox", "hello", "a tiny model for tests writes")
 GREEDY: dict[str, Any] = {"max_new_tokens": 10, "do_sample": False}
 
@@ -251,6 +253,7 @@ def test_adapter_loaded_while_disabled_stays_off(
     load(backend, "a", files.a)
     backend.disable()
     load(backend, "c", files.c)  # wraps k_proj and o_proj, which a left alone
+    backend.disable()  # as the interpreter does after a load while disabled
     assert run(backend) == base_tokens
     backend.enable()
     assert run(backend) == generate(*oracle_with(files, "c"), PROMPTS, **GREEDY)
@@ -314,7 +317,7 @@ def test_pickle_refused_unless_allowed(files: SimpleNamespace, tmp_path: Path) -
     shutil.copy(files.a / "adapter_config.json", tmp_path)
     torch.save(load_file(files.a / "adapter_model.safetensors"), tmp_path / "adapter_model.bin")
     backend = backend_for(files.base)
-    with pytest.raises(StepError, match="adapter_model.bin is a pickle checkpoint"):
+    with pytest.raises(StepError, match="adapter_model.bin is a pickled checkpoint"):
         load(backend, "p", tmp_path)
     assert not getattr(backend.model, "peft_config", None)
     load(backend, "p", tmp_path, allow_pickle=True)
@@ -364,7 +367,7 @@ def test_weights_missing_from_the_file(files: SimpleNamespace, tmp_path: Path) -
 
 def test_a_name_torch_modules_own_is_refused(files: SimpleNamespace) -> None:
     backend = backend_for(files.base)
-    with pytest.raises(StepError, match="'half' is taken by torch"):
+    with pytest.raises(StepError, match="adapter name 'half' is reserved by torch"):
         load(backend, "half", files.a)
     assert not getattr(backend.model, "peft_config", None)
 

@@ -9,12 +9,13 @@ import difflib
 import json
 import math
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, is_dataclass
 from pathlib import Path
 from typing import Any
 
-from runner.audit.outputs import OutputDiff, compare_outputs, load_manifest
+from runner.audit.outputs import OutputDiff, compare_outputs
 from runner.errors import RunDirError
+from runner.record import manifest as m
 
 
 def show(value: Any, none: str = "none") -> str:
@@ -48,32 +49,31 @@ def label(key: tuple[str, ...]) -> str:
     return "threads" if key[-1] in ("threads", "torch_threads") else " ".join(key)
 
 
-def environment_changes(ma: dict[str, Any], mb: dict[str, Any]) -> list[str]:
+def environment_changes(ma: m.Manifest, mb: m.Manifest) -> list[str]:
     """Library versions, python, platform, CPU, GPU, env vars and runner version."""
     lines = []
-    for key, a, b in changed_leaves(ma.get("environment"), mb.get("environment")):
+    for key, a, b in changed_leaves(ma.environment, mb.environment):
         if key[:1] == ("libraries",) and len(key) == 2:
             lines.append(f"{key[1]} {show(a, 'absent')} -> {show(b, 'absent')}")
         elif key[:1] == ("env",) and len(key) == 2:
             lines.append(f"{key[1]} {show(a, 'unset')} -> {show(b, 'unset')}")
         else:
             lines.append(f"{label(key)} {show(a)} -> {show(b)}")
-    for key, a, b in changed_leaves(ma.get("runner"), mb.get("runner")):
+    for key, a, b in changed_leaves(ma.runner, mb.runner):
         lines.append(f"runner {label(key)} {show(a)} -> {show(b)}")
     return lines
 
 
-def settings_changes(ma: dict[str, Any], mb: dict[str, Any]) -> list[str]:
+def settings_changes(ma: m.Manifest, mb: m.Manifest) -> list[str]:
     """Device, device name, dtype, seed, threads and deterministic flags."""
-    changes = changed_leaves(ma.get("settings"), mb.get("settings"))
+    changes = changed_leaves(_plain(ma.settings), _plain(mb.settings))
     return [f"{label(key)} {show(a)} -> {show(b)}" for key, a, b in changes]
 
 
-def input_changes(ma: dict[str, Any], mb: dict[str, Any]) -> list[str]:
+def input_changes(ma: m.Manifest, mb: m.Manifest) -> list[str]:
     """Model and adapter identities: path, revision, and each file's sha256."""
-    ia, ib = ma.get("inputs") or {}, mb.get("inputs") or {}
-    ada, adb = ia.get("adapters") or {}, ib.get("adapters") or {}
-    pairs = [("model", ia.get("model"), ib.get("model"))] + [
+    ada, adb = ma.inputs.adapters, mb.inputs.adapters
+    pairs = [("model", ma.inputs.model, mb.inputs.model)] + [
         (f"adapter '{n}'", ada.get(n), adb.get(n))
         for n in list(ada) + [n for n in adb if n not in ada]
     ]
@@ -86,36 +86,42 @@ def input_changes(ma: dict[str, Any], mb: dict[str, Any]) -> list[str]:
                     f"{'absent' if b is None else 'declared'}"
                 )
             continue
-        for key in ("path", "revision", "resolved"):
-            if a.get(key) != b.get(key):
-                lines.append(f"{name} {key} {show(a.get(key))} -> {show(b.get(key))}")
-        fa, fb = a.get("files") or {}, b.get("files") or {}
-        for rel in sorted(set(fa) | set(fb)):
-            if fa.get(rel) != fb.get(rel):
+        for field_name in ("path", "revision", "resolved"):
+            va, vb = getattr(a, field_name), getattr(b, field_name)
+            if va != vb:
+                lines.append(f"{name} {field_name} {show(va)} -> {show(vb)}")
+        for sub, va, vb in changed_leaves(a.config, b.config):
+            lines.append(f"{name} config {' '.join(sub)} {show(va)} -> {show(vb)}")
+        for rel in sorted(set(a.files) | set(b.files)):
+            if a.files.get(rel) != b.files.get(rel):
                 lines.append(
-                    f"{name} file {rel}: sha256 {show(fa.get(rel), 'absent')} -> "
-                    f"{show(fb.get(rel), 'absent')}"
+                    f"{name} file {rel}: sha256 {show(a.files.get(rel), 'absent')} -> "
+                    f"{show(b.files.get(rel), 'absent')}"
                 )
     return lines
 
 
-def step_changes(ma: dict[str, Any], mb: dict[str, Any]) -> list[str]:
+def step_changes(ma: m.Manifest, mb: m.Manifest) -> list[str]:
     """Run status, and per step: op, arguments, active adapters, status."""
     lines = [
         f"{k} {show(a)} -> {show(b)}"
         for k in ("status", "error")
-        if (a := ma.get(k)) != (b := mb.get(k))
+        if (a := _plain(getattr(ma, k))) != (b := _plain(getattr(mb, k)))
     ]
-    sa, sb = ma.get("steps") or [], mb.get("steps") or []
-    if len(sa) != len(sb):
-        lines.append(f"steps {len(sa)} -> {len(sb)}")
-    for a, b in zip(sa, sb, strict=False):
-        name = f"step {a.get('index')} {a.get('op')}"
+    if len(ma.steps) != len(mb.steps):
+        lines.append(f"steps {len(ma.steps)} -> {len(mb.steps)}")
+    for a, b in zip(ma.steps, mb.steps, strict=False):
+        name = f"step {a.index} {a.op}"
         for key in ("op", "id", "arguments", "active_adapters", "status"):
-            for sub, va, vb in changed_leaves(a.get(key), b.get(key)):
+            for sub, va, vb in changed_leaves(getattr(a, key), getattr(b, key)):
                 what = " ".join(sub if key == "arguments" and sub else (key, *sub))
                 lines.append(f"{name}: {what} {show(va)} -> {show(vb)}")
     return lines
+
+
+def _plain(value: Any) -> Any:
+    """A record as plain data, for leaf-by-leaf comparison."""
+    return asdict(value) if is_dataclass(value) and not isinstance(value, type) else value
 
 
 def unique(lines: list[str], seen: set[str]) -> list[str]:
@@ -124,9 +130,9 @@ def unique(lines: list[str], seen: set[str]) -> list[str]:
     return kept
 
 
-def likely_causes(manifest_a: dict[str, Any], manifest_b: dict[str, Any]) -> list[str]:
+def likely_causes(manifest_a: m.Manifest, manifest_b: m.Manifest) -> list[str]:
     """Everything besides the outputs that differs between two runs, phrased for humans."""
-    sha_a, sha_b = ((m.get("spec") or {}).get("sha256") for m in (manifest_a, manifest_b))
+    sha_a, sha_b = manifest_a.spec.sha256, manifest_b.spec.sha256
     lines = [f"spec sha256 {show(sha_a)} -> {show(sha_b)}"] if sha_a != sha_b else []
     for part in (settings_changes, input_changes, environment_changes, step_changes):
         lines += part(manifest_a, manifest_b)
@@ -197,7 +203,7 @@ def spec_diff(run_a: Path, run_b: Path) -> list[str]:
 
 def diff(run_a: Path, run_b: Path) -> DiffReport:
     """Compare two runs: spec, environment, settings, inputs, steps and outputs."""
-    ma, mb = load_manifest(run_a), load_manifest(run_b)
+    ma, mb = m.read(run_a), m.read(run_b)
     seen: set[str] = set()  # a thread count recorded twice is reported once, in settings
     return DiffReport(
         run_a=str(run_a),
@@ -207,5 +213,5 @@ def diff(run_a: Path, run_b: Path) -> DiffReport:
         environment=unique(environment_changes(ma, mb), seen),
         inputs=unique(input_changes(ma, mb), seen),
         steps=unique(step_changes(ma, mb), seen),
-        outputs=compare_outputs(run_a, run_b),
+        outputs=compare_outputs(run_a, run_b, ma, mb),
     )

@@ -6,11 +6,9 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from runner.audit.checksums import digest, safe_path
-from runner.errors import RunDirError
-from runner.record.rundir import MANIFEST
+from runner.record.manifest import Manifest, read
 
 
 @dataclass
@@ -26,29 +24,6 @@ class OutputDiff:
     token: int | None = None  # text: first differing token position in that prompt
     max_diff: float | None = None  # image: largest absolute pixel difference
     psnr: float | None = None  # image: dB, inf when identical
-
-
-def load_manifest(run_dir: Path) -> dict[str, Any]:
-    """A run's manifest.json as a dict."""
-    try:
-        manifest = json.loads((run_dir / MANIFEST).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:
-        raise RunDirError(f"{run_dir}: no readable manifest.json ({e})") from e
-    if not isinstance(manifest, dict) or manifest.get("schema_version") != 1:
-        raise RunDirError(f"{run_dir}/manifest.json: not a schema_version 1 manifest")
-    return manifest
-
-
-def outputs_of(manifest: dict[str, Any]) -> dict[str, int]:
-    """Output relpath -> step index, in the order the manifest lists them."""
-    try:
-        return {
-            str(out["path"]): step.get("index")
-            for step in manifest.get("steps") or []
-            for out in step.get("outputs") or []
-        }
-    except (AttributeError, KeyError, TypeError) as e:
-        raise RunDirError(f"manifest.json: malformed steps ({e!r})") from e
 
 
 def compare_text(a: Path, b: Path, diff: OutputDiff) -> None:
@@ -106,9 +81,11 @@ def compare_image(a: Path, b: Path, diff: OutputDiff) -> None:
         diff.detail = f"max abs diff {diff.max_diff:g}, PSNR {diff.psnr:.2f} dB"
 
 
-def compare_outputs(run_a: Path, run_b: Path) -> list[OutputDiff]:
+def compare_outputs(
+    run_a: Path, run_b: Path, ma: Manifest | None = None, mb: Manifest | None = None
+) -> list[OutputDiff]:
     """Compare every output the two manifests list, file by file, in step order."""
-    outs_a, outs_b = outputs_of(load_manifest(run_a)), outputs_of(load_manifest(run_b))
+    outs_a, outs_b = (ma or read(run_a)).outputs(), (mb or read(run_b)).outputs()
     diffs = []
     for rel in list(outs_a) + [p for p in outs_b if p not in outs_a]:
         suffix = Path(rel).suffix.lower()

@@ -6,36 +6,13 @@ each library spells an adapter operation.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol
+
+from runner.backends.results import Completion, Picture
 
 if TYPE_CHECKING:
-    from PIL.Image import Image
-
     from runner.spec.types import Adapter, Generate, Model
-
-
-@dataclass(frozen=True)
-class Completion:
-    """One prompt's generated text."""
-
-    prompt: str
-    text: str  # new text only, special tokens skipped
-    token_ids: list[int]  # new tokens only
-    seed: int
-
-
-@dataclass(frozen=True)
-class Picture:
-    """One generated image and what made it."""
-
-    image: Image
-    prompt: str
-    seed: int
-    params: dict[str, Any] = field(
-        default_factory=dict
-    )  # negative_prompt, steps, guidance, size...
 
 
 class Backend(Protocol):

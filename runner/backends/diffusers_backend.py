@@ -11,11 +11,11 @@ import torch
 from diffusers import DiffusionPipeline
 from safetensors import SafetensorError
 
-from runner.backends import Picture
+from runner import sources
 from runner.backends.devices import resolve_device, resolve_dtype, torch_dtype
 from runner.backends.quiet import quiet_loading
+from runner.backends.results import Picture
 from runner.errors import StepError
-from runner.spec.checks import PICKLE_SUFFIXES
 from runner.spec.types import Adapter, Generate, Model
 
 # diffusers' own preferred file name when a folder holds several weight files.
@@ -40,18 +40,15 @@ def lora_file(adapter: Adapter, local: Path) -> Path:
                 f"{local} holds several weight files ({names}); name one in weight_name"
             )
         if not found:
-            pickled = sorted(p.name for p in local.iterdir() if p.suffix in PICKLE_SUFFIXES)
+            pickled = sorted(p.name for p in local.iterdir() if sources.is_pickle(p.name))
             if len(pickled) != 1:
                 raise StepError(f"{local} holds no single weight file")
             found = [local / pickled[0]]
         local = found[0]
     if not local.is_file():
         raise StepError(f"{local} does not exist")
-    if local.suffix in PICKLE_SUFFIXES and not adapter.allow_pickle:
-        raise StepError(
-            f"{local.name} is a pickled checkpoint, which can run code when loaded; "
-            "set allow_pickle: true if you trust it"
-        )
+    if sources.is_pickle(local.name) and not adapter.allow_pickle:
+        raise StepError(sources.pickle_refusal(local.name))
     return local
 
 
@@ -102,8 +99,8 @@ class DiffusersBackend:
             source, weight_name = str(file.parent), file.name
         else:
             source, weight_name = str(adapter.path), adapter.weight_name
-            if weight_name and weight_name.endswith(PICKLE_SUFFIXES) and not adapter.allow_pickle:
-                raise StepError(f"{weight_name} is pickled; set allow_pickle: true if you trust it")
+            if weight_name and sources.is_pickle(weight_name) and not adapter.allow_pickle:
+                raise StepError(sources.pickle_refusal(weight_name))
         try:
             with quiet_loading():
                 pipe.load_lora_weights(
@@ -131,10 +128,12 @@ class DiffusersBackend:
         self.pipe.set_adapters(list(weights), adapter_weights=list(weights.values()))
 
     def disable(self) -> None:
-        self.pipe.disable_lora()
+        if self.adapters():  # diffusers raises on a pipeline that has no LoRA yet
+            self.pipe.disable_lora()
 
     def enable(self) -> None:
-        self.pipe.enable_lora()
+        if self.adapters():
+            self.pipe.enable_lora()
 
     def generate(self, step: Generate) -> list[Picture]:
         """One pipeline call; image k of the step draws from a CPU generator seeded seed + k."""

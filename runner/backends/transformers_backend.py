@@ -6,8 +6,6 @@ weights are peft's per-layer `set_scale`, as diffusers' `set_weights_and_activat
 
 from __future__ import annotations
 
-import json
-import os
 import pickle
 from itertools import pairwise
 from pathlib import Path
@@ -15,13 +13,13 @@ from typing import Any
 
 import torch
 
-from runner.backends import Completion
+from runner import sources
 from runner.backends.devices import resolve_device, resolve_dtype, torch_dtype
 from runner.backends.quiet import quiet_loading
+from runner.backends.results import Completion
 from runner.errors import StepError
 from runner.spec.types import Adapter, Generate, Model
 
-CONFIG = "adapter_config.json"
 SAFETENSORS = "adapter_model.safetensors"
 PICKLE = "adapter_model.bin"
 # A config adapter is made right after torch.manual_seed(CONFIG_SEED): by hand, that is
@@ -38,26 +36,26 @@ class TransformersBackend:
         self.trust_remote_code = trust_remote_code
         self.model: Any = None
         self.tokenizer: Any = None
-        self._disabled = False
 
     def load_model(self, model: Model, local: Path | str | None) -> None:
         """Load a local folder or the hub id `model.path`; an adapter folder loads the base
         its adapter_config.json names, with the adapter attached as `default`."""
         trust = model.trust_remote_code or self.trust_remote_code
-        if local is None or not (Path(local) / CONFIG).is_file():
+        folder = sources.adapter_folder(local)
+        if folder is None:
             # transformers itself attaches the adapter of a hub adapter repository
             self._load_base(str(local or model.path), model.revision, trust)
             return
-        folder = Path(local)
-        base, revision = _base_of(folder)
+        base, revision = sources.base_of(folder)
         has_tokenizer = (folder / "tokenizer_config.json").is_file()
         self._load_base(base, revision, trust, str(folder) if has_tokenizer else None)
         self.load_adapter(Adapter(name="default", path=str(folder)), folder)
 
     def load_adapter(self, adapter: Adapter, local: Path | None) -> None:
         """Attach the adapter and make it the only active one; on failure leave no trace."""
-        if hasattr(torch.nn.ModuleDict(), adapter.name):  # peft keeps adapters in ModuleDicts
-            raise StepError(f"the name '{adapter.name}' is taken by torch's ModuleDict; rename it")
+        naming = sources.name_problem(adapter.name)
+        if naming:
+            raise StepError(naming)
         known = set(getattr(self.model, "peft_config", None) or {})
         before = self.model.active_adapters() if known else []
         try:
@@ -75,8 +73,6 @@ class TransformersBackend:
                     self.model.set_adapter(before)
             raise
         self.model.eval()  # new adapter modules (dropout) start in training mode
-        if self._disabled:  # layers wrapped just now start enabled
-            self.model.disable_adapters()
 
     def set_adapters(self, weights: dict[str, float]) -> None:
         """Activate exactly these adapters: base + sum of weight x each adapter's delta."""
@@ -90,15 +86,13 @@ class TransformersBackend:
 
     def disable(self) -> None:
         """Run the base model; adapters stay loaded."""
-        if getattr(self.model, "peft_config", None):
+        if getattr(self.model, "peft_config", None):  # with no adapter the base runs anyway
             self.model.disable_adapters()
-        self._disabled = True
 
     def enable(self) -> None:
         """Run the active adapters again."""
         if getattr(self.model, "peft_config", None):
             self.model.enable_adapters()
-        self._disabled = False
 
     def generate(self, step: Generate) -> list[Completion]:
         """All prompts as one left-padded batch, torch seeded right before `generate`.
@@ -152,7 +146,6 @@ class TransformersBackend:
         except OSError as error:
             raise StepError(f"cannot load model {source!r}: {error}") from error
         self.model = model.to(self.device).eval()
-        self._disabled = False
         self.tokenizer.padding_side = "left"  # decoder-only models continue at the right edge
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
@@ -199,21 +192,6 @@ class TransformersBackend:
             )
 
 
-def _base_of(folder: Path) -> tuple[str, str | None]:
-    """The base an adapter folder names; a relative path is taken from the folder, not cwd."""
-    from runner.builtin import PREFIX, catalog, resolve
-
-    config = json.loads((folder / CONFIG).read_text(encoding="utf-8"))
-    base = config.get("base_model_name_or_path") or ""
-    if base.startswith(PREFIX) and base[len(PREFIX) :] in catalog():
-        return str(resolve(base[len(PREFIX) :])), None
-    if not base or base.startswith(PREFIX):
-        raise StepError(f"{folder / CONFIG} names no base model we can load: {base!r}")
-    if not os.path.isabs(base) and (base.startswith(("./", "../")) or (folder / base).exists()):
-        return str((folder / base).resolve()), None
-    return base, config.get("revision")  # peft records the base model's revision here
-
-
 def _adapter_files(adapter: Adapter, local: Path | None) -> tuple[Path, Path]:
     """(the folder with adapter_config.json, the weight file); hub adapters arrive fetched."""
     if local is None:
@@ -222,8 +200,10 @@ def _adapter_files(adapter: Adapter, local: Path | None) -> tuple[Path, Path]:
     weights = local if local.is_file() else folder / (adapter.weight_name or SAFETENSORS)
     if not weights.is_file() and not adapter.weight_name and (folder / PICKLE).is_file():
         weights = folder / PICKLE  # as transformers: the pickle only without safetensors
-    if not (folder / CONFIG).is_file():
-        raise StepError(f"no {CONFIG} in {folder}: transformers needs the PEFT config")
+    if sources.adapter_folder(folder) is None:
+        raise StepError(
+            f"no {sources.ADAPTER_CONFIG} in {folder}: transformers needs the PEFT config"
+        )
     if not weights.is_file():
         raise StepError(f"no weight file {weights.name} in {folder}")
     return folder, weights
@@ -236,10 +216,7 @@ def _read_weights(path: Path, allow_pickle: bool) -> dict[str, torch.Tensor]:
 
     safe = path.suffix == ".safetensors"
     if not safe and not allow_pickle:
-        raise StepError(
-            f"{path.name} is a pickle checkpoint, which can run code when read; "
-            "convert it to safetensors, or set allow_pickle: true to trust it"
-        )
+        raise StepError(sources.pickle_refusal(path.name))
     try:
         return load_file(path) if safe else torch.load(path, map_location="cpu", weights_only=True)
     except (SafetensorError, pickle.UnpicklingError, RuntimeError, EOFError) as error:

@@ -6,7 +6,6 @@ $XDG_CACHE_HOME/runner/hashes.json by (resolved path, size, mtime_ns).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -15,8 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from runner import cache_home
+from runner.record.files import sha256_file, write_atomic
+from runner.record.manifest import Identity
 
-CHUNK = 1 << 20
 # Weights, configs and tokenizer files; .py because remote code changes results too.
 SUFFIXES = frozenset(
     {".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".gguf", ".json", ".txt", ".model"}
@@ -26,22 +26,6 @@ _COMMIT = re.compile(r"[0-9a-f]{40}")
 # A file modified this close to when it was hashed may change again within the same
 # mtime tick, so its hash is not cached (git's "racy clean" problem).
 RACY_NS = 2_000_000_000
-
-
-def sha256_bytes(data: bytes) -> str:
-    """Hex sha256 of bytes."""
-    return hashlib.sha256(data).hexdigest()
-
-
-def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file's content; never cached."""
-    with open(path, "rb") as f:
-        if hasattr(hashlib, "file_digest"):  # 3.11+: reads into one reused buffer
-            return hashlib.file_digest(f, "sha256").hexdigest()
-        digest = hashlib.sha256()
-        while chunk := f.read(CHUNK):
-            digest.update(chunk)
-        return digest.hexdigest()
 
 
 class HashCache:
@@ -83,8 +67,6 @@ class HashCache:
         """Write the cache atomically, dropping files that no longer exist; errors are ignored."""
         if not self.dirty:
             return
-        from runner.record.rundir import write_atomic  # imported here: rundir imports this module
-
         files = {p: e for p, e in sorted(self.entries.items()) if os.path.exists(p)}
         try:
             write_atomic(self.file, json.dumps({"version": 1, "files": files}).encode("utf-8"))
@@ -169,8 +151,8 @@ def hub_snapshot(repo_id: str, revision: str | None, cache_dir: Path | None = No
     return snapshot if _COMMIT.fullmatch(commit) and snapshot.is_dir() else None
 
 
-def identify(written: str, local: Path | None, revision: str | None) -> dict[str, Any]:
-    """{"path", "resolved", "revision", "files": {relpath: sha256}} of a model or adapter.
+def identify(written: str, local: Path | None, revision: str | None) -> Identity:
+    """The path, resolved folder, hub commit and file hashes of a model or adapter.
 
     `local` is the file or folder that was loaded; when None and `written` is a hub id,
     its cached snapshot is looked up. `revision` is what the spec asked for; the
@@ -188,9 +170,5 @@ def identify(written: str, local: Path | None, revision: str | None) -> dict[str
             files = {rel: cache.sha256(path) for rel, path in tracked_files(local).items()}
         finally:
             cache.save()
-    return {
-        "path": written,
-        "resolved": os.path.abspath(local) if local is not None else None,
-        "revision": commit,
-        "files": files,
-    }
+    resolved = os.path.abspath(local) if local is not None else None
+    return Identity(path=written, resolved=resolved, revision=commit, files=files)

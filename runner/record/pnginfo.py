@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from PIL import Image
 from PIL.PngImagePlugin import PngImageFile, PngInfo
 
-from runner.record.rundir import write_atomic
+from runner.record.files import write_atomic
 
 if TYPE_CHECKING:
     from runner.backends import Picture

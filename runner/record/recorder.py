@@ -1,16 +1,23 @@
-"""What a run records: the manifest, kept current after every step, and the step outputs."""
+"""What a run records: its manifest, its step journal and the step outputs.
+
+Recording is linear in the work: the manifest is written whole when the run starts, when
+its inputs are known and when it ends; each finished step is one fsynced journal line.
+"""
 
 from __future__ import annotations
 
 import json
+import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from runner import __version__
-from runner.backends import Completion, Picture
+from runner.backends.results import Completion, Picture
+from runner.record import manifest as m
 from runner.record import rundir
-from runner.record.identity import sha256_bytes
+from runner.record.files import sha256_bytes, write_atomic
 from runner.spec.types import Adapter, Spec, resolved
 
 
@@ -19,57 +26,96 @@ class Recorder:
     """Owns one run directory; every write goes through it, whole or not at all."""
 
     run: Path
-    spec: Spec
-    manifest: dict[str, Any] = field(default_factory=dict)
+    manifest: m.Manifest
+    sums: dict[str, str] = field(default_factory=dict)  # relpath -> sha256 of what it wrote
+    _journal: BinaryIO | None = None
 
     @classmethod
     def start(cls, out: Path, spec: Spec) -> Recorder:
         from runner.record.environment import git_commit
 
         digest = sha256_bytes(spec.raw)
-        rec = cls(rundir.create(out, spec.name, digest), spec)
-        rec.manifest = {
-            "schema_version": 1,
-            "status": "running",
-            "started": rundir.utc_now(),
-            "ended": None,
-            "runner": {"version": __version__, "git_commit": git_commit()},
-            "spec": {
-                "file": str(spec.file.resolve()),
-                "sha256": digest,
-                "name": spec.name,
-                "base_dir": str(spec.base_dir),
-            },
-            "environment": {},
-            "settings": {},
-            "inputs": {"model": None, "adapters": {}},
-            "steps": [],
-            "error": None,
-        }
-        rundir.write_atomic(rec.run / "spec.yaml", spec.raw)
-        rundir.write_atomic(rec.run / "resolved.json", rundir.to_json(resolved(spec)))
+        manifest = m.Manifest(
+            status="running",
+            started=rundir.utc_now(),
+            runner={"version": __version__, "git_commit": git_commit()},
+            spec=m.SpecRecord(
+                file=str(spec.file.resolve()),
+                sha256=digest,
+                name=spec.name,
+                base_dir=str(spec.base_dir),
+            ),
+        )
+        rec = cls(rundir.create(out, spec.name, digest), manifest)
+        rec.write("spec.yaml", spec.raw)
+        rec.write("resolved.json", m.to_json(resolved(spec)))
         rec.save()
         return rec
 
     @property
     def spec_sha256(self) -> str:
-        return str(self.manifest["spec"]["sha256"])
+        return self.manifest.spec.sha256
+
+    def write(self, rel: str, data: bytes) -> m.Output:
+        """Write one file of the run, whole or not at all."""
+        digest = write_atomic(self.run / rel, data)
+        self.sums[rel] = digest
+        return m.Output(rel, digest)
 
     def save(self) -> None:
-        rundir.write_atomic(self.run / rundir.MANIFEST, rundir.to_json(self.manifest))
+        """Write the manifest whole; while running, its steps live in the journal."""
+        steps = self.manifest.steps
+        if not self.manifest.finished:
+            self.manifest.steps = []
+        try:
+            self.write(m.MANIFEST, m.manifest_bytes(self.manifest))
+        finally:
+            self.manifest.steps = steps
 
-    def step(self, entry: dict[str, Any]) -> None:
-        self.manifest["steps"].append(entry)
+    def prepared(
+        self, environment: dict[str, Any], settings: m.Settings, model: m.Identity
+    ) -> None:
+        """The environment, settings and model identity, once the model is loaded."""
+        self.manifest.environment, self.manifest.settings = environment, settings
+        self.manifest.inputs.model = model
         self.save()
 
-    def finish(self, status: str, error: dict[str, Any] | None = None) -> None:
-        self.manifest.update(status=status, ended=rundir.utc_now(), error=error)
+    def step(self, record: m.StepRecord) -> None:
+        """Append one finished (or stopped) step to the journal, durably."""
+        if self._journal is None:
+            self._journal = open(self.run / m.JOURNAL, "ab")  # noqa: SIM115 - closed in finish
+        self._journal.write(m.journal_line(record))
+        self._journal.flush()
+        os.fsync(self._journal.fileno())
+        self.manifest.steps.append(record)
+
+    def finish(self, status: str, error: m.Failure | None = None) -> None:
+        """Record the end: the whole manifest, then SHA256SUMS; the journal has served."""
+        self.manifest.status, self.manifest.ended, self.manifest.error = (
+            status,
+            rundir.utc_now(),
+            error,
+        )
         self.save()
-        rundir.write_sums(self.run)
+        if self._journal is not None:
+            self._journal.close()
+        (self.run / m.JOURNAL).unlink(missing_ok=True)
+        rundir.write_sums(self.run, self.sums)
+
+    def outputs(
+        self,
+        folder: str,
+        results: list[Completion] | list[Picture],
+        adapters: dict[str, float] | None,
+    ) -> list[m.Output]:
+        """Write a generate step's results; how depends on what they are."""
+        if not results:
+            return []
+        return WRITERS[type(results[0])](self, folder, results, adapters)
 
     def completions(
         self, folder: str, items: list[Completion], adapters: dict[str, float] | None
-    ) -> list[dict[str, str]]:
+    ) -> list[m.Output]:
         lines = [
             json.dumps(
                 {
@@ -80,19 +126,20 @@ class Recorder:
                     "adapters": adapters,
                 },
                 ensure_ascii=False,
+                allow_nan=False,
             )
             + "\n"
             for c in items
         ]
-        return [self._write(f"{folder}/completions.jsonl", "".join(lines).encode("utf-8"))]
+        return [self.write(f"{folder}/completions.jsonl", "".join(lines).encode("utf-8"))]
 
     def pictures(
         self, folder: str, items: list[Picture], adapters: dict[str, float] | None
-    ) -> list[dict[str, str]]:
+    ) -> list[m.Output]:
         from runner.record.pnginfo import png_bytes
 
         return [
-            self._write(
+            self.write(
                 f"{folder}/{k}.png",
                 png_bytes(
                     picture,
@@ -104,24 +151,20 @@ class Recorder:
             for k, picture in enumerate(items)
         ]
 
-    def model_identity(self, written: str, source: str, revision: str | None) -> None:
-        from runner.record.identity import hub_snapshot, identify
-
-        local = Path(source) if Path(source).exists() else hub_snapshot(source, revision)
-        self.manifest["inputs"]["model"] = identify(written, local, revision)
-
     def input_identity(self, name: str, adapter: Adapter, local: Path | None) -> None:
+        """An adapter's identity, recorded as soon as it is loaded."""
         from runner.record.identity import identify
 
         if adapter.config is not None:
-            entry = {
-                "path": None,
-                "config": {"type": adapter.config.type, **adapter.config.options},
-            }
+            config = {"type": adapter.config.type, **adapter.config.options}
+            entry = m.Identity(path=None, config=config)
         else:
             entry = identify(adapter.path or "", local, adapter.revision)
-        self.manifest["inputs"]["adapters"][name] = entry
+        self.manifest.inputs.adapters[name] = entry
+        self.save()
 
-    def _write(self, rel: str, data: bytes) -> dict[str, str]:
-        rundir.write_atomic(self.run / rel, data)
-        return {"path": rel, "sha256": sha256_bytes(data)}
+
+WRITERS: dict[type, Callable[..., list[m.Output]]] = {
+    Completion: Recorder.completions,
+    Picture: Recorder.pictures,
+}

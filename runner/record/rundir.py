@@ -2,47 +2,29 @@
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
 
-from runner.record.identity import sha256_file
+from runner.errors import RunDirError
+from runner.record.files import PARTIAL, sha256_file, write_atomic
 
 SUMS = "SHA256SUMS"
-MANIFEST = "manifest.json"
-PARTIAL = ".partial"  # a file being written; an interrupt can leave one behind
 
 
 def utc_now() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write DATA to PATH through a temporary file and a rename: readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=PARTIAL, dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes files private; run directories are for sharing
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def to_json(value: Any) -> bytes:
-    return (json.dumps(value, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
-
-
 def create(out: Path, name: str, spec_sha256: str) -> Path:
     """Make a new, empty run folder `<name>-<UTC time>-<spec hash>`; never reuse one."""
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise RunDirError(f"--out {out}: is a file, not a folder; name a folder") from None
+    except NotADirectoryError:
+        raise RunDirError(f"--out {out}: a part of this path is a file; name a folder") from None
+    except PermissionError:
+        raise RunDirError(f"--out {out}: permission denied; name a folder you can write") from None
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     base = f"{name}-{stamp}-{spec_sha256[:8]}"
     for n in range(1, 1000):
@@ -52,7 +34,11 @@ def create(out: Path, name: str, spec_sha256: str) -> Path:
             return candidate
         except FileExistsError:
             continue
-    raise FileExistsError(f"too many runs named {base} in {out}")
+        except PermissionError:
+            raise RunDirError(
+                f"--out {out}: permission denied; name a folder you can write"
+            ) from None
+    raise RunDirError(f"--out {out}: too many runs named {base}")
 
 
 def output_dir(index: int, step_id: str | None) -> str:
@@ -60,10 +46,11 @@ def output_dir(index: int, step_id: str | None) -> str:
     return f"outputs/{index:02d}-{step_id or 'generate'}"
 
 
-def write_sums(run: Path) -> None:
+def write_sums(run: Path, known: dict[str, str]) -> None:
     """SHA256SUMS over every other file, sorted, in `sha256sum -c` format.
 
-    A signal can land between creating a temporary file and the `try` that removes it, so
+    KNOWN holds the sha256 of files the run wrote itself, so they are not read again. A
+    signal can land between creating a temporary file and the `try` that removes it, so
     partial files are swept away first: what is listed is exactly what is there.
     """
     for partial in run.rglob(f".*{PARTIAL}"):
@@ -72,5 +59,5 @@ def write_sums(run: Path) -> None:
     for file in sorted(p for p in run.rglob("*") if p.is_file()):
         rel = file.relative_to(run).as_posix()
         if rel != SUMS:
-            lines.append(f"{sha256_file(file)}  {rel}\n")
+            lines.append(f"{known.get(rel) or sha256_file(file)}  {rel}\n")
     write_atomic(run / SUMS, "".join(lines).encode("utf-8"))

@@ -2,59 +2,13 @@
 
 from __future__ import annotations
 
-import json
-import re
 from pathlib import Path
 from typing import Any
 
-from runner import builtin
-from runner.errors import Located
+from runner import builtin, sources
+from runner.errors import Located, RunnerError
+from runner.sources import is_local, local_path, on_disk
 from runner.spec.document import Document, Path_
-
-ADAPTER_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
-PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
-# peft keeps adapters in torch ModuleDicts, which refuse keys that name their own attributes
-# (torch.nn.ModuleDict's public names, torch 2.13); such a name crashes deep inside a load.
-# fmt: off
-RESERVED = frozenset({
-    "T_destination", "add_module", "apply", "bfloat16", "buffers", "call_super_init",
-    "children", "clear", "compile", "cpu", "cuda", "double", "dump_patches", "eval",
-    "extra_repr", "float", "forward", "get_buffer", "get_extra_state", "get_parameter",
-    "get_submodule", "half", "ipu", "items", "keys", "load_state_dict", "modules", "mtia",
-    "named_buffers", "named_children", "named_modules", "named_parameters", "parameters",
-    "pop", "register_backward_hook", "register_buffer", "register_forward_hook",
-    "register_forward_pre_hook", "register_full_backward_hook",
-    "register_full_backward_pre_hook", "register_load_state_dict_post_hook",
-    "register_load_state_dict_pre_hook", "register_module", "register_parameter",
-    "register_state_dict_post_hook", "register_state_dict_pre_hook", "requires_grad_",
-    "set_extra_state", "set_submodule", "share_memory", "state_dict", "to", "to_empty",
-    "train", "training", "type", "update", "values", "xpu", "zero_grad",
-})
-# fmt: on
-
-
-def is_local(path: str) -> bool:
-    """A path written to mean this machine's disk, never a hub id."""
-    return path.startswith(("./", "../", "/", "~")) or path in (".", "..")
-
-
-def local_path(path: str, base_dir: Path) -> Path:
-    """Where a local-looking PATH points: relative paths resolve against the spec's folder."""
-    return (base_dir / Path(path).expanduser()).resolve()
-
-
-def on_disk(path: str, base_dir: Path) -> Path | None:
-    """Where PATH lies on this machine, or None for a hub id or builtin name.
-
-    A local-looking path always means the disk; any other path does when it exists beside
-    the spec, as `from_pretrained` reads an existing folder before asking the hub.
-    """
-    if is_local(path):
-        return local_path(path, base_dir)
-    if path.startswith(builtin.PREFIX) or not (base_dir / path).exists():
-        return None
-    return (base_dir / path).resolve()
-
 
 _RELATIVE = " (relative paths resolve against the spec's folder)"
 
@@ -90,7 +44,7 @@ def _model_adapter(model: dict[str, Any], base_dir: Path) -> str | None:
     """The PEFT type of the adapter a model path brings along, if it is an adapter folder."""
     path = model.get("path")
     local = on_disk(path, base_dir) if isinstance(path, str) else None
-    if local is not None and (local / "adapter_config.json").is_file():
+    if sources.adapter_folder(local) is not None:
         return _peft_type({"path": path}, base_dir) or "unknown"
     return None
 
@@ -105,8 +59,8 @@ def _model(doc: Document, model: dict[str, Any], base_dir: Path) -> list[Located
 def _source(
     doc: Document, where: Path_, path: str, base_dir: Path, *, kind: str, family: Any
 ) -> list[Located]:
-    if path.startswith(builtin.PREFIX):
-        name = path[len(builtin.PREFIX) :]
+    name = sources.builtin_name(path)
+    if name is not None:
         known = {n: b for n, b in builtin.catalog().items() if b.kind == kind}
         if name not in known:
             fitting = sorted(n for n, b in known.items() if b.family == family) or sorted(known)
@@ -136,20 +90,9 @@ def _adapter(
 ) -> list[Located]:
     here: Path_ = ("adapters", name)
     problems = []
-    if name in RESERVED or name.startswith("_"):
-        problems.append(
-            doc.problem(
-                here,
-                f"adapter name '{name}' is reserved by torch modules; choose another",
-                key=True,
-            )
-        )
-    elif not ADAPTER_NAME.match(name):
-        problems.append(
-            doc.problem(
-                here, f"adapter name '{name}' may hold only letters, digits, '_' and '-'", key=True
-            )
-        )
+    naming = sources.name_problem(name)
+    if naming:
+        problems.append(doc.problem(here, naming, key=True))
     has_path, has_config = "path" in adapter, "config" in adapter
     if has_path == has_config:
         problems.append(
@@ -188,28 +131,20 @@ def _adapter(
 
 def _pickle(doc: Document, here: Path_, path: str, weight: Any, base_dir: Path) -> list[Located]:
     """Refuse a pickled checkpoint unless allow_pickle: loading one can run arbitrary code."""
-    refusal = (
-        "is a pickled checkpoint, which can run code when loaded; set allow_pickle: true to load it"
-    )
-    if isinstance(weight, str) and weight.endswith(PICKLE_SUFFIXES):
-        return [doc.problem((*here, "weight_name"), f"'{weight}' {refusal}")]
+    if isinstance(weight, str) and sources.is_pickle(weight):
+        return [doc.problem((*here, "weight_name"), sources.pickle_refusal(f"'{weight}'"))]
     local = on_disk(path, base_dir)
     if local is None:
         return []
-    if local.is_file() and local.suffix in PICKLE_SUFFIXES:
-        return [doc.problem((*here, "path"), f"'{path}' {refusal}")]
+    if local.is_file() and sources.is_pickle(local.name):
+        return [doc.problem((*here, "path"), sources.pickle_refusal(f"'{path}'"))]
     if local.is_dir() and weight is None:
         files = [p.name for p in local.iterdir()]
         if not any(f.endswith(".safetensors") for f in files) and any(
-            f.endswith(PICKLE_SUFFIXES) for f in files
+            map(sources.is_pickle, files)
         ):
-            return [
-                doc.problem(
-                    (*here, "path"),
-                    f"'{path}' holds only a pickled checkpoint, which can run "
-                    "code when loaded; set allow_pickle: true to load it",
-                )
-            ]
+            refusal = sources.pickle_refusal(f"the only checkpoint in '{path}'")
+            return [doc.problem((*here, "path"), refusal)]
     return []
 
 
@@ -221,17 +156,17 @@ def _peft_type(adapter: dict[str, Any], base_dir: Path) -> str | None:
     path = adapter.get("path")
     if not isinstance(path, str):
         return None
-    if path.startswith(builtin.PREFIX):
-        entry = builtin.catalog().get(path[len(builtin.PREFIX) :])
+    name = sources.builtin_name(path)
+    if name is not None:
+        entry = builtin.catalog().get(name)
         return entry.peft_type if entry else None
-    local = on_disk(path, base_dir)
-    config_file = local / "adapter_config.json" if local else None
-    if config_file and config_file.is_file():
-        try:
-            return str(json.loads(config_file.read_text())["peft_type"]).lower()
-        except (ValueError, KeyError, TypeError):
-            return None
-    return None
+    folder = sources.adapter_folder(on_disk(path, base_dir))
+    if folder is None:
+        return None
+    try:
+        return str(sources.read_adapter_config(folder).get("peft_type", "")).lower() or None
+    except RunnerError:
+        return None
 
 
 def _names(value: Any) -> list[tuple[Path_, str]]:

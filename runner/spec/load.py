@@ -27,7 +27,16 @@ def load(file: Path, *, base_dir: Path | None = None) -> Spec:
         ) from None
     except UnicodeDecodeError:
         raise SpecError([Located(1, 1, "$", "the spec is not UTF-8 text", name)]) from None
-    doc = parse(text, name)
+    return _checked(text, raw, file, base_dir)
+
+
+def load_text(text: str, file: Path, base_dir: Path) -> Spec:
+    """The typed spec from TEXT, as if read from FILE."""
+    return _checked(text, text.encode("utf-8"), file, base_dir)
+
+
+def _checked(text: str, raw: bytes, file: Path, base_dir: Path) -> Spec:
+    doc = parse(text, str(file))
     problems = schema_problems(doc, raw) + meaning_problems(doc, base_dir)
     if problems:
         raise SpecError(_unique(problems))

@@ -1,7 +1,7 @@
 """Walk a spec's steps in order through a backend, recording everything into a run directory.
 
-The interpreter, not the library, keeps track of which adapters are loaded, active
-and disabled: `active_adapters()` keeps reporting adapters while they are disabled.
+The interpreter owns the adapter bookkeeping (what is loaded, active, disabled); the
+backend owns its library's quirks; the recorder owns what is written.
 """
 
 from __future__ import annotations
@@ -13,17 +13,12 @@ from pathlib import Path
 from typing import Any
 
 from runner import sources
-from runner.backends import Backend, Picture, create_backend
-from runner.errors import RunnerError, StepError
+from runner.backends import Backend, create_backend
+from runner.errors import Interrupted, RunnerError, StepError
+from runner.record import manifest as m
 from runner.record.recorder import Recorder
 from runner.record.rundir import output_dir
 from runner.spec.types import Disable, Enable, Generate, Load, SetAdapters, Spec, Step
-
-
-class Interrupted(BaseException):
-    """SIGINT or SIGTERM arrived; the run stops and is recorded as interrupted."""
-
-    run_dir: Path | None = None
 
 
 @dataclass
@@ -47,10 +42,17 @@ class Context:
     state: State
     recorder: Recorder
     index: int = 0  # 1-based number of the step being run
-    notes: list[str] = field(default_factory=list)  # what the step made, for the progress line
 
 
-def _load(ctx: Context, step: Load) -> list[dict[str, str]]:
+@dataclass
+class Made:
+    """What a step produced: the files it wrote and a line about each thing it made."""
+
+    outputs: list[m.Output] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def _load(ctx: Context, step: Load) -> Made:
     for name in step.adapters:
         adapter = ctx.spec.adapters[name]
         try:
@@ -59,49 +61,44 @@ def _load(ctx: Context, step: Load) -> list[dict[str, str]]:
         except RunnerError as exc:
             raise RunnerError(f"adapter '{name}': {exc}") from exc
         except Exception as exc:
-            raise RunnerError(f"adapter '{name}': {_describe(exc)}") from exc
+            raise RunnerError(f"adapter '{name}': {describe(exc)}") from exc
         ctx.recorder.input_identity(name, adapter, local)
         ctx.state.loaded.append(name)
         ctx.state.active = {name: 1.0}
         if ctx.state.disabled:  # a load must not switch a disabled model back on
             ctx.backend.disable()
-    return []
+    return Made()
 
 
-def _set_adapters(ctx: Context, step: SetAdapters) -> list[dict[str, str]]:
+def _set_adapters(ctx: Context, step: SetAdapters) -> Made:
     ctx.state.active = dict(step.weights)
     if not ctx.state.disabled:  # while disabled, only choose what enable restores
         ctx.backend.set_adapters(ctx.state.active)
-    return []
+    return Made()
 
 
-def _generate(ctx: Context, step: Generate) -> list[dict[str, str]]:
+def _generate(ctx: Context, step: Generate) -> Made:
     results = ctx.backend.generate(step)
     folder = output_dir(ctx.index, step.id)
-    if results and isinstance(results[0], Picture):
-        written = ctx.recorder.pictures(folder, results, ctx.state.running)  # type: ignore[arg-type]
-        ctx.notes = [f"{p.prompt!r} -> {w['path']}" for p, w in zip(results, written, strict=True)]
-        return written
-    ctx.notes = [f"{c.prompt!r} -> {c.text!r}" for c in results]  # type: ignore[union-attr]
-    return ctx.recorder.completions(folder, results, ctx.state.running)  # type: ignore[arg-type]
+    written = ctx.recorder.outputs(folder, results, ctx.state.running)
+    return Made(written, [r.summary() for r in results])
 
 
-def _disable(ctx: Context, step: Disable) -> list[dict[str, str]]:
-    if ctx.state.loaded:  # with no adapter the base runs anyway; diffusers would raise
-        ctx.backend.disable()
+def _disable(ctx: Context, step: Disable) -> Made:
+    ctx.backend.disable()
     ctx.state.disabled = True
-    return []
+    return Made()
 
 
-def _enable(ctx: Context, step: Enable) -> list[dict[str, str]]:
+def _enable(ctx: Context, step: Enable) -> Made:
     ctx.state.disabled = False
     if ctx.state.loaded:
         ctx.backend.set_adapters(ctx.state.active)
-        ctx.backend.enable()
-    return []
+    ctx.backend.enable()
+    return Made()
 
 
-OPS: dict[str, Callable[[Context, Any], list[dict[str, str]]]] = {
+OPS: dict[str, Callable[[Context, Any], Made]] = {
     "load": _load,
     "set_adapters": _set_adapters,
     "generate": _generate,
@@ -110,7 +107,8 @@ OPS: dict[str, Callable[[Context, Any], list[dict[str, str]]]] = {
 }
 
 
-def _describe(exc: BaseException) -> str:
+def describe(exc: BaseException) -> str:
+    """An unexpected library error as one line: its type and the first line of its text."""
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")
 
@@ -143,15 +141,15 @@ def execute(
             ctx.index, where = index, f"{spec.file}:{step.line}: step {index} ({step.op})"
             _run_step(ctx, step, progress)
     except (Interrupted, KeyboardInterrupt) as exc:
-        recorder.finish("interrupted", {"step": index, "where": where, "message": "interrupted"})
+        recorder.finish("interrupted", m.Failure(index, where, "interrupted"))
         stop = exc if isinstance(exc, Interrupted) else Interrupted("SIGINT")
         stop.run_dir = recorder.run
         raise stop from None
     except Exception as exc:
-        message = str(exc) if isinstance(exc, RunnerError) else _describe(exc)
-        recorder.finish("failed", {"step": index, "where": where, "message": message})
+        message = str(exc) if isinstance(exc, RunnerError) else describe(exc)
+        recorder.finish("failed", m.Failure(index, where, message))
         error = StepError(f"{where}: {message}")
-        error.run_dir = str(recorder.run)
+        error.run_dir = recorder.run
         raise error from exc
     recorder.finish("succeeded")
     return recorder.run
@@ -160,6 +158,7 @@ def execute(
 def _prepare(spec: Spec, recorder: Recorder, overrides: Overrides) -> tuple[Backend, State]:
     """Settings, environment and the model; an adapter folder as model brings `default`."""
     from runner.record.environment import apply_determinism, capture
+    from runner.record.identity import identify
 
     # Before the backend starts CUDA: CUBLAS_WORKSPACE_CONFIG is read when cuBLAS starts.
     applied = apply_determinism(
@@ -171,51 +170,49 @@ def _prepare(spec: Spec, recorder: Recorder, overrides: Overrides) -> tuple[Back
         overrides.dtype or spec.dtype,
         spec.model.trust_remote_code,
     )
-    environment = recorder.manifest["environment"] = capture(backend.device)
-    recorder.manifest["settings"] = {
-        "device": backend.device,
-        "device_name": (environment["gpu"] or {}).get("name") or environment["cpu"],
-        "dtype": backend.dtype,
-        "seed": spec.seed,
-        "threads": applied["threads"],
-        "deterministic": applied,
-    }
+    environment = capture(backend.device)
+    settings = m.Settings(
+        device=backend.device,
+        device_name=(environment["gpu"] or {}).get("name") or environment["cpu"],
+        dtype=backend.dtype,
+        seed=spec.seed,
+        threads=applied["threads"],
+        deterministic=applied,
+    )
     source = sources.model_source(spec.model, spec.base_dir)
     backend.load_model(spec.model, source)
-    recorder.model_identity(spec.model.path, source, spec.model.revision)
-    recorder.save()
-    if (Path(source) / "adapter_config.json").is_file():
+    local = Path(source) if Path(source).exists() else None
+    recorder.prepared(environment, settings, identify(spec.model.path, local, spec.model.revision))
+    if sources.adapter_folder(local) is not None:
         return backend, State(loaded=["default"], active={"default": 1.0})
     return backend, State()
 
 
 def _run_step(ctx: Context, step: Step, progress: Callable[[str], None]) -> None:
     started = time.perf_counter()
-    entry: dict[str, Any] = {"index": ctx.index, "op": step.op, "id": step.id, "line": step.line}
+    record = m.StepRecord(
+        index=ctx.index, op=step.op, id=step.id, line=step.line, status="ok", seconds=0.0
+    )
     try:
-        outputs = OPS[step.op](ctx, step)
+        made = OPS[step.op](ctx, step)
     except BaseException as exc:
         stopped = isinstance(exc, (Interrupted, KeyboardInterrupt))
-        entry.update(status="interrupted" if stopped else "failed")
-        entry.update(seconds=round(time.perf_counter() - started, 3))
-        ctx.recorder.step(entry)
+        record.status = "interrupted" if stopped else "failed"
+        record.seconds = round(time.perf_counter() - started, 3)
+        ctx.recorder.step(record)
         raise
     seconds = time.perf_counter() - started
-    entry.update(
-        status="ok",
-        seconds=round(seconds, 3),
-        arguments=_arguments(step),
-        active_adapters=ctx.state.running,
-        outputs=outputs,
-    )
-    ctx.recorder.step(entry)
+    record.seconds = round(seconds, 3)
+    record.arguments = _arguments(step)
+    record.active_adapters = ctx.state.running
+    record.outputs = made.outputs
+    ctx.recorder.step(record)
     shown = "disabled" if ctx.state.disabled else _show(ctx.state.active)
     progress(
         f"step {ctx.index}/{len(ctx.spec.steps)} {step.op:<12} adapters: {shown}  {seconds:.2f}s"
     )
-    for note in ctx.notes:
+    for note in made.notes:
         progress(f"    {note}")
-    ctx.notes = []
 
 
 def _arguments(step: Step) -> dict[str, Any]:

@@ -1,0 +1,164 @@
+"""The Python API: what the CLI does, a notebook can do. The CLI is a thin shell over this.
+
+Importing it, or calling validate, load_spec, open_run, verify or diff, loads no
+deep-learning library; `run` loads the model's.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from runner.errors import Located, SpecError
+
+if TYPE_CHECKING:
+    from PIL.Image import Image
+
+    from runner.audit.checksums import VerifyReport
+    from runner.audit.diff import DiffReport
+    from runner.record.manifest import Manifest
+    from runner.spec.types import Spec
+
+
+def validate(spec: str | Path | dict[str, Any]) -> list[Located]:
+    """The spec's problems, each located (file, line, column, path, message); [] when valid."""
+    try:
+        load_spec(spec)
+    except SpecError as exc:
+        return exc.problems
+    return []
+
+
+def load_spec(spec: str | Path | dict[str, Any], *, base_dir: Path | None = None) -> Spec:
+    """The typed spec from a YAML file or a dict; raises SpecError (with .problems).
+
+    A dict is checked exactly as a file holding it would be; relative paths in it resolve
+    against BASE_DIR, by default the working directory.
+    """
+    from runner.spec.load import load, load_text
+
+    if isinstance(spec, dict):
+        text = json.dumps(spec, ensure_ascii=False, indent=1)  # JSON is YAML, with lines
+        return load_text(text, Path("<dict>.yaml"), base_dir or Path.cwd())
+    return load(Path(spec), base_dir=base_dir)
+
+
+@dataclass
+class Text:
+    """One completion of a generate step."""
+
+    prompt: str
+    text: str
+    token_ids: list[int]
+    seed: int
+    adapters: dict[str, float] | None
+
+
+@dataclass
+class Picture:
+    """One image of a generate step, opened lazily from its PNG."""
+
+    file: Path
+    prompt: str
+    seed: int
+    adapters: dict[str, float] | None
+    info: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def image(self) -> Image:
+        from PIL import Image
+
+        with Image.open(self.file) as opened:
+            opened.load()
+            return opened
+
+
+@dataclass
+class Run:
+    """A run directory, read through its typed manifest."""
+
+    dir: Path
+    manifest: Manifest
+
+    @property
+    def status(self) -> str:
+        return self.manifest.status
+
+    @property
+    def outputs(self) -> dict[str, list[Text] | list[Picture]]:
+        """Each generate step's outputs by step id (or NN-generate when it has none)."""
+        found: dict[str, list[Text] | list[Picture]] = {}
+        for step in self.manifest.steps:
+            if not step.outputs:
+                continue
+            key = step.id or f"{step.index:02d}-generate"
+            found[key] = _read_outputs(self.dir, [o.path for o in step.outputs])
+        return found
+
+
+def _read_outputs(run_dir: Path, paths: list[str]) -> list[Text] | list[Picture]:
+    from runner.audit.checksums import safe_path
+
+    texts: list[Text] = []
+    pictures: list[Picture] = []
+    for rel in paths:
+        file = safe_path(run_dir, rel)
+        if rel.endswith(".jsonl"):
+            for line in file.read_text(encoding="utf-8").splitlines():
+                row = json.loads(line)
+                texts.append(
+                    Text(row["prompt"], row["text"], row["token_ids"], row["seed"], row["adapters"])
+                )
+        elif rel.endswith(".png"):
+            from runner.record.pnginfo import read_png_metadata
+
+            info = read_png_metadata(file)
+            adapters = json.loads(info.get("adapters", "null"))
+            pictures.append(
+                Picture(file, info.get("prompt", ""), int(info["seed"]), adapters, info)
+            )
+    return texts or pictures
+
+
+def run(
+    spec: Spec | str | Path | dict[str, Any],
+    out: str | Path = "runs",
+    device: str | None = None,
+    progress: Callable[[str], None] = lambda line: None,
+) -> Run:
+    """Execute SPEC into a new run directory under OUT; raises StepError (with .run_dir)."""
+    from runner.running.interpreter import Overrides, execute
+    from runner.spec.types import Spec as SpecType
+
+    typed = spec if isinstance(spec, SpecType) else load_spec(spec)
+    run_dir = execute(typed, Path(out), Overrides(device=device), progress)
+    return open_run(run_dir)
+
+
+def open_run(run_dir: str | Path) -> Run:
+    """Any run directory, read without a model; raises RunDirError for what is not one."""
+    from runner.record.manifest import read
+
+    folder = Path(run_dir)
+    return Run(folder, read(folder))
+
+
+def _dir(run: Run | str | Path) -> Path:
+    return run.dir if isinstance(run, Run) else Path(run)
+
+
+def verify(run: Run | str | Path) -> VerifyReport:
+    """Every file of a run against its checksums: .ok, .missing, .changed, .extra."""
+    from runner.audit.checksums import verify as check
+
+    return check(_dir(run))
+
+
+def diff(run_a: Run | str | Path, run_b: Run | str | Path) -> DiffReport:
+    """What differs between two runs: .same, and the sections of `runner diff`."""
+    from runner.audit.diff import diff as compare
+
+    return compare(_dir(run_a), _dir(run_b))

@@ -1,0 +1,241 @@
+"""The run record as types: what `manifest.json` and the step journal hold, written and read.
+
+A run writes `manifest.json` whole when it starts, once its model is loaded and when it
+ends; in between, each finished step is one fsynced line of `journal.jsonl`, so the cost of
+recording grows with the number of steps, not with its square. A run that was killed
+(`status: running` after its process died) is read back with the steps of its journal.
+
+`read(run_dir)` is the one validating reader: a malformed or foreign manifest is one
+RunDirError line, "not a runner manifest: ...", never an AttributeError later.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from runner.errors import RunDirError
+
+SCHEMA_VERSION = 1
+MANIFEST = "manifest.json"
+JOURNAL = "journal.jsonl"
+FINISHED = ("succeeded", "failed", "interrupted")
+
+
+@dataclass
+class Output:
+    """One file a step wrote, relative to the run directory."""
+
+    path: str
+    sha256: str
+
+
+@dataclass
+class StepRecord:
+    """One step as it ran."""
+
+    index: int  # 1-based
+    op: str
+    line: int
+    status: str  # ok | failed | interrupted
+    seconds: float
+    id: str | None = None
+    arguments: dict[str, Any] = field(default_factory=dict)
+    active_adapters: dict[str, float] | None = None  # None while disabled
+    outputs: list[Output] = field(default_factory=list)
+    execution: dict[str, Any] = field(default_factory=dict)  # how the step was carried out
+
+
+@dataclass
+class Identity:
+    """A model or adapter, byte for byte."""
+
+    path: str | None
+    resolved: str | None = None
+    revision: str | None = None  # the hub commit it resolved to
+    files: dict[str, str] = field(default_factory=dict)  # relpath -> sha256
+    config: dict[str, Any] | None = None  # an adapter built from a PEFT config
+
+
+@dataclass
+class Inputs:
+    model: Identity | None = None
+    adapters: dict[str, Identity] = field(default_factory=dict)
+
+
+@dataclass
+class SpecRecord:
+    file: str
+    sha256: str
+    name: str
+    base_dir: str
+
+
+@dataclass
+class Settings:
+    device: str
+    device_name: str | None
+    dtype: str
+    seed: int
+    threads: int | None
+    deterministic: dict[str, Any]
+
+
+@dataclass
+class Failure:
+    step: int  # 0: before the first step (the model)
+    where: str
+    message: str
+
+
+@dataclass
+class Manifest:
+    """Everything a run records besides its outputs."""
+
+    status: str  # running | succeeded | failed | interrupted
+    started: str
+    spec: SpecRecord
+    runner: dict[str, Any]
+    ended: str | None = None
+    environment: dict[str, Any] = field(default_factory=dict)
+    settings: Settings | None = None
+    inputs: Inputs = field(default_factory=Inputs)
+    steps: list[StepRecord] = field(default_factory=list)
+    error: Failure | None = None
+    schema_version: int = SCHEMA_VERSION
+
+    @property
+    def finished(self) -> bool:
+        """False for a run whose process died before it could record its end."""
+        return self.status in FINISHED
+
+    def outputs(self) -> dict[str, int]:
+        """Output relpath -> step index, in step order."""
+        return {out.path: step.index for step in self.steps for out in step.outputs}
+
+
+def to_json(value: Any) -> bytes:
+    """Standard JSON (never NaN or Infinity), indented, UTF-8, with a final newline."""
+    is_record = dataclasses.is_dataclass(value) and not isinstance(value, type)
+    plain = dataclasses.asdict(value) if is_record else value  # type: ignore[arg-type]
+    text = json.dumps(plain, indent=2, ensure_ascii=False, allow_nan=False)
+    return (text + "\n").encode("utf-8")
+
+
+def manifest_bytes(manifest: Manifest) -> bytes:
+    """The manifest as written, `schema_version` first."""
+    data = dataclasses.asdict(manifest)
+    return to_json({"schema_version": data.pop("schema_version"), **data})
+
+
+def journal_line(step: StepRecord) -> bytes:
+    text = json.dumps(dataclasses.asdict(step), ensure_ascii=False, allow_nan=False)
+    return (text + "\n").encode("utf-8")
+
+
+class _Malformed(Exception):
+    pass
+
+
+def _convert(value: Any, kind: Any, where: str) -> Any:
+    """VALUE checked against the type annotation KIND; dataclasses are built from mappings."""
+    origin = typing.get_origin(kind)
+    if kind is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(kind)
+        if value is None and type(None) in options:
+            return None
+        for option in options:
+            if option is not type(None):
+                try:
+                    return _convert(value, option, where)
+                except _Malformed:
+                    continue
+        raise _Malformed(f"{where} is {_shown(value)}")
+    if dataclasses.is_dataclass(kind):
+        if not isinstance(value, dict):
+            raise _Malformed(f"{where} is {_shown(value)}, expected a mapping")
+        hints = typing.get_type_hints(kind)
+        fields = {f.name: f for f in dataclasses.fields(kind)}
+        kwargs = {}
+        for name, f in fields.items():
+            if name in value:
+                kwargs[name] = _convert(value[name], hints[name], f"{where}.{name}")
+            elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                raise _Malformed(f"{where} has no {name!r}")
+        return kind(**kwargs)  # type: ignore[operator]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise _Malformed(f"{where} is {_shown(value)}, expected a mapping")
+        item = typing.get_args(kind)[1]
+        return {str(k): _convert(v, item, f"{where}.{k}") for k, v in value.items()}
+    if origin is list:
+        if not isinstance(value, list):
+            raise _Malformed(f"{where} is {_shown(value)}, expected a list")
+        item = typing.get_args(kind)[0]
+        return [_convert(v, item, f"{where}[{i}]") for i, v in enumerate(value)]
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, kind) and not (kind is int and isinstance(value, bool)):
+        return value
+    raise _Malformed(f"{where} is {_shown(value)}, expected {kind.__name__}")
+
+
+def _shown(value: Any) -> str:
+    text = json.dumps(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def parse(data: Any) -> Manifest:
+    """A manifest from its JSON data; raises ValueError naming the first field that is off."""
+    if not isinstance(data, dict) or data.get("schema_version") != SCHEMA_VERSION:
+        version = data.get("schema_version") if isinstance(data, dict) else None
+        raise ValueError(f"schema_version is {_shown(version)}, expected {SCHEMA_VERSION}")
+    try:
+        return typing.cast(Manifest, _convert(data, Manifest, "manifest"))
+    except _Malformed as exc:
+        raise ValueError(str(exc)) from None
+
+
+def read(run_dir: Path) -> Manifest:
+    """A run's manifest; for a run that never finished, with the steps its journal holds."""
+    file = run_dir / MANIFEST
+    if not run_dir.is_dir():
+        raise RunDirError(f"{run_dir}: not a directory")
+    try:
+        data = json.loads(file.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise RunDirError(f"{run_dir}: not a run directory (no {MANIFEST})") from None
+    except (OSError, ValueError) as exc:
+        raise RunDirError(f"{file}: not a runner manifest: {exc}") from None
+    try:
+        manifest = parse(data)
+    except ValueError as exc:
+        raise RunDirError(f"{file}: not a runner manifest: {exc}") from None
+    if not manifest.finished:
+        manifest.steps = read_journal(run_dir)
+    return manifest
+
+
+def read_journal(run_dir: Path) -> list[StepRecord]:
+    """The steps a journal holds; a line cut short by a kill is dropped."""
+    try:
+        lines = (run_dir / JOURNAL).read_bytes().split(b"\n")
+    except OSError:
+        return []
+    steps = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            steps.append(_convert(json.loads(line), StepRecord, f"journal line {number}"))
+        except (ValueError, _Malformed):
+            if number < len(lines) - 1:  # only the last line can be cut short
+                raise RunDirError(f"{run_dir / JOURNAL}:{number}: not a step record") from None
+    return steps
