@@ -1,0 +1,94 @@
+"""Recording cost against the work: a spec of N one-token generate steps, as whole processes.
+
+`runner run` of N steps against the same loop written by hand (tokenize, seed, generate one
+token, write each completion to its own file), alternated, median of ROUNDS pairs, for
+N = 100, 400, 1600 (or the Ns given as arguments). Prints each ratio and the runner's
+overhead per step; recording is linear when that overhead stays flat as N grows.
+Goal (issue 15): ratio <= 1.05 at every N. Not a test: read the numbers.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROUNDS = int(os.environ.get("ROUNDS", "3"))
+PROMPT = "the cat"
+
+BY_HAND = """
+import json, os, sys
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+from runner.builtin import resolve
+
+steps, out = int(sys.argv[1]), sys.argv[2]
+base = resolve("tiny-causal-lm")
+torch.set_num_threads(torch.get_num_threads())
+model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32).eval()
+tok = AutoTokenizer.from_pretrained(base, padding_side="left")
+for i in range(steps):
+    batch = tok([f"the cat {i}"], padding=True, return_tensors="pt")
+    torch.manual_seed(0)
+    ids = model.generate(**batch, max_new_tokens=1, pad_token_id=tok.pad_token_id)
+    new = ids[0, batch["input_ids"].shape[1]:].tolist()
+    folder = os.path.join(out, f"{i:04d}")
+    os.makedirs(folder)
+    with open(os.path.join(folder, "completions.jsonl"), "w") as f:
+        f.write(json.dumps({"text": tok.decode(new, skip_special_tokens=True), "ids": new}) + "\\n")
+"""
+
+
+def spec(steps: int, folder: Path) -> Path:
+    body = "".join(
+        f"  - {{op: generate, prompt: 'the cat {i}', max_new_tokens: 1}}\n" for i in range(steps)
+    )
+    file = folder / f"record-{steps}.yaml"
+    file.write_text(
+        "version: 1\ndevice: cpu\nmodel: {family: transformers, path: builtin:tiny-causal-lm}\n"
+        f"steps:\n{body}"
+    )
+    return file
+
+
+def timed(cmd: list[str]) -> float:
+    start = time.perf_counter()
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    work = Path(tempfile.mkdtemp(prefix="runner-bench-record-"))
+    script = work / "by_hand.py"
+    script.write_text(BY_HAND)
+    sizes = [int(a) for a in sys.argv[1:]] or [100, 400, 1600]
+    rows = []
+    for steps in sizes:
+        file = spec(steps, work)
+        runner = [sys.executable, "-m", "runner", "run", str(file), "--out", str(work / "runs")]
+
+        def by_hand() -> list[str]:
+            return [sys.executable, str(script), str(steps), tempfile.mkdtemp(dir=work)]
+
+        timed(runner), timed(by_hand())  # warm the builtins and the file caches
+        pairs = [(timed(runner), timed(by_hand())) for _ in range(ROUNDS)]
+        r = statistics.median(p[0] for p in pairs)
+        h = statistics.median(p[1] for p in pairs)
+        per_step_ms = (r - h) / steps * 1000
+        rows.append({"steps": steps, "runner_s": r, "by_hand_s": h, "ratio": r / h})
+        print(
+            f"N={steps:5d}: runner {r:7.2f} s  by hand {h:7.2f} s  ratio {r / h:.3f}  "
+            f"overhead {per_step_ms:+.2f} ms/step  ({ROUNDS} pairs)",
+            flush=True,
+        )
+    print(json.dumps(rows))
+
+
+if __name__ == "__main__":
+    main()
