@@ -73,7 +73,7 @@ def main() -> None:
         file = spec(steps, work)
         runner = [sys.executable, "-m", "runner", "run", str(file), "--out", str(work / "runs")]
 
-        def by_hand() -> list[str]:
+        def by_hand(steps: int = steps) -> list[str]:
             return [sys.executable, str(script), str(steps), tempfile.mkdtemp(dir=work)]
 
         timed(runner), timed(by_hand())  # warm the builtins and the file caches
