@@ -10,25 +10,15 @@ from __future__ import annotations
 import shutil
 import tempfile
 import warnings
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 from runner import cache_home
+from runner.builtin.entry import PREFIX, Builtin
 
-PREFIX = "builtin:"
+__all__ = ["PREFIX", "Builtin", "cache_root", "catalog", "resolve"]
 
 # Bump when any maker's output changes, so old caches are not reused.
 FORMAT = "2"
-
-
-@dataclass(frozen=True)
-class Builtin:
-    kind: str  # "model" | "adapter"
-    family: str  # "transformers" | "diffusers"
-    make: Callable[[Path], None]  # writes the files into an empty folder
-    peft_type: str | None = None  # adapters: "lora"
-    base: str | None = None  # adapters: the builtin model they fit
 
 
 def catalog() -> dict[str, Builtin]:
@@ -54,7 +44,7 @@ def resolve(name: str) -> Path:
             warnings.catch_warnings()
         ):  # the libraries' deprecation notes are not the user's to act on
             warnings.simplefilter("ignore", FutureWarning)
-            entry.make(work)
+            entry.make(work, resolve(entry.base) if entry.base else None)
         try:
             work.rename(target)
         except OSError:  # another process made it first

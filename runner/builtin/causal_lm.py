@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from runner.builtin import PREFIX, Builtin
+from runner.builtin.entry import PREFIX, Builtin
 
 BASE = "tiny-causal-lm"
 
@@ -140,7 +140,7 @@ def _tokenizer(lines: list[str]) -> Any:
     return fast
 
 
-def make_model(folder: Path) -> None:
+def make_model(folder: Path, base: Path | None = None) -> None:
     """Write the tiny causal LM and its tokenizer into `folder`."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
@@ -167,15 +167,12 @@ def make_model(folder: Path) -> None:
     tokenizer.save_pretrained(folder)
 
 
-def _make_adapter(folder: Path, endings: tuple[str, ...], seed: int) -> None:
+def _make_adapter(folder: Path, base: Path, endings: tuple[str, ...], seed: int) -> None:
     """Train a LoRA on the base toward `endings` and save it as a PEFT adapter folder."""
     import torch
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from runner.builtin import resolve
-
-    base = resolve(BASE)
     tokenizer = AutoTokenizer.from_pretrained(base)
     config = LoraConfig(
         r=8,
@@ -203,14 +200,16 @@ def _make_adapter(folder: Path, endings: tuple[str, ...], seed: int) -> None:
     (folder / "README.md").unlink(missing_ok=True)  # a generated model card, not needed
 
 
-def make_lora_a(folder: Path) -> None:
+def make_lora_a(folder: Path, base: Path | None) -> None:
     """Write adapter `a` (the sea) for the tiny causal LM."""
-    _make_adapter(folder, SEA_ENDINGS, seed=1)
+    assert base is not None
+    _make_adapter(folder, base, SEA_ENDINGS, seed=1)
 
 
-def make_lora_b(folder: Path) -> None:
+def make_lora_b(folder: Path, base: Path | None) -> None:
     """Write adapter `b` (space) for the tiny causal LM."""
-    _make_adapter(folder, SPACE_ENDINGS, seed=2)
+    assert base is not None
+    _make_adapter(folder, base, SPACE_ENDINGS, seed=2)
 
 
 CATALOG: dict[str, Builtin] = {

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from runner.builtin import Builtin
+from runner.builtin.entry import Builtin
 
 if TYPE_CHECKING:
     import torch
@@ -99,7 +99,7 @@ def _vae() -> Any:
     )
 
 
-def make_tiny_sd(folder: Path) -> None:
+def make_tiny_sd(folder: Path, base: Path | None = None) -> None:
     """A StableDiffusionPipeline of random tiny components, 64x64 images, no safety checker."""
     import torch
     from diffusers import DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
@@ -141,7 +141,7 @@ def make_tiny_sd(folder: Path) -> None:
     _finish_tokenizer(folder, "tokenizer")
 
 
-def make_tiny_sdxl(folder: Path) -> None:
+def make_tiny_sdxl(folder: Path, base: Path | None = None) -> None:
     """A StableDiffusionXLPipeline of random tiny components, 64x64 images."""
     import torch
     from diffusers import EulerDiscreteScheduler, StableDiffusionXLPipeline, UNet2DConditionModel
@@ -201,17 +201,15 @@ def _finish_tokenizer(folder: Path, *names: str) -> None:
     shutil.rmtree(source)
 
 
-def _base_pipeline(base: str) -> Any:
+def _base_pipeline(base: Path | None) -> Any:
     import warnings
 
     import torch
     from diffusers import DiffusionPipeline
 
-    from runner.builtin import resolve
-
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*torch_dtype.*", category=FutureWarning)
-        return DiffusionPipeline.from_pretrained(resolve(base), torch_dtype=torch.float32)
+        return DiffusionPipeline.from_pretrained(base, torch_dtype=torch.float32)
 
 
 def _random_like(
@@ -224,10 +222,10 @@ def _random_like(
     return {key: torch.randn(shapes[key], generator=generator) * scale for key in sorted(shapes)}
 
 
-def _diffusers_lora(base: str, seed: int) -> Callable[[Path], None]:
+def _diffusers_lora(seed: int) -> Callable[[Path, Path | None], None]:
     """A maker of a LoRA on the UNet and every text encoder, saved by save_lora_weights."""
 
-    def make(folder: Path) -> None:
+    def make(folder: Path, base: Path | None) -> None:
         from diffusers.utils import convert_state_dict_to_diffusers
         from peft import LoraConfig, get_peft_model_state_dict
 
@@ -262,10 +260,10 @@ def _sgm_name(name: str, layers_per_block: int) -> str:
     return head + "." + ".".join(parts[4:])
 
 
-def _kohya_lora(base: str, seed: int, alpha: float, file: str) -> Callable[[Path], None]:
+def _kohya_lora(seed: int, alpha: float, file: str) -> Callable[[Path, Path | None], None]:
     """A maker of a LoRA in the kohya-ss / A1111 key layout, written with safetensors."""
 
-    def make(folder: Path) -> None:
+    def make(folder: Path, base: Path | None) -> None:
         import torch
         from safetensors.torch import save_file
 
@@ -302,26 +300,20 @@ def _kohya_lora(base: str, seed: int, alpha: float, file: str) -> Callable[[Path
 CATALOG: dict[str, Builtin] = {
     "tiny-sd": Builtin("model", "diffusers", make_tiny_sd),
     "tiny-sdxl": Builtin("model", "diffusers", make_tiny_sdxl),
-    "tiny-sd-lora-a": Builtin(
-        "adapter", "diffusers", _diffusers_lora("tiny-sd", 100), "lora", "tiny-sd"
-    ),
-    "tiny-sd-lora-b": Builtin(
-        "adapter", "diffusers", _diffusers_lora("tiny-sd", 200), "lora", "tiny-sd"
-    ),
+    "tiny-sd-lora-a": Builtin("adapter", "diffusers", _diffusers_lora(100), "lora", "tiny-sd"),
+    "tiny-sd-lora-b": Builtin("adapter", "diffusers", _diffusers_lora(200), "lora", "tiny-sd"),
     "tiny-sd-lora-kohya": Builtin(
         "adapter",
         "diffusers",
-        _kohya_lora("tiny-sd", 300, 2.0, "tiny_sd_kohya.safetensors"),
+        _kohya_lora(300, 2.0, "tiny_sd_kohya.safetensors"),
         "lora",
         "tiny-sd",
     ),
-    "tiny-sdxl-lora-a": Builtin(
-        "adapter", "diffusers", _diffusers_lora("tiny-sdxl", 400), "lora", "tiny-sdxl"
-    ),
+    "tiny-sdxl-lora-a": Builtin("adapter", "diffusers", _diffusers_lora(400), "lora", "tiny-sdxl"),
     "tiny-sdxl-lora-kohya": Builtin(
         "adapter",
         "diffusers",
-        _kohya_lora("tiny-sdxl", 500, 2.0, "tiny_sdxl_kohya.safetensors"),
+        _kohya_lora(500, 2.0, "tiny_sdxl_kohya.safetensors"),
         "lora",
         "tiny-sdxl",
     ),
