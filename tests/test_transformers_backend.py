@@ -434,13 +434,15 @@ def test_builtins_are_deterministic_and_distinct(tmp_path: Path) -> None:
     # In another process with another hash seed: set order must not leak into the files.
     make = (
         "import sys, pathlib, runner.builtin.causal_lm as m;"
-        "m.make_lora_a(pathlib.Path(sys.argv[1]))"
+        "m.make_lora_a(pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2]))"
     )
     env = {**os.environ, "PYTHONHASHSEED": "1"}
-    subprocess.run([sys.executable, "-c", make, str(tmp_path / "a")], check=True, env=env)
+    base = resolve("tiny-causal-lm")
+    subprocess.run(
+        [sys.executable, "-c", make, str(tmp_path / "a"), str(base)], check=True, env=env
+    )
     assert _digests(tmp_path / "a") == _digests(resolve("tiny-causal-lm-lora-a"))
 
-    base = resolve("tiny-causal-lm")
     backend = backend_for(base, "builtin:tiny-causal-lm")
     for name in ("a", "b"):
         adapter = resolve(f"tiny-causal-lm-lora-{name}")
