@@ -8,7 +8,17 @@ RunnerError              any error a user can act on (never shown with a traceba
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+
+# Control characters, line and paragraph separators, and bidirectional overrides: printed
+# raw, a value holding one could break an error line in two or make it read otherwise.
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069]")
+
+
+def printable(text: str) -> str:
+    """TEXT with every character that could break or disguise a line written as an escape."""
+    return _UNPRINTABLE.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
 
 
 class RunnerError(Exception):
@@ -26,7 +36,7 @@ class Located:
     file: str = ""
 
     def __str__(self) -> str:
-        return f"{self.file}:{self.line}:{self.col}: {self.path}: {self.message}"
+        return printable(f"{self.file}:{self.line}:{self.col}: {self.path}: {self.message}")
 
 
 class SpecError(RunnerError):

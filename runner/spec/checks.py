@@ -10,8 +10,9 @@ from typing import Any
 from runner import builtin
 from runner.errors import Located
 from runner.spec.document import Document, Path_
+from runner.spec.grammar import GENERATING, MAX_SEED
 
-ADAPTER_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
+ADAPTER_NAME = re.compile(r"[A-Za-z0-9_-]+")  # used with fullmatch: `$` would pass "a\n"
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 # peft keeps adapters in torch ModuleDicts, which refuse keys that name their own attributes
 # (torch.nn.ModuleDict's public names, torch 2.13); such a name crashes deep inside a load.
@@ -83,6 +84,7 @@ def meaning_problems(doc: Document, base_dir: Path) -> list[Located]:
     if preloaded is not None:  # an adapter folder as model path arrives as 'default'
         types["default"] = preloaded
     problems += _steps(doc, steps, adapters, types, preloaded is not None)
+    problems += _generating(doc, data, steps, model.get("family"))
     return problems
 
 
@@ -144,7 +146,7 @@ def _adapter(
                 key=True,
             )
         )
-    elif not ADAPTER_NAME.match(name):
+    elif not ADAPTER_NAME.fullmatch(name):
         problems.append(
             doc.problem(
                 here, f"adapter name '{name}' may hold only letters, digits, '_' and '-'", key=True
@@ -232,6 +234,52 @@ def _peft_type(adapter: dict[str, Any], base_dir: Path) -> str | None:
         except (ValueError, KeyError, TypeError):
             return None
     return None
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _generating(
+    doc: Document, data: dict[str, Any], steps: list[Any], family: Any
+) -> list[Located]:
+    """What a generating step's arguments mean together, defaults.generate merged in."""
+    defaults: dict[str, Any] = _shaped(_shaped(data.get("defaults"), dict).get("generate"), dict)
+    problems = []
+    for index, step in enumerate(steps):
+        if not isinstance(step, dict) or step.get("op") not in GENERATING:
+            continue
+        here: Path_ = ("steps", index)
+        args = {**defaults, **step}
+        prompts = args.get("prompt")
+        count = len(prompts) if isinstance(prompts, list) else 1
+        negative = args.get("negative_prompt")
+        if isinstance(negative, list) and negative and len(negative) != count:
+            inherited = "negative_prompt" not in step
+            problems.append(
+                doc.problem(
+                    here if inherited else (*here, "negative_prompt"),
+                    f"negative_prompt{' (from defaults.generate)' * inherited} has "
+                    f"{len(negative)} entries for {count} prompt{'s' * (count != 1)}; "
+                    "give one per prompt, or one string for all",
+                )
+            )
+        seed, per_prompt = (
+            args.get("seed", data.get("seed", 0)),
+            args.get("num_images_per_prompt", 1),
+        )
+        if family == "diffusers" and _is_int(seed) and _is_int(per_prompt) and per_prompt > 0:
+            last = seed + count * per_prompt - 1  # image k draws from seed + k
+            if 0 <= seed <= MAX_SEED < last:
+                problems.append(
+                    doc.problem(
+                        (*here, "seed") if "seed" in step else here,
+                        f"the step's last image would draw from seed {seed} + "
+                        f"{count * per_prompt - 1}, past {MAX_SEED}, the largest seed torch "
+                        "takes; choose a smaller seed",
+                    )
+                )
+    return problems
 
 
 def _names(value: Any) -> list[tuple[Path_, str]]:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from runner.errors import Located, SpecError
 from runner.spec.checks import meaning_problems
-from runner.spec.document import parse
+from runner.spec.document import read
 from runner.spec.schema import schema_problems
 from runner.spec.types import Spec, from_document
 
@@ -20,14 +20,11 @@ def load(file: Path, *, base_dir: Path | None = None) -> Spec:
     base_dir = base_dir or file.resolve().parent
     try:
         raw = file.read_bytes()
-        text = raw.decode("utf-8")
     except OSError as exc:
         raise SpecError(
             [Located(1, 1, "$", f"cannot read the spec: {exc.strerror}", name)]
         ) from None
-    except UnicodeDecodeError:
-        raise SpecError([Located(1, 1, "$", "the spec is not UTF-8 text", name)]) from None
-    doc = parse(text, name)
+    doc = read(raw, name)
     problems = schema_problems(doc, raw) + meaning_problems(doc, base_dir)
     if problems:
         raise SpecError(_unique(problems))
