@@ -3,6 +3,8 @@
 RunnerError              any error a user can act on (never shown with a traceback)
 ├── SpecError            the spec is invalid: a list of located messages   -> exit 1
 ├── StepError            a step failed while running                      -> exit 2
+│   └── SourceError      a model or adapter file is not what the spec says (validation
+│                        reports it at the spec's line, before anything loads)
 └── RunDirError          a run directory is missing or unreadable          -> exit 1
 """
 
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from pathlib import Path
 
 # Control characters, line and paragraph separators, and bidirectional overrides: printed
 # raw, a value holding one could break an error line in two or make it read otherwise.
@@ -51,6 +54,14 @@ class StepError(RunnerError):
     """A step failed at run time; the message already names file, line and step."""
 
     run_dir: str | None = None  # the run directory that keeps what finished
+
+
+class SourceError(StepError):
+    """A model or adapter source cannot be what the spec says: WHERE (a file or folder), why."""
+
+    def __init__(self, where: Path | None, reason: str) -> None:
+        self.where, self.reason = where, reason
+        super().__init__(f"'{where}' {reason}" if where is not None else reason)
 
 
 class RunDirError(RunnerError):

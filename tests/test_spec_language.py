@@ -161,7 +161,9 @@ def test_valid_spec_builds_typed_steps_with_defaults(tmp_path: Path) -> None:
 
 def test_adapter_folder_as_model_brings_default(tmp_path: Path) -> None:
     (tmp_path / "adapter").mkdir()
-    (tmp_path / "adapter" / "adapter_config.json").write_text('{"peft_type": "LORA"}')
+    (tmp_path / "adapter" / "adapter_config.json").write_text(
+        '{"peft_type": "LORA", "base_model_name_or_path": "builtin:tiny-causal-lm"}'
+    )
     spec_file = tmp_path / "s.yaml"
     spec_file.write_text(
         "version: 1\nmodel: {family: transformers, path: ./adapter}\n"

@@ -6,8 +6,6 @@ weights are peft's per-layer `set_scale`, as diffusers' `set_weights_and_activat
 
 from __future__ import annotations
 
-import json
-import os
 import pickle
 from itertools import pairwise
 from pathlib import Path
@@ -15,15 +13,13 @@ from typing import Any
 
 import torch
 
+from runner import sources
 from runner.backends import Completion
 from runner.backends.devices import resolve_device, resolve_dtype, torch_dtype
 from runner.backends.quiet import quiet_loading
 from runner.errors import StepError
 from runner.spec.types import Adapter, Generate, Model
 
-CONFIG = "adapter_config.json"
-SAFETENSORS = "adapter_model.safetensors"
-PICKLE = "adapter_model.bin"
 # A config adapter is made right after torch.manual_seed(CONFIG_SEED): by hand, that is
 # `torch.manual_seed(0); model.add_adapter(LoraConfig(**options), adapter_name=name)`.
 CONFIG_SEED = 0
@@ -44,12 +40,12 @@ class TransformersBackend:
         """Load a local folder or the hub id `model.path`; an adapter folder loads the base
         its adapter_config.json names, with the adapter attached as `default`."""
         trust = model.trust_remote_code or self.trust_remote_code
-        if local is None or not (Path(local) / CONFIG).is_file():
+        if local is None or not (Path(local) / sources.ADAPTER_CONFIG).is_file():
             # transformers itself attaches the adapter of a hub adapter repository
             self._load_base(str(local or model.path), model.revision, trust)
             return
         folder = Path(local)
-        base, revision = _base_of(folder)
+        base, revision = sources.base_source(folder)
         has_tokenizer = (folder / "tokenizer_config.json").is_file()
         self._load_base(base, revision, trust, str(folder) if has_tokenizer else None)
         self.load_adapter(Adapter(name="default", path=str(folder)), folder)
@@ -199,33 +195,12 @@ class TransformersBackend:
             )
 
 
-def _base_of(folder: Path) -> tuple[str, str | None]:
-    """The base an adapter folder names; a relative path is taken from the folder, not cwd."""
-    from runner.builtin import PREFIX, catalog, resolve
-
-    config = json.loads((folder / CONFIG).read_text(encoding="utf-8"))
-    base = config.get("base_model_name_or_path") or ""
-    if base.startswith(PREFIX) and base[len(PREFIX) :] in catalog():
-        return str(resolve(base[len(PREFIX) :])), None
-    if not base or base.startswith(PREFIX):
-        raise StepError(f"{folder / CONFIG} names no base model we can load: {base!r}")
-    if not os.path.isabs(base) and (base.startswith(("./", "../")) or (folder / base).exists()):
-        return str((folder / base).resolve()), None
-    return base, config.get("revision")  # peft records the base model's revision here
-
-
 def _adapter_files(adapter: Adapter, local: Path | None) -> tuple[Path, Path]:
     """(the folder with adapter_config.json, the weight file); hub adapters arrive fetched."""
     if local is None:
         raise StepError("a transformers adapter needs a local folder or file")
-    folder = local.parent if local.is_file() else local
-    weights = local if local.is_file() else folder / (adapter.weight_name or SAFETENSORS)
-    if not weights.is_file() and not adapter.weight_name and (folder / PICKLE).is_file():
-        weights = folder / PICKLE  # as transformers: the pickle only without safetensors
-    if not (folder / CONFIG).is_file():
-        raise StepError(f"no {CONFIG} in {folder}: transformers needs the PEFT config")
-    if not weights.is_file():
-        raise StepError(f"no weight file {weights.name} in {folder}")
+    folder, weights = sources.peft_files(local, adapter.weight_name)
+    sources.adapter_config(folder)  # a readable PEFT config, or an error that names the file
     return folder, weights
 
 
@@ -236,10 +211,7 @@ def _read_weights(path: Path, allow_pickle: bool) -> dict[str, torch.Tensor]:
 
     safe = path.suffix == ".safetensors"
     if not safe and not allow_pickle:
-        raise StepError(
-            f"{path.name} is a pickle checkpoint, which can run code when read; "
-            "convert it to safetensors, or set allow_pickle: true to trust it"
-        )
+        raise StepError(sources.pickle_refusal(path.name))
     try:
         return load_file(path) if safe else torch.load(path, map_location="cpu", weights_only=True)
     except (SafetensorError, pickle.UnpicklingError, RuntimeError, EOFError) as error:

@@ -33,6 +33,14 @@ def _quote(value: Any) -> str:
     return json.dumps(text, ensure_ascii=False)
 
 
+def _text(value: Any) -> str:
+    """A text chunk's value: the text itself, "" for none, JSON for anything else. Writing the
+    metadata must never fail, or the images it describes would be lost."""
+    if isinstance(value, str):
+        return value
+    return "" if value is None else json.dumps(value, ensure_ascii=False)
+
+
 def infotext(picture: Picture, adapters: dict[str, float] | None, runner_version: str) -> str:
     """The `parameters` text AUTOMATIC1111 writes: prompt, negative prompt, then settings."""
     params = picture.params
@@ -51,7 +59,7 @@ def infotext(picture: Picture, adapters: dict[str, float] | None, runner_version
     }
     lines = [picture.prompt]
     if params.get("negative_prompt"):
-        lines.append(f"Negative prompt: {params['negative_prompt']}")
+        lines.append(f"Negative prompt: {_text(params['negative_prompt'])}")
     lines.append(", ".join(f"{k}: {_quote(v)}" for k, v in fields.items() if v is not None))
     return "\n".join(lines)
 
@@ -90,7 +98,7 @@ def png_bytes(
     params = picture.params
     chunks = {
         "prompt": picture.prompt,
-        "negative_prompt": params.get("negative_prompt") or "",
+        "negative_prompt": _text(params.get("negative_prompt")),
         "seed": str(picture.seed),
         "steps": str(params.get("num_inference_steps")),
         "guidance": str(params.get("guidance_scale")),

@@ -1,19 +1,21 @@
-"""Meaning checks: what the schema cannot say, checked before anything loads."""
+"""Meaning checks: what the schema cannot say, checked before anything loads.
+
+Names, the order of steps, and what a step's arguments mean together are checked here;
+what the disk holds, in runner.spec.disk.
+"""
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 from typing import Any
 
-from runner import builtin
 from runner.errors import Located
+from runner.spec import disk
 from runner.spec.document import Document, Path_
 from runner.spec.grammar import GENERATING, MAX_SEED
 
 ADAPTER_NAME = re.compile(r"[A-Za-z0-9_-]+")  # used with fullmatch: `$` would pass "a\n"
-PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 # peft keeps adapters in torch ModuleDicts, which refuse keys that name their own attributes
 # (torch.nn.ModuleDict's public names, torch 2.13); such a name crashes deep inside a load.
 # fmt: off
@@ -34,36 +36,6 @@ RESERVED = frozenset({
 # fmt: on
 
 
-def is_local(path: str) -> bool:
-    """A path written to mean this machine's disk, never a hub id."""
-    return path.startswith(("./", "../", "/", "~")) or path in (".", "..")
-
-
-def local_path(path: str, base_dir: Path) -> Path:
-    """Where a local-looking PATH points: relative paths resolve against the spec's folder."""
-    return (base_dir / Path(path).expanduser()).resolve()
-
-
-def on_disk(path: str, base_dir: Path) -> Path | None:
-    """Where PATH lies on this machine, or None for a hub id or builtin name.
-
-    A local-looking path always means the disk; any other path does when it exists beside
-    the spec, as `from_pretrained` reads an existing folder before asking the hub.
-    """
-    if is_local(path):
-        return local_path(path, base_dir)
-    if path.startswith(builtin.PREFIX) or not (base_dir / path).exists():
-        return None
-    return (base_dir / path).resolve()
-
-
-_RELATIVE = " (relative paths resolve against the spec's folder)"
-
-
-def _relative(path: str) -> bool:
-    return not path.startswith(("/", "~"))
-
-
 def _shaped(value: Any, kind: type) -> Any:
     """VALUE if it has the shape the schema wants, else an empty one: checks run on any input."""
     return value if isinstance(value, kind) else kind()
@@ -74,63 +46,18 @@ def meaning_problems(doc: Document, base_dir: Path) -> list[Located]:
     model: dict[str, Any] = _shaped(data.get("model"), dict)
     adapters: dict[str, Any] = _shaped(data.get("adapters"), dict)
     steps: list[Any] = _shaped(data.get("steps"), list)
-    problems = _model(doc, model, base_dir)
+    problems = disk.model_problems(doc, model, base_dir)
     types: dict[str, str | None] = {}
     for name, adapter in adapters.items():
         if isinstance(adapter, dict):
             problems += _adapter(doc, name, adapter, model.get("family"), base_dir)
-            types[name] = _peft_type(adapter, base_dir)
-    preloaded = _model_adapter(model, base_dir)
+            types[name] = disk.peft_type(adapter, base_dir)
+    preloaded = disk.model_adapter_type(model, base_dir)
     if preloaded is not None:  # an adapter folder as model path arrives as 'default'
         types["default"] = preloaded
     problems += _steps(doc, steps, adapters, types, preloaded is not None)
     problems += _generating(doc, data, steps, model.get("family"))
     return problems
-
-
-def _model_adapter(model: dict[str, Any], base_dir: Path) -> str | None:
-    """The PEFT type of the adapter a model path brings along, if it is an adapter folder."""
-    path = model.get("path")
-    local = on_disk(path, base_dir) if isinstance(path, str) else None
-    if local is not None and (local / "adapter_config.json").is_file():
-        return _peft_type({"path": path}, base_dir) or "unknown"
-    return None
-
-
-def _model(doc: Document, model: dict[str, Any], base_dir: Path) -> list[Located]:
-    path = model.get("path")
-    if not isinstance(path, str):
-        return []
-    return _source(doc, ("model", "path"), path, base_dir, kind="model", family=model.get("family"))
-
-
-def _source(
-    doc: Document, where: Path_, path: str, base_dir: Path, *, kind: str, family: Any
-) -> list[Located]:
-    if path.startswith(builtin.PREFIX):
-        name = path[len(builtin.PREFIX) :]
-        known = {n: b for n, b in builtin.catalog().items() if b.kind == kind}
-        if name not in known:
-            fitting = sorted(n for n, b in known.items() if b.family == family) or sorted(known)
-            return [
-                doc.problem(
-                    where, f"unknown builtin {kind} '{name}'; builtins: {', '.join(fitting)}"
-                )
-            ]
-        if isinstance(family, str) and known[name].family != family:
-            return [
-                doc.problem(
-                    where,
-                    f"builtin '{name}' is a {known[name].family} {kind}, "
-                    f"but model.family is {family}",
-                )
-            ]
-        return []
-    if is_local(path) and not local_path(path, base_dir).exists():
-        return [
-            doc.problem(where, f"local path '{path}' does not exist" + _RELATIVE * _relative(path))
-        ]
-    return []
 
 
 def _adapter(
@@ -170,70 +97,8 @@ def _adapter(
                 key=True,
             )
         )
-    weight = adapter.get("weight_name")
-    if isinstance(weight, str) and (
-        Path(weight).name != weight or weight in ("", ".", "..") or "\\" in weight
-    ):
-        problems.append(
-            doc.problem(
-                (*here, "weight_name"), f"'{weight}' must be a plain file name inside 'path'"
-            )
-        )
-    path = adapter.get("path")
-    if isinstance(path, str):
-        before = len(problems)
-        problems += _source(doc, (*here, "path"), path, base_dir, kind="adapter", family=family)
-        if len(problems) == before and not adapter.get("allow_pickle"):
-            problems += _pickle(doc, here, path, weight, base_dir)
+    problems += disk.adapter_problems(doc, here, adapter, family, base_dir)
     return problems
-
-
-def _pickle(doc: Document, here: Path_, path: str, weight: Any, base_dir: Path) -> list[Located]:
-    """Refuse a pickled checkpoint unless allow_pickle: loading one can run arbitrary code."""
-    refusal = (
-        "is a pickled checkpoint, which can run code when loaded; set allow_pickle: true to load it"
-    )
-    if isinstance(weight, str) and weight.endswith(PICKLE_SUFFIXES):
-        return [doc.problem((*here, "weight_name"), f"'{weight}' {refusal}")]
-    local = on_disk(path, base_dir)
-    if local is None:
-        return []
-    if local.is_file() and local.suffix in PICKLE_SUFFIXES:
-        return [doc.problem((*here, "path"), f"'{path}' {refusal}")]
-    if local.is_dir() and weight is None:
-        files = [p.name for p in local.iterdir()]
-        if not any(f.endswith(".safetensors") for f in files) and any(
-            f.endswith(PICKLE_SUFFIXES) for f in files
-        ):
-            return [
-                doc.problem(
-                    (*here, "path"),
-                    f"'{path}' holds only a pickled checkpoint, which can run "
-                    "code when loaded; set allow_pickle: true to load it",
-                )
-            ]
-    return []
-
-
-def _peft_type(adapter: dict[str, Any], base_dir: Path) -> str | None:
-    """The adapter's PEFT type when it can be told without loading anything."""
-    config = adapter.get("config")
-    if isinstance(config, dict):
-        return str(config.get("type", "lora")).lower()
-    path = adapter.get("path")
-    if not isinstance(path, str):
-        return None
-    if path.startswith(builtin.PREFIX):
-        entry = builtin.catalog().get(path[len(builtin.PREFIX) :])
-        return entry.peft_type if entry else None
-    local = on_disk(path, base_dir)
-    config_file = local / "adapter_config.json" if local else None
-    if config_file and config_file.is_file():
-        try:
-            return str(json.loads(config_file.read_text())["peft_type"]).lower()
-        except (ValueError, KeyError, TypeError):
-            return None
-    return None
 
 
 def _is_int(value: Any) -> bool:
