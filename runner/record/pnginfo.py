@@ -38,7 +38,7 @@ def _text(value: Any) -> str:
     metadata must never fail, or the images it describes would be lost."""
     if isinstance(value, str):
         return value
-    return "" if value is None else json.dumps(value, ensure_ascii=False)
+    return "" if value is None else json.dumps(value, ensure_ascii=False, allow_nan=False)
 
 
 def infotext(picture: Picture, adapters: dict[str, float] | None, runner_version: str) -> str:
@@ -104,7 +104,7 @@ def png_bytes(
         "guidance": str(params.get("guidance_scale")),
         "size": f"{params.get('width')}x{params.get('height')}",
         "lora_scale": str(params.get("lora_scale")),
-        "adapters": json.dumps(adapters),
+        "adapters": json.dumps(adapters, allow_nan=False),
         "spec_sha256": spec_sha256,
         "runner_version": runner_version,
         "parameters": infotext(picture, adapters, runner_version),

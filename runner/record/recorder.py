@@ -80,6 +80,7 @@ class Recorder:
                     "adapters": adapters,
                 },
                 ensure_ascii=False,
+                allow_nan=False,
             )
             + "\n"
             for c in items

@@ -37,7 +37,9 @@ def write_atomic(path: Path, data: bytes) -> None:
 
 
 def to_json(value: Any) -> bytes:
-    return (json.dumps(value, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
+    """Standard JSON: a NaN or infinity raises rather than write what JSON readers refuse."""
+    text = json.dumps(value, indent=2, ensure_ascii=False, allow_nan=False)
+    return (text + "\n").encode("utf-8")
 
 
 def create(out: Path, name: str, spec_sha256: str) -> Path:
