@@ -27,6 +27,7 @@ Path_ = tuple[str | int, ...]
 Mark = tuple[int, int]
 MAP, SEQ = "tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"
 MERGE, INT, FLOAT = "tag:yaml.org,2002:merge", "tag:yaml.org,2002:int", "tag:yaml.org,2002:float"
+STR = "tag:yaml.org,2002:str"
 SCALARS = frozenset(
     f"tag:yaml.org,2002:{name}" for name in ("null", "bool", "int", "float", "str", "binary")
 ) | {"tag:yaml.org,2002:timestamp"}
@@ -36,6 +37,8 @@ MAX_DEPTH = 64
 MAX_ALIASED = 100_000
 MAX_NUMBER = 100
 
+# What YAML counts as a line break (YAML 1.1, 5.4), so that lines count as the parser's do.
+_BREAK = re.compile("\r\n|[\r\n\x85\u2028\u2029]")
 # libyaml where PyYAML was built with it: about ten times faster, with the same marks.
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 # What YAML may hold unescaped (YAML 1.1, 5.1): anything else must be written as an escape.
@@ -82,20 +85,25 @@ def read(raw: bytes, file: str) -> Document:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        line_start = raw.rfind(b"\n", 0, exc.start) + 1
-        line = raw.count(b"\n", 0, exc.start) + 1
-        col = len(raw[line_start : exc.start].decode("utf-8", "replace")) + 1
+        before = raw[: exc.start].decode("utf-8", "replace")
+        line, col = position(before, len(before))
         message = f"the spec is not UTF-8 text: byte 0x{raw[exc.start]:02x} ({exc.reason})"
         raise SpecError([Located(line, col, "$", message, file)]) from None
     return parse(text, file)
+
+
+def position(text: str, index: int) -> Mark:
+    """The line and column of TEXT[INDEX], counting line breaks as YAML does."""
+    breaks = list(_BREAK.finditer(text, 0, index))
+    start = breaks[-1].end() if breaks else 0
+    return len(breaks) + 1, index - start + 1
 
 
 def parse(text: str, file: str) -> Document:
     """Parse TEXT; a syntax error, an empty file, a duplicate key or a limit raises SpecError."""
     bad = _UNPRINTABLE.search(text)
     if bad:
-        line = text.count("\n", 0, bad.start()) + 1
-        col = bad.start() - text.rfind("\n", 0, bad.start())
+        line, col = position(text, bad.start())
         message = (
             f"character U+{ord(bad.group()):04X} cannot appear in YAML as it is; "
             "write it as an escape in a double-quoted string"
@@ -106,7 +114,7 @@ def parse(text: str, file: str) -> Document:
     try:
         empty = builder.build(loader)
     except yaml.MarkedYAMLError as exc:
-        raise SpecError([_syntax_error(exc, file)]) from None
+        raise SpecError([_syntax_error(exc, file, text)]) from None
     except yaml.YAMLError as exc:  # a reader error that the scan above did not foresee
         raise SpecError([Located(1, 1, "$", f"YAML error: {exc}", file)]) from None
     finally:
@@ -118,11 +126,14 @@ def parse(text: str, file: str) -> Document:
     return builder.doc
 
 
-def _syntax_error(exc: yaml.MarkedYAMLError, file: str) -> Located:
+def _syntax_error(exc: yaml.MarkedYAMLError, file: str, text: str) -> Located:
     # At the end of the file the problem is where the unfinished construct began.
     at_end = "end of stream" in (exc.problem or "")
     mark = (exc.context_mark if at_end else None) or exc.problem_mark or exc.context_mark
     line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+    last = position(text, len(text))
+    if line > last[0]:  # libyaml marks the end of a file without a final newline past it
+        line, col = last
     message = f"YAML syntax error: {exc.problem or exc.context}"
     if exc.context and exc.problem:
         message += f" ({exc.context})"
@@ -337,7 +348,9 @@ class _Builder:
 
     def scalar(self, loader: Any, event: yaml.ScalarEvent, path: Path_) -> Any:
         tag = event.tag
-        if tag in (None, "!"):
+        if tag == "!":  # YAML's non-specific tag: a string (libyaml agrees; PyYAML's parser not)
+            tag = STR
+        elif tag is None:
             tag = loader.resolve(yaml.ScalarNode, event.value, event.implicit)
         if tag in (INT, FLOAT) and len(event.value) > MAX_NUMBER:
             self.refuse(_mark(event), path, f"a number may be at most {MAX_NUMBER} characters")

@@ -182,7 +182,8 @@ def _messages(error: ValidationError, doc: Document) -> list[Located]:
         return [
             doc.problem(
                 path,
-                f"unknown op {json.dumps(value)}{_suggest(str(value), choices)}; "
+                f"unknown op {json.dumps(value) if isinstance(value, str) else _found(value)}"
+                f"{_suggest(str(value), choices)}; "
                 f"ops: {', '.join(choices)}",
             )
         ]
