@@ -191,3 +191,10 @@ def test_the_readme_states_the_limits_the_reader_applies() -> None:
         "keys and values in all"
     ) in readme
     assert f"a number is at most {document.MAX_NUMBER} characters" in readme
+
+
+def test_a_long_file_name_gives_a_name_a_folder_can_have(tmp_path: Path) -> None:
+    spec = tmp_path / ("Long Name " * 24 + ".yaml")
+    spec.write_text(HEAD + "steps: [{op: disable}]\n")
+    name = load(spec).name
+    assert name.startswith("long-name-long-name") and len(name) <= 100

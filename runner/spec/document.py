@@ -32,6 +32,9 @@ SCALARS = frozenset(
     f"tag:yaml.org,2002:{name}" for name in ("null", "bool", "int", "float", "str", "binary")
 ) | {"tag:yaml.org,2002:timestamp"}
 
+# Bump when a document comes to read as other data: schema verdicts remembered by content
+# (runner.spec.validcache) are keyed by it.
+REVISION = 2
 MAX_BYTES = 1024 * 1024
 MAX_DEPTH = 64
 MAX_ALIASED = 100_000

@@ -11,6 +11,8 @@ from typing import Any
 
 FAMILIES = ("transformers", "diffusers")
 NAME_PATTERN = "^[a-z0-9][a-z0-9._-]*$"
+# Names become folder names (with a time stamp and a hash); file systems take 255 bytes.
+NAME_MAX = 100
 NAME_MESSAGE = (
     "expected lowercase letters, digits, '.', '_' or '-', starting with a letter or digit"
 )
@@ -198,6 +200,7 @@ def _step(op: str, description: str, **properties: Any) -> dict[str, Any]:
             "description": "Names the step and its output folder; unique in the spec.",
             "type": "string",
             "pattern": NAME_PATTERN,
+            "maxLength": NAME_MAX,
             "errorMessage": NAME_MESSAGE,
         },
         **properties,
@@ -398,6 +401,7 @@ def _properties(ops: list[str]) -> dict[str, Any]:
             "description": "Names the run directory. Default: the file's stem.",
             "type": "string",
             "pattern": NAME_PATTERN,
+            "maxLength": NAME_MAX,
             "errorMessage": NAME_MESSAGE,
         },
         "description": {"description": "Free text.", "type": "string"},

@@ -12,7 +12,7 @@ from functools import cache
 from typing import TYPE_CHECKING, Any
 
 from runner.errors import Located
-from runner.spec import grammar, validcache
+from runner.spec import document, grammar, validcache
 from runner.spec.document import Document, Path_, format_path
 
 if TYPE_CHECKING:
@@ -20,7 +20,8 @@ if TYPE_CHECKING:
     from jsonschema.protocols import Validator
 
 # How this module reads the schema besides draft-07 itself (see _validator); part of the key
-# under which valid documents are remembered, so a change here forgets them.
+# under which valid documents are remembered, with the reader's revision, so that a change
+# to either forgets them.
 RULES = "finite numbers; patterns match as in ECMA-262"
 
 _TYPE_NAMES = {
@@ -52,7 +53,7 @@ def ops() -> list[str]:
 
 def schema_problems(doc: Document, raw: bytes) -> list[Located]:
     """Every schema violation in DOC (read from RAW), each with a message a person can act on."""
-    known = validcache.key(schema_text() + RULES, raw)
+    known = validcache.key(f"{schema_text()}{RULES}; reader {document.REVISION}", raw)
     if validcache.known(known):
         return []
     problems: list[Located] = []
@@ -160,7 +161,7 @@ def _messages(error: ValidationError, doc: Document) -> list[Located]:
     custom = schema_node.get("errorMessage") if isinstance(schema_node, dict) else None
     if custom and rule == "not":  # a key this spec may not use: point at the key
         return [doc.problem(path, custom, key=True)]
-    if custom and rule != "type":
+    if custom and rule == "pattern":
         return [doc.problem(path, f"{custom}, found {_found(value)}")]
     if rule == "additionalProperties":
         allowed = sorted(schema_node.get("properties", {}))
@@ -209,6 +210,9 @@ def _messages(error: ValidationError, doc: Document) -> list[Located]:
         return [doc.problem(path, f"{_found(value)} does not match {error.validator_value}")]
     if rule in ("minItems", "minProperties", "minLength"):
         return [doc.problem(path, "must not be empty")]
+    if rule == "maxLength":
+        limit = error.validator_value
+        return [doc.problem(path, f"must be at most {limit} characters, found {len(value)}")]
     bounds = {
         "minimum": ">=",
         "maximum": "<=",
