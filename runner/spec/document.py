@@ -83,7 +83,7 @@ class Document:
 def read(raw: bytes, file: str) -> Document:
     """Parse a spec's bytes: too large, not UTF-8 or not YAML raises SpecError, located."""
     if len(raw) > MAX_BYTES:
-        message = f"the spec is {len(raw):,} bytes; a spec may hold at most {MAX_BYTES:,}"
+        message = f"the spec is larger than {MAX_BYTES:,} bytes, the most a spec may hold"
         raise SpecError([Located(1, 1, "$", message, file)])
     try:
         text = raw.decode("utf-8")

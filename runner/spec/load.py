@@ -6,7 +6,7 @@ from pathlib import Path
 
 from runner.errors import Located, SpecError
 from runner.spec.checks import meaning_problems
-from runner.spec.document import read
+from runner.spec.document import MAX_BYTES, read
 from runner.spec.schema import schema_problems
 from runner.spec.types import Spec, from_document
 
@@ -19,7 +19,8 @@ def load(file: Path, *, base_dir: Path | None = None) -> Spec:
     name = str(file)
     base_dir = base_dir or file.resolve().parent
     try:
-        raw = file.read_bytes()
+        with file.open("rb") as f:
+            raw = f.read(MAX_BYTES + 1)  # no more: a device or a pipe may never end
     except OSError as exc:
         raise SpecError(
             [Located(1, 1, "$", f"cannot read the spec: {exc.strerror}", name)]
