@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 
 from runner import builtin
 from runner.errors import SpecError
-from runner.spec import document, grammar, schema
+from runner.spec import composer, document, grammar, schema
 from runner.spec.document import position, read
 from runner.spec.load import load
 from runner.spec.types import Spec, resolved
@@ -249,7 +249,7 @@ def test_alias_bombs(folder: Path, levels: int, width: int) -> None:
     lines += [f"x{i}: &x{i} [{', '.join([f'*x{i - 1}'] * width)}]" for i in range(1, levels)]
     result = outcome(folder, "\n".join(lines).encode())
     assert isinstance(result, SpecError)
-    if width**levels > 4 * document.MAX_ALIASED:
+    if width**levels > 4 * composer.MAX_ALIASED:
         assert any("aliases expand" in p.message for p in result.problems)
 
 

@@ -14,8 +14,9 @@ import pytest
 import yaml
 
 from runner.errors import SpecError
-from runner.spec import document
-from runner.spec.document import MAX_BYTES, MAX_DEPTH, Document, parse, read
+from runner.spec import composer, document
+from runner.spec.composer import MAX_DEPTH
+from runner.spec.document import MAX_BYTES, Document, parse, read
 from runner.spec.load import load
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -195,10 +196,10 @@ def test_the_readme_states_the_limits_the_reader_applies() -> None:
     readme = " ".join((ROOT / "README.md").read_text().split())
     assert (
         f"A spec is at most {MAX_BYTES // 2**20} MiB; lists and mappings nest at most "
-        f"{MAX_DEPTH} deep; aliases and merge keys may copy at most {document.MAX_ALIASED:,} "
+        f"{MAX_DEPTH} deep; aliases and merge keys may copy at most {composer.MAX_ALIASED:,} "
         "keys and values in all"
     ) in readme
-    assert f"a number is at most {document.MAX_NUMBER} characters" in readme
+    assert f"a number is at most {composer.MAX_NUMBER} characters" in readme
 
 
 def test_a_long_file_name_gives_a_name_a_folder_can_have(tmp_path: Path) -> None:
