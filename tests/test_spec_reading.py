@@ -150,6 +150,13 @@ def test_merge_keys_give_way_to_keys_written_beside_them() -> None:
     assert doc.at(("steps", 2, "id"), key=True) == (6, 34)
 
 
+def test_a_merge_of_an_aliased_list_merges_its_mappings_as_pyyaml_does() -> None:
+    text = HEAD + "a: &l [{x: 1, z: 0}, {y: 2, z: 9}]\nb: {<<: *l, y: 3}\n"
+    doc = parse(text, "s.yaml")
+    assert doc.data["b"] == yaml.safe_load(text)["b"] == {"x": 1, "z": 0, "y": 3}
+    assert doc.at(("b", "x")) == (3, 12)
+
+
 def test_a_second_merge_key_is_a_duplicate() -> None:
     assert problems(HEAD + "a: &a {x: 1}\nb: {<<: *a, <<: *a}\n") == [
         "s.yaml:4:13: b.<<: duplicate key (first at line 4)"

@@ -235,6 +235,8 @@ class Composer:
         start, cut = len(self.log), len(built.root)
         for is_key, at, where in self.log[built.start : built.end]:
             rel = at[cut:]
+            if at[:cut] != built.root:  # an item's marks are among its list's
+                continue
             if keys is None or (rel and rel[0] in keys):
                 self.record(is_key, (*path, *rel), where)
         if keys is None:
@@ -245,7 +247,16 @@ class Composer:
         """`<<` merges: keys written in the mapping win, then earlier merged mappings."""
         merged: dict[str, Any] = {}
         where = self.keys[(*frame.path, "<<")]
+        sources: list[_Built] = []
         for source in frame.sources:
+            if isinstance(source.value, list):  # an alias to a list merges its items
+                sources += [
+                    _Built(item, (*source.root, i), source.start, source.end, source.depth)
+                    for i, item in enumerate(source.value)
+                ]
+            else:
+                sources.append(source)
+        for source in sources:
             if not isinstance(source.value, dict):
                 self.refuse(where, frame.path, "'<<' merges a mapping or a list of mappings")
                 continue
