@@ -38,11 +38,11 @@ def load_spec(spec: str | Path | dict[str, Any], *, base_dir: Path | None = None
     A dict is checked exactly as a file holding it would be; relative paths in it resolve
     against BASE_DIR, by default the working directory.
     """
-    from runner.spec.load import load, load_text
+    from runner.spec.load import load, load_bytes
 
     if isinstance(spec, dict):
         text = json.dumps(spec, ensure_ascii=False, indent=1)  # JSON is YAML, with lines
-        return load_text(text, Path("<dict>.yaml"), base_dir or Path.cwd())
+        return load_bytes(text.encode("utf-8"), Path("<dict>.yaml"), base_dir or Path.cwd())
     return load(Path(spec), base_dir=base_dir)
 
 

@@ -3,6 +3,8 @@
 RunnerError              any error a user can act on (never shown with a traceback)
 ├── SpecError            the spec is invalid: a list of located messages   -> exit 1
 ├── StepError            a step failed while running                      -> exit 2
+│   └── SourceError      a model or adapter file is not what the spec says (validation
+│                        reports it at the spec's line, before anything loads)
 └── RunDirError          a run directory is missing, unreadable or unwritable -> exit 1
                          (exit 2 from `runner run`, whose spec was valid)
 Interrupted (BaseException) SIGINT or SIGTERM arrived                      -> exit 130
@@ -10,8 +12,18 @@ Interrupted (BaseException) SIGINT or SIGTERM arrived                      -> ex
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
+
+# Control characters, line and paragraph separators, and bidirectional overrides: printed
+# raw, a value holding one could break an error line in two or make it read otherwise.
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069]")
+
+
+def printable(text: str) -> str:
+    """TEXT with every character that could break or disguise a line written as an escape."""
+    return _UNPRINTABLE.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
 
 
 class RunnerError(Exception):
@@ -29,7 +41,7 @@ class Located:
     file: str = ""
 
     def __str__(self) -> str:
-        return f"{self.file}:{self.line}:{self.col}: {self.path}: {self.message}"
+        return printable(f"{self.file}:{self.line}:{self.col}: {self.path}: {self.message}")
 
 
 class SpecError(RunnerError):
@@ -44,6 +56,14 @@ class StepError(RunnerError):
     """A step failed at run time; the message already names file, line and step."""
 
     run_dir: Path | None = None  # the run directory that keeps what finished
+
+
+class SourceError(StepError):
+    """A model or adapter source cannot be what the spec says: WHERE (a file or folder), why."""
+
+    def __init__(self, where: Path | None, reason: str) -> None:
+        self.where, self.reason = where, reason
+        super().__init__(f"'{where}' {reason}" if where is not None else reason)
 
 
 class RunDirError(RunnerError):

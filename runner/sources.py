@@ -1,24 +1,32 @@
-"""Where a model or adapter written in a spec lives, and the rules for using it.
+"""Where a model or adapter written in a spec lives, and the rules about it.
 
-One home for each rule that validation and the backends share: what a local path is,
-the `builtin:` prefix, the pickle refusal, the adapter names peft cannot hold, and an
-adapter folder given as the model path.
+One rule, one home: validation (runner.spec.checks) asks these rules before anything loads
+and reports what they say at the spec's line; the backends ask the same rules at run time,
+where a file may have changed since. Nothing here imports a deep-learning library.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-import os
 import re
 from pathlib import Path
+from typing import Any
 
 from runner import builtin
-from runner.errors import RunnerError
+from runner.errors import SourceError
 from runner.spec.types import Adapter, Model
 
-ADAPTER_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
+ADAPTER_CONFIG = "adapter_config.json"
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
+# What transformers' load_adapter reads from a PEFT folder: safetensors, else the pickle.
+PEFT_WEIGHTS = ("adapter_model.safetensors", "adapter_model.bin")
+# diffusers' own name for the one to load when a folder holds several LoRA files.
+STANDARD_LORA = "pytorch_lora_weights.safetensors"
+# huggingface_hub's validate_repo_id, which every hub call applies (a test holds them equal).
+_HUB_NAME = re.compile(r"(\b[\w\-.]{1,96}\b/)?\b[\w\-.]{1,96}\b", re.ASCII)
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+ADAPTER_NAME = re.compile(r"[A-Za-z0-9_-]+")  # used with fullmatch: `$` would pass "a\n"
 # peft keeps adapters in torch ModuleDicts, which refuse keys that name their own attributes
 # (torch.nn.ModuleDict's public names, torch 2.13); such a name crashes deep inside a load.
 # fmt: off
@@ -39,57 +47,18 @@ RESERVED = frozenset({
 # fmt: on
 
 
-def is_local(path: str) -> bool:
-    """A path written to mean this machine's disk, never a hub id."""
-    return path.startswith(("./", "../", "/", "~")) or path in (".", "..")
-
-
-def local_path(path: str, base_dir: Path) -> Path:
-    """Where a local-looking PATH points: relative paths resolve against the spec's folder."""
-    return (base_dir / Path(path).expanduser()).resolve()
-
-
-def on_disk(path: str, base_dir: Path) -> Path | None:
-    """Where PATH lies on this machine, or None for a hub id or builtin name.
-
-    A local-looking path always means the disk; any other path does when it exists beside
-    the spec, as `from_pretrained` reads an existing folder before asking the hub.
-    """
-    if is_local(path):
-        return local_path(path, base_dir)
-    if path.startswith(builtin.PREFIX) or not (base_dir / path).exists():
-        return None
-    return (base_dir / path).resolve()
-
-
 def builtin_name(path: str) -> str | None:
     """NAME of a `builtin:NAME` path, else None."""
     return path[len(builtin.PREFIX) :] if path.startswith(builtin.PREFIX) else None
 
 
-def is_pickle(file_name: str) -> bool:
-    """A checkpoint format that can run code when read."""
-    return file_name.lower().endswith(PICKLE_SUFFIXES)
-
-
-def pickle_refusal(what: str) -> str:
-    """The one wording of the pickle rule, for validation and backends alike."""
-    return (
-        f"{what} is a pickled checkpoint, which can run code when loaded; "
-        "convert it to safetensors, or set allow_pickle: true to trust it"
-    )
-
-
 def name_problem(name: str) -> str | None:
-    """Why NAME cannot name an adapter, or None."""
+    """Why NAME cannot name an adapter, or None; validation and backends ask the same."""
     if name in RESERVED or name.startswith("_"):
         return f"adapter name '{name}' is reserved by torch modules; choose another"
     if not ADAPTER_NAME.fullmatch(name):
         return f"adapter name '{name}' may hold only letters, digits, '_' and '-'"
     return None
-
-
-ADAPTER_CONFIG = "adapter_config.json"
 
 
 def adapter_folder(local: Path | str | None) -> Path | None:
@@ -100,35 +69,180 @@ def adapter_folder(local: Path | str | None) -> Path | None:
     return folder if (folder / ADAPTER_CONFIG).is_file() else None
 
 
-def read_adapter_config(folder: Path) -> dict[str, object]:
-    """adapter_config.json of FOLDER as a mapping; a broken one is an error naming the file."""
+def is_local(path: str) -> bool:
+    """A path written to mean this machine's disk, never a hub id."""
+    return path.startswith(("./", "../", "/", "~")) or path in (".", "..")
+
+
+def local_path(path: str, base_dir: Path) -> Path:
+    """Where a local-looking PATH points: relative paths resolve against BASE_DIR."""
+    return (base_dir / Path(path).expanduser()).resolve()
+
+
+def on_disk(path: str, base_dir: Path) -> Path | None:
+    """Where PATH lies on this machine, or None for a hub id or builtin name.
+
+    A local-looking path always means the disk; any other path does when it exists in
+    BASE_DIR, as `from_pretrained` reads an existing folder before asking the hub.
+    """
+    if is_local(path):
+        return local_path(path, base_dir)
+    if path.startswith(builtin.PREFIX) or not (base_dir / path).exists():
+        return None
+    return (base_dir / path).resolve()
+
+
+def hub_id_problem(repo_id: str) -> str | None:
+    """Why REPO_ID cannot name a hub repository, by huggingface_hub's own rules; else None."""
+    if repo_id.count("/") > 1:
+        return "a hub id is 'name' or 'owner/name'"
+    if not _HUB_NAME.fullmatch(repo_id):
+        return (
+            "a hub id holds only ASCII letters, digits, '-', '_' and '.', does not start or "
+            "end with '-' or '.', and each part is at most 96 characters"
+        )
+    if "--" in repo_id or ".." in repo_id:
+        return "a hub id cannot hold '--' or '..'"
+    if repo_id.endswith(".git"):
+        return "a hub id cannot end in '.git'"
+    return None
+
+
+def weight_name_problem(weight_name: str) -> str | None:
+    """Why WEIGHT_NAME is not a plain file name (one that stays inside its folder); else None."""
+    if (
+        Path(weight_name).name != weight_name
+        or weight_name in ("", ".", "..")
+        or "\\" in weight_name
+        or _CONTROL.search(weight_name)
+    ):
+        return f"'{weight_name}' must be a plain file name inside 'path'"
+    return None
+
+
+def named_weight(folder: Path, weight_name: str) -> Path:
+    """The file WEIGHT_NAME in the local adapter FOLDER; SourceError when it is not there."""
+    problem = weight_name_problem(weight_name)
+    if problem:
+        raise SourceError(None, problem)
+    file = folder / weight_name
+    if not file.is_file():
+        present = sorted(p.name for p in folder.iterdir() if p.is_file() and _is_weight(p))
+        held = f" (it holds {', '.join(present)})" if present else ""
+        raise SourceError(folder, f"holds no file '{weight_name}'{held}")
+    return file
+
+
+def _is_weight(path: Path) -> bool:
+    return path.suffix == ".safetensors" or is_pickle(path.name)
+
+
+def is_pickle(file_name: str) -> bool:
+    """A pickled checkpoint: loading one can run arbitrary code."""
+    return file_name.endswith(PICKLE_SUFFIXES)
+
+
+def pickle_refusal(name: str, *, folder: bool = False) -> str:
+    """Why the pickled checkpoint NAME (or the FOLDER holding only one) is not loaded: the one
+    wording, wherever a pickle is refused."""
+    what = "holds only a pickled checkpoint" if folder else "is a pickled checkpoint"
+    return f"'{name}' {what}, which can run code when loaded; set allow_pickle: true to load it"
+
+
+def peft_files(local: Path, weight_name: str | None) -> tuple[Path, Path]:
+    """(the folder with adapter_config.json, the weight file) of a PEFT adapter at LOCAL,
+    a folder or a file in one, as transformers finds them; SourceError when one is missing."""
+    folder = local.parent if local.is_file() else local
+    if not (folder / ADAPTER_CONFIG).is_file():
+        raise SourceError(folder, f"holds no {ADAPTER_CONFIG}: transformers needs the PEFT config")
+    if local.is_file():
+        return folder, local
+    if weight_name:
+        return folder, named_weight(folder, weight_name)
+    for name in PEFT_WEIGHTS:
+        if (folder / name).is_file():
+            return folder, folder / name
+    raise SourceError(folder, f"holds no weight file {PEFT_WEIGHTS[0]}")
+
+
+def lora_file(local: Path, weight_name: str | None) -> Path:
+    """The one weight file a local LoRA path stands for, as diffusers chooses it.
+
+    WEIGHT_NAME in a folder; else the folder's one .safetensors file (the standard name
+    when there are several), else its one pickled file. SourceError when there is no choice.
+    """
+    if local.is_file():
+        return local
+    if not local.is_dir():
+        raise SourceError(local, "does not exist")
+    if weight_name:
+        return named_weight(local, weight_name)
+    found = sorted(p for p in local.glob("*.safetensors") if p.is_file())
+    if len(found) > 1 and (local / STANDARD_LORA).is_file():
+        found = [local / STANDARD_LORA]
+    if len(found) > 1:
+        names = ", ".join(p.name for p in found)
+        raise SourceError(local, f"holds several weight files ({names}); name one in weight_name")
+    if not found:
+        found = sorted(p for p in local.iterdir() if p.is_file() and is_pickle(p.name))
+    if len(found) != 1:
+        raise SourceError(local, "holds no single weight file")
+    return found[0]
+
+
+def adapter_config(folder: Path) -> dict[str, Any]:
+    """FOLDER's adapter_config.json, a JSON object naming its peft_type; else SourceError."""
     file = folder / ADAPTER_CONFIG
     try:
-        config = json.loads(file.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise RunnerError(f"{file}: not a readable PEFT config ({exc})") from None
+        config = json.loads(file.read_bytes())
+    except OSError as exc:
+        raise SourceError(file, f"cannot be read ({exc.strerror})") from None
+    except ValueError as exc:  # also UnicodeDecodeError
+        raise SourceError(file, f"is not valid JSON ({exc})") from None
     if not isinstance(config, dict):
-        raise RunnerError(f"{file}: not a readable PEFT config (not a JSON object)")
+        raise SourceError(file, "must hold a JSON object")
+    if not isinstance(config.get("peft_type"), str):
+        raise SourceError(file, "names no peft_type, so it is no PEFT adapter config")
     return config
 
 
-def base_of(folder: Path) -> tuple[str, str | None]:
-    """(base model source, revision) an adapter folder names in its adapter_config.json.
+def adapter_base(folder: Path) -> tuple[str, str | None]:
+    """The base model an adapter FOLDER names, and the hub revision peft recorded for it.
 
-    A relative base is taken from the folder, not the working directory; a `builtin:`
-    base resolves to its folder.
+    The base is `builtin:NAME`, a local folder (a relative path resolves against FOLDER, not
+    the working directory) or a hub id; SourceError when it can be none of them.
     """
-    config = read_adapter_config(folder)
-    base = config.get("base_model_name_or_path") or ""
-    name = builtin_name(base) if isinstance(base, str) else None
-    if name is not None and name in builtin.catalog():
-        return str(builtin.resolve(name)), None
-    if not isinstance(base, str) or not base or name is not None:
-        raise RunnerError(f"{folder / ADAPTER_CONFIG} names no base model we can load: {base!r}")
-    if not os.path.isabs(base) and (base.startswith(("./", "../")) or (folder / base).exists()):
-        return str((folder / base).resolve()), None
+    config = adapter_config(folder)
+    file = folder / ADAPTER_CONFIG
+    base = config.get("base_model_name_or_path")
+    if not isinstance(base, str) or not base:
+        raise SourceError(file, "names no base model (base_model_name_or_path)")
+    if builtin_name(base) is not None:
+        if builtin_name(base) not in builtin.catalog():
+            raise SourceError(file, f"names base model '{base}', which is no builtin")
+        return base, None
+    local = on_disk(base, folder)
+    if local is not None:
+        if not local.is_dir():
+            relative = " (a relative path resolves against the adapter folder)" * (
+                not base.startswith(("/", "~"))
+            )
+            raise SourceError(file, f"names base model '{base}', which is no folder{relative}")
+        return str(local), None
+    problem = hub_id_problem(base)
+    if problem:
+        raise SourceError(
+            file, f"names base model '{base}', neither a local folder nor a hub id: {problem}"
+        )
     revision = config.get("revision")  # peft records the base model's revision here
     return base, revision if isinstance(revision, str) else None
+
+
+def base_source(folder: Path) -> tuple[str, str | None]:
+    """adapter_base, with a builtin made and given as its folder: what from_pretrained takes."""
+    base, revision = adapter_base(folder)
+    name = builtin_name(base)
+    return (str(builtin.resolve(name)), None) if name is not None else (base, revision)
 
 
 def model_source(model: Model, base_dir: Path) -> str:
@@ -139,6 +253,8 @@ def model_source(model: Model, base_dir: Path) -> str:
     local = on_disk(model.path, base_dir)
     if local is not None:
         return str(local)
+    _hub_id(model.path)
+    _cached_when_offline(model.path, model.revision)
     return model.path
 
 
@@ -155,7 +271,32 @@ def adapter_local(adapter: Adapter, base_dir: Path) -> Path | None:
     local = on_disk(adapter.path, base_dir)
     if local is not None:
         return local
+    _hub_id(adapter.path)
     return _from_hub(adapter)
+
+
+def _hub_id(repo_id: str) -> None:
+    problem = hub_id_problem(repo_id)
+    if problem:
+        raise SourceError(None, f"'{repo_id}' is neither a local path nor a hub id: {problem}")
+
+
+def _not_cached(repo_id: str) -> SourceError:
+    return SourceError(
+        None,
+        f"'{repo_id}' is not in the local hub cache and the hub cannot be reached"
+        " (HF_HUB_OFFLINE or no network)",
+    )
+
+
+def _cached_when_offline(repo_id: str, revision: str | None) -> None:
+    """Offline, a hub id must be in the cache: say so at once, before a library says it worse."""
+    from huggingface_hub import constants
+
+    from runner.record.identity import hub_snapshot
+
+    if constants.HF_HUB_OFFLINE and hub_snapshot(repo_id, revision) is None:
+        raise _not_cached(repo_id)
 
 
 def _from_hub(adapter: Adapter) -> Path:
@@ -170,7 +311,7 @@ def _from_hub(adapter: Adapter) -> Path:
             )
             with contextlib.suppress(EntryNotFoundError):  # PEFT folders need it; LoRA files don't
                 huggingface_hub.hf_hub_download(
-                    adapter.path, "adapter_config.json", revision=adapter.revision
+                    adapter.path, ADAPTER_CONFIG, revision=adapter.revision
                 )
             return Path(file).parent
         patterns = ["*.json", "*.safetensors"]
@@ -181,9 +322,6 @@ def _from_hub(adapter: Adapter) -> Path:
         )
         return Path(folder)
     except LocalEntryNotFoundError:
-        raise RunnerError(
-            f"'{adapter.path}' is not in the local hub cache and the hub cannot be reached"
-            " (HF_HUB_OFFLINE or no network)"
-        ) from None
+        raise _not_cached(adapter.path) from None
     except HfHubHTTPError as exc:
-        raise RunnerError(f"the hub refused '{adapter.path}': {exc}") from None
+        raise SourceError(None, f"the hub refused '{adapter.path}': {exc}") from None

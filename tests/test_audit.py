@@ -8,6 +8,7 @@ import math
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -183,14 +184,18 @@ def cache_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 def model_dir(root: Path) -> Path:
     folder = root / "model"
-    (folder / "sub").mkdir(parents=True)
-    (folder / ".git").mkdir()
+    for sub in ("sub", ".git", ".cache/huggingface"):
+        (folder / sub).mkdir(parents=True)
     files = {
         "model.safetensors": b"weights" * 1000,
         "config.json": b"{}",
         "sub/tokenizer.json": b'{"v": 1}',
-        "README.md": b"not hashed",
+        "chat_template.jinja": b"{{ messages }}",
+        "modeling_tiny.py": b"# remote code",
+        "README.md": b"a model card",
+        ".gitattributes": b"not hashed",
         ".git/config": b"not hashed",
+        ".cache/huggingface/model.metadata": b"not hashed",
     }
     for rel, data in files.items():
         (folder / rel).write_bytes(data)
@@ -198,52 +203,88 @@ def model_dir(root: Path) -> Path:
     return folder
 
 
-def test_identify_hashes_weights_and_configs(tmp_path: Path, cache_home: Path) -> None:
+def test_identify_hashes_every_file_a_library_may_read(tmp_path: Path, cache_home: Path) -> None:
     folder = model_dir(tmp_path)
     ident = identity.identify("./model", folder, None)
     assert ident.path == "./model" and ident.resolved == str(folder)
     assert ident.revision is None
     assert ident.files == {
+        "README.md": sha(b"a model card"),
+        "chat_template.jinja": sha(b"{{ messages }}"),
         "config.json": sha(b"{}"),
         "model.safetensors": sha(b"weights" * 1000),
+        "modeling_tiny.py": sha(b"# remote code"),
         "sub/tokenizer.json": sha(b'{"v": 1}'),
     }
     single = identity.identify("w.safetensors", folder / "model.safetensors", None)
     assert single.files == {"model.safetensors": sha(b"weights" * 1000)}
 
 
-def test_hash_cache_is_used_and_follows_changes(tmp_path: Path, cache_home: Path) -> None:
-    folder = model_dir(tmp_path)
-    weights = folder / "model.safetensors"
+@pytest.fixture(scope="module")
+def settled(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Model folders last changed (mtime and ctime) before the hash cache's racy window."""
+    root = tmp_path_factory.mktemp("settled")
+    for name in ("used", "in-place", "renamed-over", "corrupt"):
+        model_dir(root / name)
+    time.sleep(identity.RACY_NS / 1e9 + 0.2)
+    return root
+
+
+def cached(cache_home: Path) -> dict[str, Any]:
+    files: dict[str, Any] = json.loads((cache_home / "runner/hashes.json").read_text())["files"]
+    return files
+
+
+def test_hash_cache_answers_for_a_file_that_did_not_change(settled: Path, cache_home: Path) -> None:
+    folder = settled / "used" / "model"
+    weights = str((folder / "model.safetensors").resolve())
     first = identity.identify("m", folder, None).files["model.safetensors"]
-    stored = json.loads((cache_home / "runner/hashes.json").read_text())["files"]
-    assert stored[str(weights.resolve())]["sha256"] == first
-    # Same size and mtime: the cached hash answers, even though the bytes changed.
-    weights.write_bytes(b"WEIGHTS" * 1000)
-    os.utime(weights, ns=(OLD_NS, OLD_NS))
-    assert identity.identify("m", folder, None).files["model.safetensors"] == first
-    identity._caches.clear()  # a new process reads the cache file
-    assert identity.identify("m", folder, None).files["model.safetensors"] == first
-    # A new mtime: hashed again.
-    os.utime(weights, ns=(OLD_NS + 10**9, OLD_NS + 10**9))
-    assert identity.identify("m", folder, None).files["model.safetensors"] == sha(b"WEIGHTS" * 1000)
+    assert cached(cache_home)[weights]["sha256"] == first
+    # A new process reads the cache file: plant a marker there to see that it answers.
+    stored = json.loads((cache_home / "runner/hashes.json").read_text())
+    stored["files"][weights]["sha256"] = "from the cache"
+    (cache_home / "runner/hashes.json").write_text(json.dumps(stored))
+    identity._caches.clear()
+    assert identity.identify("m", folder, None).files["model.safetensors"] == "from the cache"
 
 
-def test_hash_cache_skips_files_written_just_now(tmp_path: Path, cache_home: Path) -> None:
+@pytest.mark.parametrize("how", ["in-place", "renamed-over"])
+def test_a_rewritten_file_never_reuses_a_hash(settled: Path, cache_home: Path, how: str) -> None:
+    folder = settled / how / "model"
+    weights = folder / "model.safetensors"
+    assert identity.identify("m", folder, None).files["model.safetensors"] == sha(b"weights" * 1000)
+    assert str(weights.resolve()) in cached(cache_home)  # so the cache is what is tested
+    before = os.stat(weights)
+    swapped = b"WEIGHTS" * 1000  # the same size
+    if how == "in-place":
+        weights.write_bytes(swapped)
+    else:
+        (folder / "new").write_bytes(swapped)
+        os.replace(folder / "new", weights)
+    os.utime(weights, ns=(before.st_atime_ns, before.st_mtime_ns))  # the mtime set back
+    after = os.stat(weights)
+    assert (after.st_size, after.st_mtime_ns) == (before.st_size, before.st_mtime_ns)
+    assert identity.identify("m", folder, None).files["model.safetensors"] == sha(swapped)
+    identity._caches.clear()  # a new process, reading the cache file
+    assert identity.identify("m", folder, None).files["model.safetensors"] == sha(swapped)
+
+
+def test_hash_cache_skips_files_changed_just_now(tmp_path: Path, cache_home: Path) -> None:
     fresh = tmp_path / "fresh.safetensors"
     fresh.write_bytes(b"x")
+    os.utime(fresh, ns=(OLD_NS, OLD_NS))  # an old mtime; the ctime says it changed just now
     assert identity.identify("f", fresh, None).files == {"fresh.safetensors": sha(b"x")}
     assert not (cache_home / "runner/hashes.json").exists()
 
 
-def test_hash_cache_survives_a_corrupt_file(tmp_path: Path, cache_home: Path) -> None:
+def test_hash_cache_survives_a_corrupt_file(settled: Path, cache_home: Path) -> None:
     cache = cache_home / "runner/hashes.json"
     cache.parent.mkdir(parents=True)
     cache.write_text('{"files": {"broken')
-    folder = model_dir(tmp_path)
+    folder = settled / "corrupt" / "model"
     files = identity.identify("m", folder, None).files
     assert files["config.json"] == sha(b"{}")
-    assert str((folder / "config.json").resolve()) in json.loads(cache.read_text())["files"]
+    assert str((folder / "config.json").resolve()) in cached(cache_home)
 
 
 def hub_cache(root: Path, commit: str) -> Path:
@@ -421,3 +462,12 @@ def test_git_commit_reads_head(tmp_path: Path) -> None:
             ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True
         )
         assert environment.git_commit() == head.stdout.strip()
+
+
+def test_the_run_writes_only_standard_json() -> None:
+    from runner.record import manifest
+
+    assert json.loads(manifest.to_json({"weight": 0.5})) == {"weight": 0.5}
+    for bad in (math.nan, math.inf, -math.inf):
+        with pytest.raises(ValueError, match="not JSON compliant"):
+            manifest.to_json({"weight": bad})

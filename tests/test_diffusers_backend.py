@@ -460,3 +460,38 @@ def test_builtins_are_deterministic(cache: Path, tmp_path: Path) -> None:
         assert sha256s(again) == sha256s(builtin.resolve(name)), name
         assert entry.family == "diffusers"
         assert entry.kind == ("adapter" if entry.base else "model")
+
+
+@pytest.mark.models
+def test_each_image_carries_its_own_negative_prompt(sd: Path, tmp_path: Path) -> None:
+    prompts, negatives = ("a cat", "a dog"), ["blurry", "dark, grainy"]
+    pictures = backend(sd).generate(
+        step(prompts, seed=5, negative_prompt=negatives, num_images_per_prompt=2)
+    )
+    expected = draw(hand(sd), list(prompts), seed=5, n=2, negative_prompt=negatives)
+    assert same([np.array(p.image) for p in pictures], expected)
+    for k, picture in enumerate(pictures):
+        save_png(
+            picture,
+            tmp_path / f"{k}.png",
+            adapters=None,
+            spec_sha256="0" * 64,
+            runner_version="test",
+        )
+        chunks = read_png_metadata(tmp_path / f"{k}.png")
+        assert (chunks["prompt"], chunks["negative_prompt"]) == (prompts[k // 2], negatives[k // 2])
+        parsed = parse_parameters(chunks["parameters"])
+        assert parsed["Negative prompt"] == negatives[k // 2] and parsed["Seed"] == str(5 + k)
+
+
+@pytest.mark.models
+def test_a_hub_error_is_told_by_its_root_cause() -> None:
+    from runner.backends.diffusers_backend import root_cause
+
+    try:
+        try:
+            raise ConnectionError("the hub is unreachable\nmore detail")
+        except ConnectionError as cause:
+            raise OSError("Cannot load model x: see the stacktrace above.") from cause
+    except OSError as error:
+        assert root_cause(error) == "ConnectionError: the hub is unreachable"

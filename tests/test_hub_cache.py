@@ -73,3 +73,24 @@ def test_a_hub_id_missing_from_the_cache_fails_fast_and_clearly(tmp_path: Path) 
     assert code == 2
     assert "step 1 (load): adapter 'a': 'nobody/missing-lora' is not in the local hub cache" in err
     assert "Traceback" not in err
+
+
+@pytest.mark.models
+@pytest.mark.parametrize("family", ["transformers", "diffusers"])
+def test_a_model_missing_from_the_cache_fails_at_once_in_one_line(
+    tmp_path: Path, family: str
+) -> None:
+    cache = tmp_path / "hub"
+    cache.mkdir()
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(
+        f"version: 1\ndevice: cpu\nmodel: {{family: {family}, path: nobody/missing-model}}\n"
+        "steps:\n  - {op: generate, prompt: hi}\n"
+    )
+    code, _, err = run(spec, cache, tmp_path / "runs")
+    assert code == 2
+    assert (
+        f"{spec}:3: model: 'nobody/missing-model' is not in the local hub cache and the hub "
+        "cannot be reached (HF_HUB_OFFLINE or no network)"
+    ) in err
+    assert "stacktrace" not in err and "Traceback" not in err

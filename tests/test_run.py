@@ -335,9 +335,10 @@ def test_relative_path_without_dot_slash_is_read_from_beside_the_spec(tmp_path: 
 
 def test_checksums_sweep_partial_files_an_interrupt_left(tmp_path: Path) -> None:
     from runner.record import rundir
+    from runner.record.files import write_atomic
 
     run = tmp_path / "run"
-    rundir.write_atomic(run / "outputs/01-x/completions.jsonl", b"{}\n")
+    write_atomic(run / "outputs/01-x/completions.jsonl", b"{}\n")
     (run / "outputs/01-x/.0.png.abc123.partial").write_bytes(b"half a picture")
     rundir.write_sums(run, {})
     assert sorted(p.name for p in run.rglob("*") if p.is_file()) == [

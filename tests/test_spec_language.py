@@ -47,7 +47,7 @@ def test_invalid_spec_gives_exactly_the_golden_output(spec: Path) -> None:
 def test_errors_are_located_inside_the_file(spec: Path) -> None:
     with pytest.raises(SpecError) as caught:
         load(spec)
-    lines = spec.read_text().count("\n") + 1
+    lines = spec.read_bytes().count(b"\n") + 1
     assert all(1 <= p.line <= lines and p.col >= 1 for p in caught.value.problems)
 
 
@@ -180,7 +180,9 @@ def test_valid_spec_builds_typed_steps_with_defaults(tmp_path: Path) -> None:
 
 def test_adapter_folder_as_model_brings_default(tmp_path: Path) -> None:
     (tmp_path / "adapter").mkdir()
-    (tmp_path / "adapter" / "adapter_config.json").write_text('{"peft_type": "LORA"}')
+    (tmp_path / "adapter" / "adapter_config.json").write_text(
+        '{"peft_type": "LORA", "base_model_name_or_path": "builtin:tiny-causal-lm"}'
+    )
     spec_file = tmp_path / "s.yaml"
     spec_file.write_text(
         "version: 1\nmodel: {family: transformers, path: ./adapter}\n"

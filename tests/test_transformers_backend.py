@@ -317,7 +317,7 @@ def test_pickle_refused_unless_allowed(files: SimpleNamespace, tmp_path: Path) -
     shutil.copy(files.a / "adapter_config.json", tmp_path)
     torch.save(load_file(files.a / "adapter_model.safetensors"), tmp_path / "adapter_model.bin")
     backend = backend_for(files.base)
-    with pytest.raises(StepError, match="adapter_model.bin is a pickled checkpoint"):
+    with pytest.raises(StepError, match="'adapter_model.bin' is a pickled checkpoint"):
         load(backend, "p", tmp_path)
     assert not getattr(backend.model, "peft_config", None)
     load(backend, "p", tmp_path, allow_pickle=True)
@@ -348,7 +348,7 @@ def test_missing_files_are_step_errors(files: SimpleNamespace, tmp_path: Path) -
     shutil.copy(files.a / "adapter_config.json", tmp_path)
     with pytest.raises(StepError, match="no weight file adapter_model.safetensors"):
         load(backend, "x", tmp_path)
-    with pytest.raises(StepError, match="no weight file other.safetensors"):
+    with pytest.raises(StepError, match="holds no file 'other.safetensors'"):
         load(backend, "x", tmp_path, weight_name="other.safetensors")
 
 

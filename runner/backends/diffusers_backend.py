@@ -18,8 +18,6 @@ from runner.backends.results import Picture
 from runner.errors import StepError
 from runner.spec.types import Adapter, Generate, Model
 
-# diffusers' own preferred file name when a folder holds several weight files.
-STANDARD_NAME = "pytorch_lora_weights.safetensors"
 # Where each pipeline family takes the LoRA scale per call (UNet, then transformer pipelines).
 SCALE_KWARGS = ("cross_attention_kwargs", "joint_attention_kwargs", "attention_kwargs")
 # What a bad adapter file makes diffusers, peft or safetensors raise while loading it.
@@ -28,28 +26,19 @@ LOAD_ERRORS = (OSError, ValueError, KeyError, RuntimeError, SafetensorError)
 
 def lora_file(adapter: Adapter, local: Path) -> Path:
     """The one weight file a local adapter path stands for; refuses pickle and ambiguity."""
-    if local.is_dir() and adapter.weight_name:
-        local = local / adapter.weight_name
-    if local.is_dir():
-        found = sorted(p for p in local.glob("*.safetensors") if p.is_file())
-        if len(found) > 1 and (local / STANDARD_NAME).is_file():
-            found = [local / STANDARD_NAME]
-        if len(found) > 1:
-            names = ", ".join(p.name for p in found)
-            raise StepError(
-                f"{local} holds several weight files ({names}); name one in weight_name"
-            )
-        if not found:
-            pickled = sorted(p.name for p in local.iterdir() if sources.is_pickle(p.name))
-            if len(pickled) != 1:
-                raise StepError(f"{local} holds no single weight file")
-            found = [local / pickled[0]]
-        local = found[0]
-    if not local.is_file():
-        raise StepError(f"{local} does not exist")
-    if sources.is_pickle(local.name) and not adapter.allow_pickle:
-        raise StepError(sources.pickle_refusal(local.name))
-    return local
+    file = sources.lora_file(local, adapter.weight_name)
+    if sources.is_pickle(file.name) and not adapter.allow_pickle:
+        raise StepError(sources.pickle_refusal(file.name))
+    return file
+
+
+def root_cause(exc: BaseException) -> str:
+    """What went wrong first, in one line: diffusers wraps a hub error in one that says "see
+    the stacktrace above", and no stack trace is shown."""
+    while exc.__cause__ is not None:
+        exc = exc.__cause__
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0] if lines else ''}".rstrip(": ")
 
 
 class DiffusersBackend:
@@ -63,16 +52,20 @@ class DiffusersBackend:
 
     def load_model(self, model: Model, local: Path | str | None) -> None:
         """Load the pipeline from `local` (a folder or hub id), or from `model.path` when None."""
+        source = str(local) if local is not None else model.path
         with warnings.catch_warnings():
             # `dtype` replaces `torch_dtype` only in recent diffusers; the old name works in all.
             warnings.filterwarnings("ignore", ".*torch_dtype.*", FutureWarning)
-            pipe = DiffusionPipeline.from_pretrained(
-                str(local) if local is not None else model.path,
-                revision=model.revision,
-                variant=model.variant,
-                torch_dtype=torch_dtype(self.dtype),
-                trust_remote_code=self.trust_remote_code,
-            )
+            try:
+                pipe = DiffusionPipeline.from_pretrained(
+                    source,
+                    revision=model.revision,
+                    variant=model.variant,
+                    torch_dtype=torch_dtype(self.dtype),
+                    trust_remote_code=self.trust_remote_code,
+                )
+            except OSError as exc:
+                raise StepError(f"cannot load pipeline {source!r}: {root_cause(exc)}") from exc
         pipe.to(self.device)
         pipe.set_progress_bar_config(disable=None)  # tqdm's default: shown on a terminal only
         self.pipe = pipe
@@ -152,6 +145,7 @@ class DiffusersBackend:
             args[where] = {"scale": float(lora_scale)}
         if isinstance(args.get("negative_prompt"), str):  # SD wants a list beside a prompt list
             args["negative_prompt"] = [args["negative_prompt"]] * len(step.prompts)
+        negatives: list[str] | None = args.get("negative_prompt")  # one per prompt
         count = len(step.prompts) * per_prompt
         generators = [torch.Generator("cpu").manual_seed(step.seed + k) for k in range(count)]
         try:
@@ -177,7 +171,6 @@ class DiffusersBackend:
             return step.args.get(name, default)
 
         params = {
-            "negative_prompt": used("negative_prompt"),
             "num_inference_steps": used("num_inference_steps"),
             "guidance_scale": used("guidance_scale"),
             "lora_scale": 1.0 if lora_scale is None else float(lora_scale),
@@ -188,7 +181,12 @@ class DiffusersBackend:
                 image,
                 step.prompts[k // per_prompt],
                 step.seed + k,
-                {**params, "width": image.width, "height": image.height},
+                {
+                    **params,
+                    "negative_prompt": negatives[k // per_prompt] if negatives else None,
+                    "width": image.width,
+                    "height": image.height,
+                },
             )
             for k, image in enumerate(images)
         ]

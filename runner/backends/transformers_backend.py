@@ -20,8 +20,6 @@ from runner.backends.results import Completion
 from runner.errors import StepError
 from runner.spec.types import Adapter, Generate, Model
 
-SAFETENSORS = "adapter_model.safetensors"
-PICKLE = "adapter_model.bin"
 # A config adapter is made right after torch.manual_seed(CONFIG_SEED): by hand, that is
 # `torch.manual_seed(0); model.add_adapter(LoraConfig(**options), adapter_name=name)`.
 CONFIG_SEED = 0
@@ -46,7 +44,7 @@ class TransformersBackend:
             # transformers itself attaches the adapter of a hub adapter repository
             self._load_base(str(local or model.path), model.revision, trust)
             return
-        base, revision = sources.base_of(folder)
+        base, revision = sources.base_source(folder)
         has_tokenizer = (folder / "tokenizer_config.json").is_file()
         self._load_base(base, revision, trust, str(folder) if has_tokenizer else None)
         self.load_adapter(Adapter(name="default", path=str(folder)), folder)
@@ -196,16 +194,8 @@ def _adapter_files(adapter: Adapter, local: Path | None) -> tuple[Path, Path]:
     """(the folder with adapter_config.json, the weight file); hub adapters arrive fetched."""
     if local is None:
         raise StepError("a transformers adapter needs a local folder or file")
-    folder = local.parent if local.is_file() else local
-    weights = local if local.is_file() else folder / (adapter.weight_name or SAFETENSORS)
-    if not weights.is_file() and not adapter.weight_name and (folder / PICKLE).is_file():
-        weights = folder / PICKLE  # as transformers: the pickle only without safetensors
-    if sources.adapter_folder(folder) is None:
-        raise StepError(
-            f"no {sources.ADAPTER_CONFIG} in {folder}: transformers needs the PEFT config"
-        )
-    if not weights.is_file():
-        raise StepError(f"no weight file {weights.name} in {folder}")
+    folder, weights = sources.peft_files(local, adapter.weight_name)
+    sources.adapter_config(folder)  # a readable PEFT config, or an error that names the file
     return folder, weights
 
 

@@ -1,7 +1,11 @@
 """What a model or adapter was, byte for byte: its path, hub commit and file hashes.
 
+Every file of the folder counts (weights, configs, tokenizers, chat templates, remote
+code, model cards), except hidden ones such as .git and .cache, which no library reads.
 Hashing a multi-GB model on every run is too slow, so sha256s are cached in
-$XDG_CACHE_HOME/runner/hashes.json by (resolved path, size, mtime_ns).
+$XDG_CACHE_HOME/runner/hashes.json, under what any rewrite of a file changes: its device,
+inode, size, mtime and ctime (as git and DVC do). A file swapped for another of the same
+size, its mtime set back, still gets a new ctime, which no program can set back.
 """
 
 from __future__ import annotations
@@ -17,19 +21,26 @@ from runner import cache_home
 from runner.record.files import sha256_file, write_atomic
 from runner.record.manifest import Identity
 
-# Weights, configs and tokenizer files; .py because remote code changes results too.
-SUFFIXES = frozenset(
-    {".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".gguf", ".json", ".txt", ".model"}
-    | {".tiktoken", ".py"}
-)
+CACHE_VERSION = 2  # entries of other versions are not trusted
 _COMMIT = re.compile(r"[0-9a-f]{40}")
-# A file modified this close to when it was hashed may change again within the same
-# mtime tick, so its hash is not cached (git's "racy clean" problem).
+# A file changed this close to when it was hashed may change again within the same
+# timestamp tick, leaving its stat as it was, so its hash is not cached (git's "racy clean").
 RACY_NS = 2_000_000_000
 
 
+def _stamp(st: os.stat_result) -> dict[str, int]:
+    """What changes whenever a file's bytes may have: the cache's key besides the path."""
+    return {
+        "dev": st.st_dev,
+        "ino": st.st_ino,
+        "size": st.st_size,
+        "mtime_ns": st.st_mtime_ns,
+        "ctime_ns": st.st_ctime_ns,
+    }
+
+
 class HashCache:
-    """sha256 by (resolved path, size, mtime_ns), kept in one JSON file."""
+    """sha256 by resolved path and stamp (device, inode, size, mtime, ctime), in one JSON file."""
 
     def __init__(self, file: Path) -> None:
         self.file = file
@@ -39,27 +50,30 @@ class HashCache:
             loaded = json.loads(file.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             loaded = {}  # absent or corrupt: start afresh
-        if isinstance(loaded, dict) and isinstance(loaded.get("files"), dict):
+        if (
+            isinstance(loaded, dict)
+            and loaded.get("version") == CACHE_VERSION
+            and isinstance(loaded.get("files"), dict)
+        ):
             self.entries = loaded["files"]
 
     def sha256(self, path: Path) -> str:
-        """The file's sha256, from the cache when its size and mtime still match."""
+        """The file's sha256, from the cache when its stamp is still the one it was hashed at."""
         real = os.path.realpath(path)
         st = os.stat(real)
+        stamp = _stamp(st)
         entry = self.entries.get(real)
         if (
             isinstance(entry, dict)
-            and entry.get("size") == st.st_size
-            and entry.get("mtime_ns") == st.st_mtime_ns
             and isinstance(entry.get("sha256"), str)
+            and {k: entry.get(k) for k in stamp} == stamp
         ):
             return str(entry["sha256"])
         started = time.time_ns()
         digest = sha256_file(Path(real))
-        after = os.stat(real)
-        stable = (after.st_size, after.st_mtime_ns) == (st.st_size, st.st_mtime_ns)
-        if stable and st.st_mtime_ns < started - RACY_NS:
-            self.entries[real] = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": digest}
+        stable = _stamp(os.stat(real)) == stamp
+        if stable and max(st.st_mtime_ns, st.st_ctime_ns) < started - RACY_NS:
+            self.entries[real] = {**stamp, "sha256": digest}
             self.dirty = True
         return digest
 
@@ -69,7 +83,8 @@ class HashCache:
             return
         files = {p: e for p, e in sorted(self.entries.items()) if os.path.exists(p)}
         try:
-            write_atomic(self.file, json.dumps({"version": 1, "files": files}).encode("utf-8"))
+            data = {"version": CACHE_VERSION, "files": files}
+            write_atomic(self.file, json.dumps(data, allow_nan=False).encode("utf-8"))
             self.dirty = False
         except OSError:
             pass  # a cache that cannot be written only costs time
@@ -90,13 +105,10 @@ def hash_cache() -> HashCache:
     return _caches[file]
 
 
-def is_tracked(path: Path) -> bool:
-    """A weight, config or tokenizer file."""
-    return path.suffix.lower() in SUFFIXES or path.name.lower().startswith("tokenizer")
-
-
 def tracked_files(local: Path) -> dict[str, Path]:
-    """relpath -> path of every tracked file under a folder, following symlinks; or the file."""
+    """relpath -> path of every file a library may read from a model or adapter: every
+    regular file under the folder, following symlinks (hub snapshots link to blobs), except
+    hidden files and folders; or the file itself."""
     if local.is_file():
         return {local.name: local}
     found: dict[str, Path] = {}
@@ -110,7 +122,7 @@ def tracked_files(local: Path) -> dict[str, Path]:
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))  # .git, .cache
         for name in files:
             path = Path(top, name)
-            if is_tracked(path) and path.is_file():
+            if not name.startswith(".") and path.is_file():
                 found[path.relative_to(local).as_posix()] = path
     return dict(sorted(found.items()))
 

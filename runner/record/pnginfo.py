@@ -19,7 +19,7 @@ from PIL.PngImagePlugin import PngImageFile, PngInfo
 from runner.record.files import write_atomic
 
 if TYPE_CHECKING:
-    from runner.backends import Picture
+    from runner.backends.results import Picture
 
 # AUTOMATIC1111's pattern for one `Key: value` of the last infotext line; values may be quoted.
 _PARAM = re.compile(r'\s*(\w[\w \-/]+):\s*("(?:\\.|[^\\"])+"|[^,]*)(?:,|$)')
@@ -31,6 +31,14 @@ def _quote(value: Any) -> str:
     if "," not in text and ":" not in text and "\n" not in text:
         return text
     return json.dumps(text, ensure_ascii=False)
+
+
+def _text(value: Any) -> str:
+    """A text chunk's value: the text itself, "" for none, JSON for anything else. Writing the
+    metadata must never fail, or the images it describes would be lost."""
+    if isinstance(value, str):
+        return value
+    return "" if value is None else json.dumps(value, ensure_ascii=False, allow_nan=False)
 
 
 def infotext(picture: Picture, adapters: dict[str, float] | None, runner_version: str) -> str:
@@ -51,7 +59,7 @@ def infotext(picture: Picture, adapters: dict[str, float] | None, runner_version
     }
     lines = [picture.prompt]
     if params.get("negative_prompt"):
-        lines.append(f"Negative prompt: {params['negative_prompt']}")
+        lines.append(f"Negative prompt: {_text(params['negative_prompt'])}")
     lines.append(", ".join(f"{k}: {_quote(v)}" for k, v in fields.items() if v is not None))
     return "\n".join(lines)
 
@@ -90,13 +98,13 @@ def png_bytes(
     params = picture.params
     chunks = {
         "prompt": picture.prompt,
-        "negative_prompt": params.get("negative_prompt") or "",
+        "negative_prompt": _text(params.get("negative_prompt")),
         "seed": str(picture.seed),
         "steps": str(params.get("num_inference_steps")),
         "guidance": str(params.get("guidance_scale")),
         "size": f"{params.get('width')}x{params.get('height')}",
         "lora_scale": str(params.get("lora_scale")),
-        "adapters": json.dumps(adapters),
+        "adapters": json.dumps(adapters, allow_nan=False),
         "spec_sha256": spec_sha256,
         "runner_version": runner_version,
         "parameters": infotext(picture, adapters, runner_version),

@@ -1,20 +1,19 @@
-"""Meaning checks: what the schema cannot say, checked before anything loads."""
+"""Meaning checks: what the schema cannot say, checked before anything loads.
+
+Names, the order of steps, and what a step's arguments mean together are checked here;
+what the disk holds, in runner.spec.disk.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
-from runner import builtin, sources
-from runner.errors import Located, RunnerError
-from runner.sources import is_local, local_path, on_disk
+from runner import sources
+from runner.errors import Located
+from runner.spec import disk
 from runner.spec.document import Document, Path_
-
-_RELATIVE = " (relative paths resolve against the spec's folder)"
-
-
-def _relative(path: str) -> bool:
-    return not path.startswith(("/", "~"))
+from runner.spec.grammar import GENERATING, MAX_SEED
 
 
 def _shaped(value: Any, kind: type) -> Any:
@@ -27,62 +26,18 @@ def meaning_problems(doc: Document, base_dir: Path) -> list[Located]:
     model: dict[str, Any] = _shaped(data.get("model"), dict)
     adapters: dict[str, Any] = _shaped(data.get("adapters"), dict)
     steps: list[Any] = _shaped(data.get("steps"), list)
-    problems = _model(doc, model, base_dir)
+    problems = disk.model_problems(doc, model, base_dir)
     types: dict[str, str | None] = {}
     for name, adapter in adapters.items():
         if isinstance(adapter, dict):
             problems += _adapter(doc, name, adapter, model.get("family"), base_dir)
-            types[name] = _peft_type(adapter, base_dir)
-    preloaded = _model_adapter(model, base_dir)
+            types[name] = disk.peft_type(adapter, base_dir)
+    preloaded = disk.model_adapter_type(model, base_dir)
     if preloaded is not None:  # an adapter folder as model path arrives as 'default'
         types["default"] = preloaded
     problems += _steps(doc, steps, adapters, types, preloaded is not None)
+    problems += _generating(doc, data, steps, model.get("family"))
     return problems
-
-
-def _model_adapter(model: dict[str, Any], base_dir: Path) -> str | None:
-    """The PEFT type of the adapter a model path brings along, if it is an adapter folder."""
-    path = model.get("path")
-    local = on_disk(path, base_dir) if isinstance(path, str) else None
-    if sources.adapter_folder(local) is not None:
-        return _peft_type({"path": path}, base_dir) or "unknown"
-    return None
-
-
-def _model(doc: Document, model: dict[str, Any], base_dir: Path) -> list[Located]:
-    path = model.get("path")
-    if not isinstance(path, str):
-        return []
-    return _source(doc, ("model", "path"), path, base_dir, kind="model", family=model.get("family"))
-
-
-def _source(
-    doc: Document, where: Path_, path: str, base_dir: Path, *, kind: str, family: Any
-) -> list[Located]:
-    name = sources.builtin_name(path)
-    if name is not None:
-        known = {n: b for n, b in builtin.catalog().items() if b.kind == kind}
-        if name not in known:
-            fitting = sorted(n for n, b in known.items() if b.family == family) or sorted(known)
-            return [
-                doc.problem(
-                    where, f"unknown builtin {kind} '{name}'; builtins: {', '.join(fitting)}"
-                )
-            ]
-        if isinstance(family, str) and known[name].family != family:
-            return [
-                doc.problem(
-                    where,
-                    f"builtin '{name}' is a {known[name].family} {kind}, "
-                    f"but model.family is {family}",
-                )
-            ]
-        return []
-    if is_local(path) and not local_path(path, base_dir).exists():
-        return [
-            doc.problem(where, f"local path '{path}' does not exist" + _RELATIVE * _relative(path))
-        ]
-    return []
 
 
 def _adapter(
@@ -111,62 +66,54 @@ def _adapter(
                 key=True,
             )
         )
-    weight = adapter.get("weight_name")
-    if isinstance(weight, str) and (
-        Path(weight).name != weight or weight in ("", ".", "..") or "\\" in weight
-    ):
-        problems.append(
-            doc.problem(
-                (*here, "weight_name"), f"'{weight}' must be a plain file name inside 'path'"
-            )
-        )
-    path = adapter.get("path")
-    if isinstance(path, str):
-        before = len(problems)
-        problems += _source(doc, (*here, "path"), path, base_dir, kind="adapter", family=family)
-        if len(problems) == before and not adapter.get("allow_pickle"):
-            problems += _pickle(doc, here, path, weight, base_dir)
+    problems += disk.adapter_problems(doc, here, adapter, family, base_dir)
     return problems
 
 
-def _pickle(doc: Document, here: Path_, path: str, weight: Any, base_dir: Path) -> list[Located]:
-    """Refuse a pickled checkpoint unless allow_pickle: loading one can run arbitrary code."""
-    if isinstance(weight, str) and sources.is_pickle(weight):
-        return [doc.problem((*here, "weight_name"), sources.pickle_refusal(f"'{weight}'"))]
-    local = on_disk(path, base_dir)
-    if local is None:
-        return []
-    if local.is_file() and sources.is_pickle(local.name):
-        return [doc.problem((*here, "path"), sources.pickle_refusal(f"'{path}'"))]
-    if local.is_dir() and weight is None:
-        files = [p.name for p in local.iterdir()]
-        if not any(f.endswith(".safetensors") for f in files) and any(
-            map(sources.is_pickle, files)
-        ):
-            refusal = sources.pickle_refusal(f"the only checkpoint in '{path}'")
-            return [doc.problem((*here, "path"), refusal)]
-    return []
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _peft_type(adapter: dict[str, Any], base_dir: Path) -> str | None:
-    """The adapter's PEFT type when it can be told without loading anything."""
-    config = adapter.get("config")
-    if isinstance(config, dict):
-        return str(config.get("type", "lora")).lower()
-    path = adapter.get("path")
-    if not isinstance(path, str):
-        return None
-    name = sources.builtin_name(path)
-    if name is not None:
-        entry = builtin.catalog().get(name)
-        return entry.peft_type if entry else None
-    folder = sources.adapter_folder(on_disk(path, base_dir))
-    if folder is None:
-        return None
-    try:
-        return str(sources.read_adapter_config(folder).get("peft_type", "")).lower() or None
-    except RunnerError:
-        return None
+def _generating(
+    doc: Document, data: dict[str, Any], steps: list[Any], family: Any
+) -> list[Located]:
+    """What a generating step's arguments mean together, defaults.generate merged in."""
+    defaults: dict[str, Any] = _shaped(_shaped(data.get("defaults"), dict).get("generate"), dict)
+    problems = []
+    for index, step in enumerate(steps):
+        if not isinstance(step, dict) or step.get("op") not in GENERATING:
+            continue
+        here: Path_ = ("steps", index)
+        args = {**defaults, **step}
+        prompts = args.get("prompt")
+        count = len(prompts) if isinstance(prompts, list) else 1
+        negative = args.get("negative_prompt")
+        if isinstance(negative, list) and negative and len(negative) != count:
+            inherited = "negative_prompt" not in step
+            problems.append(
+                doc.problem(
+                    here if inherited else (*here, "negative_prompt"),
+                    f"negative_prompt{' (from defaults.generate)' * inherited} has "
+                    f"{len(negative)} entries for {count} prompt{'s' * (count != 1)}; "
+                    "give one per prompt, or one string for all",
+                )
+            )
+        seed, per_prompt = (
+            args.get("seed", data.get("seed", 0)),
+            args.get("num_images_per_prompt", 1),
+        )
+        if family == "diffusers" and _is_int(seed) and _is_int(per_prompt) and per_prompt > 0:
+            last = seed + count * per_prompt - 1  # image k draws from seed + k
+            if 0 <= seed <= MAX_SEED < last:
+                problems.append(
+                    doc.problem(
+                        (*here, "seed") if "seed" in step else here,
+                        f"the step's last image would draw from seed {seed} + "
+                        f"{count * per_prompt - 1}, past {MAX_SEED}, the largest seed torch "
+                        "takes; choose a smaller seed",
+                    )
+                )
+    return problems
 
 
 def _names(value: Any) -> list[tuple[Path_, str]]:

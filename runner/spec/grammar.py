@@ -11,11 +11,16 @@ from typing import Any
 
 FAMILIES = ("transformers", "diffusers")
 NAME_PATTERN = "^[a-z0-9][a-z0-9._-]*$"
+# Names become folder names (with a time stamp and a hash); file systems take 255 bytes.
+NAME_MAX = 100
 NAME_MESSAGE = (
     "expected lowercase letters, digits, '.', '_' or '-', starting with a letter or digit"
 )
-# torch.manual_seed takes an unsigned 64-bit seed; image k of a step draws from seed + k.
+# torch.manual_seed takes an unsigned 64-bit seed; image k of a step draws from seed + k,
+# which a meaning check keeps within this bound too.
 MAX_SEED = 2**63 - 1
+# Counts and sizes reach the libraries as C ints; a larger one fails deep inside them.
+MAX_COUNT = 2**31 - 1
 
 
 def _prompts(what: str) -> dict[str, Any]:
@@ -44,6 +49,7 @@ ARGUMENTS: dict[str, tuple[str, dict[str, Any]]] = {
             "Default: the model's generation config.",
             "type": "integer",
             "minimum": 1,
+            "maximum": MAX_COUNT,
         },
     ),
     "do_sample": (
@@ -77,6 +83,7 @@ ARGUMENTS: dict[str, tuple[str, dict[str, Any]]] = {
             "description": "Sample from the k most likely tokens (transformers).",
             "type": "integer",
             "minimum": 0,
+            "maximum": MAX_COUNT,
         },
     ),
     "num_beams": (
@@ -86,6 +93,7 @@ ARGUMENTS: dict[str, tuple[str, dict[str, Any]]] = {
             "config.",
             "type": "integer",
             "minimum": 1,
+            "maximum": MAX_COUNT,
         },
     ),
     "repetition_penalty": (
@@ -117,6 +125,7 @@ ARGUMENTS: dict[str, tuple[str, dict[str, Any]]] = {
             "description": "Denoising steps (diffusers). Default: the pipeline's.",
             "type": "integer",
             "minimum": 1,
+            "maximum": MAX_COUNT,
         },
     ),
     "guidance_scale": (
@@ -134,6 +143,7 @@ ARGUMENTS: dict[str, tuple[str, dict[str, Any]]] = {
             "pipeline's.",
             "type": "integer",
             "minimum": 8,
+            "maximum": MAX_COUNT,
             "multipleOf": 8,
         },
     ),
@@ -144,6 +154,7 @@ ARGUMENTS: dict[str, tuple[str, dict[str, Any]]] = {
             "pipeline's.",
             "type": "integer",
             "minimum": 8,
+            "maximum": MAX_COUNT,
             "multipleOf": 8,
         },
     ),
@@ -153,6 +164,7 @@ ARGUMENTS: dict[str, tuple[str, dict[str, Any]]] = {
             "description": "Images per prompt (diffusers). Default 1.",
             "type": "integer",
             "minimum": 1,
+            "maximum": MAX_COUNT,
         },
     ),
     "lora_scale": (
@@ -188,6 +200,7 @@ def _step(op: str, description: str, **properties: Any) -> dict[str, Any]:
             "description": "Names the step and its output folder; unique in the spec.",
             "type": "string",
             "pattern": NAME_PATTERN,
+            "maxLength": NAME_MAX,
             "errorMessage": NAME_MESSAGE,
         },
         **properties,
@@ -307,7 +320,12 @@ _LORA_CONFIG: dict[str, Any] = {
     "additionalProperties": False,
     "properties": {
         "type": {"description": "The PEFT method.", "enum": ["lora"]},
-        "r": {"description": "LoRA rank. Default 8.", "type": "integer", "minimum": 1},
+        "r": {
+            "description": "LoRA rank. Default 8.",
+            "type": "integer",
+            "minimum": 1,
+            "maximum": MAX_COUNT,
+        },
         "lora_alpha": {
             "description": "LoRA alpha; the scale is lora_alpha / r. Default 8.",
             "type": "number",
@@ -356,12 +374,14 @@ _LORA_CONFIG: dict[str, Any] = {
         "layers_to_transform": {
             "description": "Layer indices to adapt.",
             "type": ["integer", "array"],
-            "items": {"type": "integer"},
+            "minimum": 0,
+            "maximum": MAX_COUNT,
+            "items": {"type": "integer", "minimum": 0, "maximum": MAX_COUNT},
         },
         "rank_pattern": {
             "description": "Per-module rank overrides.",
             "type": "object",
-            "additionalProperties": {"type": "integer"},
+            "additionalProperties": {"type": "integer", "minimum": 1, "maximum": MAX_COUNT},
         },
         "alpha_pattern": {
             "description": "Per-module alpha overrides.",
@@ -381,6 +401,7 @@ def _properties(ops: list[str]) -> dict[str, Any]:
             "description": "Names the run directory. Default: the file's stem.",
             "type": "string",
             "pattern": NAME_PATTERN,
+            "maxLength": NAME_MAX,
             "errorMessage": NAME_MESSAGE,
         },
         "description": {"description": "Free text.", "type": "string"},

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from runner.errors import Located, SpecError
 from runner.spec.checks import meaning_problems
-from runner.spec.document import parse
+from runner.spec.document import MAX_BYTES, read
 from runner.spec.schema import schema_problems
 from runner.spec.types import Spec, from_document
 
@@ -16,27 +16,20 @@ def load(file: Path, *, base_dir: Path | None = None) -> Spec:
 
     Relative local paths in the spec resolve against BASE_DIR, by default the file's folder.
     """
-    name = str(file)
     base_dir = base_dir or file.resolve().parent
     try:
-        raw = file.read_bytes()
-        text = raw.decode("utf-8")
+        with file.open("rb") as f:
+            raw = f.read(MAX_BYTES + 1)  # no more: a device or a pipe may never end
     except OSError as exc:
         raise SpecError(
-            [Located(1, 1, "$", f"cannot read the spec: {exc.strerror}", name)]
+            [Located(1, 1, "$", f"cannot read the spec: {exc.strerror}", str(file))]
         ) from None
-    except UnicodeDecodeError:
-        raise SpecError([Located(1, 1, "$", "the spec is not UTF-8 text", name)]) from None
-    return _checked(text, raw, file, base_dir)
+    return load_bytes(raw, file, base_dir)
 
 
-def load_text(text: str, file: Path, base_dir: Path) -> Spec:
-    """The typed spec from TEXT, as if read from FILE."""
-    return _checked(text, text.encode("utf-8"), file, base_dir)
-
-
-def _checked(text: str, raw: bytes, file: Path, base_dir: Path) -> Spec:
-    doc = parse(text, str(file))
+def load_bytes(raw: bytes, file: Path, base_dir: Path) -> Spec:
+    """The typed spec from RAW, as if read from FILE."""
+    doc = read(raw, str(file))
     problems = schema_problems(doc, raw) + meaning_problems(doc, base_dir)
     if problems:
         raise SpecError(_unique(problems))

@@ -2,18 +2,27 @@
 
 from __future__ import annotations
 
+import datetime
 import difflib
 import json
+import math
+import re
 from dataclasses import replace
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
 from runner.errors import Located
-from runner.spec import grammar, validcache
+from runner.spec import document, grammar, validcache
 from runner.spec.document import Document, Path_, format_path
 
 if TYPE_CHECKING:
     from jsonschema import ValidationError
+    from jsonschema.protocols import Validator
+
+# How this module reads the schema besides draft-07 itself (see _validator); part of the key
+# under which valid documents are remembered, with the reader's revision, so that a change
+# to either forgets them.
+RULES = "finite numbers; patterns match as in ECMA-262"
 
 _TYPE_NAMES = {
     "object": "a mapping",
@@ -44,17 +53,58 @@ def ops() -> list[str]:
 
 def schema_problems(doc: Document, raw: bytes) -> list[Located]:
     """Every schema violation in DOC (read from RAW), each with a message a person can act on."""
-    known = validcache.key(schema_text(), raw)
+    known = validcache.key(f"{schema_text()}{RULES}; reader {document.REVISION}", raw)
     if validcache.known(known):
         return []
-    from jsonschema import Draft7Validator
-
     problems: list[Located] = []
-    for error in Draft7Validator(schema()).iter_errors(doc.data):
+    for error in _validator().iter_errors(doc.data):
         problems.extend(_translate(error, doc))
     if not problems:
         validcache.remember(known)
     return problems
+
+
+@cache
+def _validator() -> Validator:
+    """Draft-07, as JSON means it: a number is finite (YAML's .nan and .inf are not JSON),
+    and a pattern's `$` ends the string, where Python's would also match before a final
+    newline (so "x\\n" would pass for a name and break every file that lists it)."""
+    from jsonschema import Draft7Validator, ValidationError, validators
+
+    def number(checker: Any, value: Any) -> bool:
+        return _is_number(value) and math.isfinite(value)
+
+    def integer(checker: Any, value: Any) -> bool:
+        return number(checker, value) and float(value).is_integer()
+
+    def pattern(validator: Any, regex: str, value: Any, schema: Any) -> Any:
+        if isinstance(value, str) and not _ecma(regex).search(value):
+            yield ValidationError(f"{value!r} does not match {regex!r}")
+
+    checker = Draft7Validator.TYPE_CHECKER.redefine_many({"number": number, "integer": integer})
+    cls = validators.extend(Draft7Validator, {"pattern": pattern}, type_checker=checker)
+    return cls(schema())  # type: ignore[no-any-return]
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+@cache
+def _ecma(regex: str) -> re.Pattern[str]:
+    """REGEX with each `$` outside a class as `\\Z`: the end of the string, and only that."""
+    out, escaped, in_class = [], False, False
+    for char in regex:
+        if escaped:
+            escaped = False
+        elif char == "\\":
+            escaped = True
+        elif char in "[]":
+            in_class = char == "["
+        elif char == "$" and not in_class:
+            char = r"\Z"
+        out.append(char)
+    return re.compile("".join(out))
 
 
 def _found(value: Any) -> str:
@@ -66,6 +116,14 @@ def _found(value: Any) -> str:
         return "a mapping"
     if isinstance(value, list):
         return "a list"
+    if isinstance(value, float) and not math.isfinite(value):
+        return {math.inf: ".inf", -math.inf: "-.inf"}.get(value, ".nan")
+    if isinstance(value, datetime.datetime):
+        return "a date and time"
+    if isinstance(value, datetime.date):
+        return "a date"
+    if isinstance(value, bytes):
+        return "binary data"
     kind = {str: "string", int: "integer", float: "number"}.get(type(value), type(value).__name__)
     return f"{kind} {json.dumps(value)}"
 
@@ -87,8 +145,12 @@ def _suggest(word: str, choices: list[str]) -> str:
 def _translate(error: ValidationError, doc: Document) -> list[Located]:
     problems = _messages(error, doc)
     expected = error.schema.get("type") if isinstance(error.schema, dict) else None
-    if isinstance(error.instance, bool) and "string" in (expected or ()):
-        hint = " (YAML reads unquoted yes/no/on/off as true/false: quote the value)"
+    if "string" in (expected or ()):
+        hint = ""
+        if isinstance(error.instance, bool):
+            hint = " (YAML reads unquoted yes/no/on/off as true/false: quote the value)"
+        elif isinstance(error.instance, datetime.date):
+            hint = " (quote it)"
         problems = [replace(p, message=p.message + hint) for p in problems]
     return problems
 
@@ -99,7 +161,7 @@ def _messages(error: ValidationError, doc: Document) -> list[Located]:
     custom = schema_node.get("errorMessage") if isinstance(schema_node, dict) else None
     if custom and rule == "not":  # a key this spec may not use: point at the key
         return [doc.problem(path, custom, key=True)]
-    if custom:
+    if custom and rule == "pattern":
         return [doc.problem(path, f"{custom}, found {_found(value)}")]
     if rule == "additionalProperties":
         allowed = sorted(schema_node.get("properties", {}))
@@ -121,7 +183,8 @@ def _messages(error: ValidationError, doc: Document) -> list[Located]:
         return [
             doc.problem(
                 path,
-                f"unknown op {json.dumps(value)}{_suggest(str(value), choices)}; "
+                f"unknown op {json.dumps(value) if isinstance(value, str) else _found(value)}"
+                f"{_suggest(str(value), choices)}; "
                 f"ops: {', '.join(choices)}",
             )
         ]
@@ -135,9 +198,10 @@ def _messages(error: ValidationError, doc: Document) -> list[Located]:
             )
         ]
     if rule == "type":
-        return [
-            doc.problem(path, f"expected {_expected(error.validator_value)}, found {_found(value)}")
-        ]
+        expected = _expected(error.validator_value)
+        if _is_number(value) and not math.isfinite(value):
+            expected = expected.replace("a number", "a finite number")
+        return [doc.problem(path, f"expected {expected}, found {_found(value)}")]
     if rule == "const":
         return [
             doc.problem(path, f"must be {json.dumps(error.validator_value)}, found {_found(value)}")
@@ -146,6 +210,9 @@ def _messages(error: ValidationError, doc: Document) -> list[Located]:
         return [doc.problem(path, f"{_found(value)} does not match {error.validator_value}")]
     if rule in ("minItems", "minProperties", "minLength"):
         return [doc.problem(path, "must not be empty")]
+    if rule == "maxLength":
+        limit = error.validator_value
+        return [doc.problem(path, f"must be at most {limit} characters, found {len(value)}")]
     bounds = {
         "minimum": ">=",
         "maximum": "<=",

@@ -7,6 +7,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from runner.spec.grammar import NAME_MAX
+
 
 @dataclass(frozen=True)
 class Model:
@@ -182,8 +184,8 @@ def from_document(
 
 
 def _default_name(file: Path) -> str:
-    """The file's stem, made fit for a folder name."""
-    name = re.sub(r"[^a-z0-9._-]+", "-", file.stem.lower()).strip("-._")
+    """The file's stem, made fit for a folder name (as long as a written name may be)."""
+    name = re.sub(r"[^a-z0-9._-]+", "-", file.stem.lower())[:NAME_MAX].strip("-._")
     return name or "spec"
 
 
