@@ -4,6 +4,9 @@ import os
 from pathlib import Path
 
 __version__ = "0.1.0"
+# The name on the package index; `runner` there is an unrelated project. Imports and the
+# command stay `runner`.
+DISTRIBUTION = "peft-runner"
 
 
 def cache_home() -> Path:

@@ -369,7 +369,7 @@ def test_capture_records_library_versions() -> None:
     env = environment.capture("cpu")
     assert env["libraries"]["torch"] == metadata.version("torch")
     assert env["libraries"]["numpy"] == metadata.version("numpy")
-    assert env["libraries"]["runner"] == "0.1.0"
+    assert env["libraries"]["peft-runner"] == "0.1.0"
     assert env["python"].count(".") == 2 and env["gpu"] is None
     assert env["torch_threads"] >= 1
     assert set(env["env"]) >= {"CUBLAS_WORKSPACE_CONFIG", "OMP_NUM_THREADS"}

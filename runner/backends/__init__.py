@@ -68,7 +68,14 @@ class Backend(Protocol):
 
 
 def create_backend(family: str, device: str, dtype: str, trust_remote_code: bool) -> Backend:
-    """The backend for FAMILY; importing it is what loads the heavy libraries."""
+    """The backend for FAMILY; importing it is what loads the heavy libraries.
+
+    First a broken pair of library versions is refused in one line.
+    """
+    from runner import compat
+
+    compat.check(compat.installed())  # before an import fails on a known pair
+    compat.check(compat.installed(), peft_needed=_peft_needed())
     if family == "transformers":
         from runner.backends.transformers_backend import TransformersBackend
 
@@ -76,3 +83,13 @@ def create_backend(family: str, device: str, dtype: str, trust_remote_code: bool
     from runner.backends.diffusers_backend import DiffusersBackend
 
     return DiffusersBackend(device, dtype, trust_remote_code)
+
+
+def _peft_needed() -> str | None:
+    """The oldest peft the installed transformers accepts, as it declares it itself."""
+    try:
+        from transformers.integrations import peft
+    except ImportError:
+        return None
+    needed = getattr(peft, "MIN_PEFT_VERSION", None)
+    return needed if isinstance(needed, str) else None
