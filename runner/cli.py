@@ -51,7 +51,10 @@ def _errors(command: Callable[..., int]) -> Callable[..., None]:
 @click.group()
 @click.version_option(__version__, prog_name="runner")
 @click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
-def main(debug: bool) -> None:
+@click.option(
+    "--verbose", is_flag=True, help="Let the libraries print their own logs and progress bars."
+)
+def main(debug: bool, verbose: bool) -> None:
     """Run declarative PEFT adapter pipelines on transformers and diffusers models."""
 
 
@@ -99,6 +102,7 @@ def schema() -> int:
 def run(spec: Path, out: Path, device: str | None) -> int:
     """Validate SPEC, execute it and print the run directory."""
     from runner.run.interpreter import Interrupted, Overrides, execute
+    from runner.run.progress import Reporter
     from runner.spec.load import load
 
     if device is not None and not DEVICE.match(device):
@@ -106,7 +110,8 @@ def run(spec: Path, out: Path, device: str | None) -> int:
     loaded = load(spec)
     with _interruptible():
         try:
-            run_dir = execute(loaded, out, Overrides(device=device), _progress)
+            with Reporter(sys.stderr, verbose=_verbose()) as shown:
+                run_dir = execute(loaded, out, Overrides(device=device), shown.line, shown)
         except Interrupted as exc:
             click.echo(f"interrupted; what finished is kept in {exc.run_dir}", err=True)
             click.echo(str(exc.run_dir))
@@ -115,8 +120,8 @@ def run(spec: Path, out: Path, device: str | None) -> int:
     return EXIT_OK
 
 
-def _progress(line: str) -> None:
-    click.echo(line, err=True)
+def _verbose() -> bool:
+    return bool(click.get_current_context().find_root().params.get("verbose"))
 
 
 @contextmanager
@@ -162,9 +167,10 @@ def reproduce(run_dir: Path, out: Path | None) -> int:
     from runner.audit.diff import format_outputs, likely_causes
     from runner.audit.outputs import load_manifest
     from runner.audit.reproduce import reproduce as run_again
+    from runner.run.progress import Reporter
 
-    with _interruptible():
-        new_run, report = run_again(run_dir, out, _progress)
+    with _interruptible(), Reporter(sys.stderr, verbose=_verbose()) as shown:
+        new_run, report = run_again(run_dir, out, shown.line, shown)
     click.echo(f"reproduced into {new_run}")
     click.echo(format_outputs(report.outputs))
     if report.outputs_same:

@@ -13,7 +13,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from runner import builtin
+
+pytestmark = pytest.mark.models  # builds or runs tiny models: deselect with -m 'not models'
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 

@@ -15,6 +15,8 @@ from click.testing import CliRunner
 
 from runner.cli import main
 
+pytestmark = pytest.mark.models  # builds or runs tiny models: deselect with -m 'not models'
+
 SPEC = """\
 version: 1
 name: text

@@ -7,12 +7,16 @@ from pathlib import Path
 
 from runner.audit import diff as audit
 from runner.audit.outputs import load_manifest
+from runner.backends import Ticker
 from runner.run.interpreter import Overrides, execute
 from runner.spec.load import load
 
 
 def reproduce(
-    run_dir: Path, out: Path | None, progress: Callable[[str], None] = lambda line: None
+    run_dir: Path,
+    out: Path | None,
+    progress: Callable[[str], None] = lambda line: None,
+    ticker: Ticker | None = None,
 ) -> tuple[Path, audit.DiffReport]:
     """Execute RUN_DIR's spec.yaml with its recorded seed, device, dtype and thread count.
 
@@ -25,5 +29,5 @@ def reproduce(
     spec = load(run_dir / "spec.yaml", base_dir=Path(base))
     settings = manifest.get("settings", {})
     overrides = Overrides(settings.get("device"), settings.get("dtype"), settings.get("threads"))
-    new_run = execute(spec, out or run_dir.parent, overrides, progress)
+    new_run = execute(spec, out or run_dir.parent, overrides, progress, ticker)
     return new_run, audit.diff(run_dir, new_run)
