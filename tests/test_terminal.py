@@ -48,16 +48,17 @@ def check(stderr: str) -> list[str]:
 def test_the_image_quickstart_shows_only_the_runners_lines(tmp_path: Path) -> None:
     proc = subprocess.run(
         [str(RUNNER), "run", str(QUICKSTART), "--out", str(tmp_path)],
-        capture_output=True,
-        text=True,
+        capture_output=True,  # bytes: text mode would turn a bar's \r into \n
         env=os.environ.copy(),
         timeout=600,
     )
-    assert proc.returncode == 0, proc.stderr
-    lines = check(proc.stderr)
-    assert "\r" not in proc.stderr  # no bar off a terminal
-    assert len(proc.stderr.splitlines()) == 16, proc.stderr  # 10 steps, 6 images
-    assert proc.stdout.strip() == str(next(tmp_path.iterdir()))
+    stderr = proc.stderr.decode()
+    assert proc.returncode == 0, stderr
+    lines = check(stderr)
+    assert "\r" not in stderr  # no bar off a terminal
+    alive = re.compile(r"    \d/4 denoising steps")  # at most every 10 s, on a slow machine
+    assert len([line for line in lines if line and not alive.fullmatch(line)]) == 16  # 10+6
+    assert proc.stdout.decode().strip() == str(next(tmp_path.iterdir()))
     assert "    'a red cube on a table' -> outputs/04-kohya/1.png" in lines
 
 
