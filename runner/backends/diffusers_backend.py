@@ -14,7 +14,7 @@ from safetensors import SafetensorError
 
 from runner.backends import Logged, Picture, Ticker
 from runner.backends.devices import resolve_device, resolve_dtype, torch_dtype
-from runner.backends.quiet import ADAPTER_FALSE_ALARMS, ANSI, captured, one_line, summary
+from runner.backends.quiet import ADAPTER_FALSE_ALARMS, ANSI, captured, fold, one_line
 from runner.errors import StepError
 from runner.spec.checks import PICKLE_SUFFIXES
 from runner.spec.types import Adapter, Generate, Model
@@ -97,7 +97,7 @@ class DiffusersBackend:
                 torch_dtype=torch_dtype(self.dtype),
                 trust_remote_code=self.trust_remote_code,
             )
-        self._fold(f"model {model.path}", said)
+        fold(self.ticker, f"model {model.path}", said)
         pipe.to(self.device)
         # The runner shows its own progress (through the ticker); verbose: tqdm's default.
         pipe.set_progress_bar_config(disable=None if self.ticker.verbose else True)
@@ -150,7 +150,7 @@ class DiffusersBackend:
                 f"none of its weights fit a module of {type(pipe).__name__}; "
                 "is it a LoRA for this kind of pipeline?"
             )
-        self._fold(f"adapter '{name}'", said, ADAPTER_FALSE_ALARMS)
+        fold(self.ticker, f"adapter '{name}'", said, ADAPTER_FALSE_ALARMS)
         # A component the new LoRA does not touch would keep the previous one active otherwise.
         pipe.set_adapters([name])
 
@@ -195,7 +195,7 @@ class DiffusersBackend:
                 ).images
         except ValueError as exc:  # the pipeline's own checks of its arguments
             raise StepError(f"{type(pipe).__name__}: {one_line(str(exc))}") from exc
-        self._fold(type(pipe).__name__, said)
+        fold(self.ticker, type(pipe).__name__, said)
         for side in ("width", "height"):
             # StableDiffusionPipeline ignores a height given without a width, and vice versa.
             if side in args and getattr(images[0], side) != args[side]:
@@ -231,11 +231,6 @@ class DiffusersBackend:
         """callback_on_step_end: counts denoising steps, hands the tensors back untouched."""
         self.ticker.tick(index + 1, getattr(pipe, "num_timesteps", None), "denoising steps")
         return tensors
-
-    def _fold(self, what: str, said: list[str], ignore: re.Pattern[str] | None = None) -> None:
-        line = summary(said, ignore) if ignore is not None else summary(said)
-        if line:
-            self.ticker.note(f"{what}: {line}")
 
 
 def misfit(exc: BaseException, said: list[str]) -> str:

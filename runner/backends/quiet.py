@@ -3,7 +3,7 @@
 transformers, diffusers, peft and huggingface_hub each print progress bars and log
 warnings to stderr by themselves. The runner shows its own progress instead, so a backend
 turns theirs off (`silence`), collects what they say while it works (`captured`), drops the
-known false alarms and hands the rest to the ticker as one short line (`summary`). With
+known false alarms and hands the rest to the ticker as one short line (`fold`). With
 `runner --verbose` none of this happens and the libraries speak for themselves.
 """
 
@@ -13,7 +13,12 @@ import contextlib
 import logging
 import re
 import warnings
+from collections import Counter
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from runner.backends import Ticker
 
 # The libraries whose loggers we capture; their children (transformers.modeling_utils...)
 # propagate to these.
@@ -78,20 +83,29 @@ def captured(verbose: bool = False) -> Iterator[list[str]]:
         said.extend(str(w.message) for w in caught if not issubclass(w.category, FOR_DEVELOPERS))
 
 
-def summary(said: list[str], ignore: re.Pattern[str] = NOT_NEWS) -> str | None:
-    """One line for what the libraries said, IGNORE left out; None if nothing is left."""
-    kept = list(dict.fromkeys(one_line(m) for m in said if not ignore.search(m)))
+def fold(ticker: Ticker, what: str, said: list[str], ignore: re.Pattern[str] = NOT_NEWS) -> None:
+    """Hand the ticker one note for what the libraries said about WHAT, IGNORE left out."""
+    kept = list(dict.fromkeys(_short(m) for m in said if not ignore.search(m)))
     kept = [m for m in kept if m]
-    if not kept:
-        return None
-    more = f" (and {len(kept) - 1} more; --verbose shows them)" if len(kept) > 1 else ""
-    return kept[0] + more
+    if kept:
+        more = f" (and {len(kept) - 1} more; --verbose shows them)" if len(kept) > 1 else ""
+        ticker.note(f"{what}: {kept[0]}{more}")
 
 
 def one_line(text: str, limit: int = LIMIT) -> str:
     """TEXT on one line, whitespace collapsed, cut to LIMIT characters."""
     flat = " ".join(ANSI.sub("", text).split())
     return flat if len(flat) <= limit else flat[: limit - 3].rstrip() + "..."
+
+
+def _short(message: str) -> str:
+    """One line; transformers' load report (a table of every key) becomes its counts."""
+    text = ANSI.sub("", message)
+    if "LOAD REPORT" in text:
+        counts = Counter(re.findall(r"\|\s*(MISSING|UNEXPECTED|MISMATCH|CONVERSION)\s*\|", text))
+        found = ", ".join(f"{n} {status.lower()}" for status, n in sorted(counts.items()))
+        return one_line(f"{text.splitlines()[0]}: {found or 'see --verbose'}")
+    return one_line(text)
 
 
 class _Collect(logging.Handler):

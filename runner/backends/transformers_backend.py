@@ -17,7 +17,7 @@ import torch
 
 from runner.backends import Completion, Logged, Ticker
 from runner.backends.devices import resolve_device, resolve_dtype, torch_dtype
-from runner.backends.quiet import ADAPTER_FALSE_ALARMS, captured, one_line, summary
+from runner.backends.quiet import ADAPTER_FALSE_ALARMS, captured, fold, one_line
 from runner.errors import StepError
 from runner.spec.types import Adapter, Generate, Model
 
@@ -83,7 +83,7 @@ class TransformersBackend:
                 if before:
                     self.model.set_adapter(before)
             raise
-        self._fold(f"adapter '{adapter.name}'", summary(said, ADAPTER_FALSE_ALARMS))
+        fold(self.ticker, f"adapter '{adapter.name}'", said, ADAPTER_FALSE_ALARMS)
         self.model.eval()  # new adapter modules (dropout) start in training mode
         if self._disabled:  # layers wrapped just now start enabled
             self.model.disable_adapters()
@@ -138,7 +138,7 @@ class TransformersBackend:
                 stopping_criteria=self._counter(input_ids.shape[1], args),
                 **args,
             )
-        self._fold("generate", summary(said))
+        fold(self.ticker, "generate", said)
         eos = self.model.generation_config.eos_token_id
         stops = set(eos if isinstance(eos, list) else [eos])
         completions = []
@@ -165,7 +165,7 @@ class TransformersBackend:
                 self.tokenizer = AutoTokenizer.from_pretrained(tokenizer or source, **kwargs)
         except OSError as error:
             raise StepError(f"cannot load model {source!r}: {one_line(str(error))}") from error
-        self._fold(f"model {self.model_path or source}", summary(said))
+        fold(self.ticker, f"model {self.model_path or source}", said)
         self.model = model.to(self.device).eval()
         self._disabled = False
         self.tokenizer.padding_side = "left"  # decoder-only models continue at the right edge
@@ -231,10 +231,6 @@ class TransformersBackend:
                 return torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
 
         return StoppingCriteriaList([Count()])
-
-    def _fold(self, what: str, line: str | None) -> None:
-        if line:
-            self.ticker.note(f"{what}: {line}")
 
 
 def _base_of(folder: Path) -> tuple[str, str | None]:
