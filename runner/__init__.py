@@ -20,6 +20,9 @@ from runner.api import Run, diff, load_spec, open_run, run, validate, verify
 from runner.errors import Interrupted, Located, RunDirError, RunnerError, SpecError, StepError
 
 __version__ = "0.1.0"
+# The name on the package index; `runner` there is an unrelated project. Imports and the
+# command stay `runner`.
+DISTRIBUTION = "peft-runner"
 
 __all__ = [
     "Interrupted",

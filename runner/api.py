@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 
     from runner.audit.checksums import VerifyReport
     from runner.audit.diff import DiffReport
+    from runner.backends import Ticker
     from runner.record.manifest import Manifest
     from runner.spec.types import Spec
 
@@ -128,13 +129,17 @@ def run(
     out: str | Path = "runs",
     device: str | None = None,
     progress: Callable[[str], None] = lambda line: None,
+    ticker: Ticker | None = None,
 ) -> Run:
-    """Execute SPEC into a new run directory under OUT; raises StepError (with .run_dir)."""
+    """Execute SPEC into a new run directory under OUT; raises StepError (with .run_dir).
+
+    PROGRESS gets a line per step; TICKER, progress within a step and the libraries' notes.
+    """
     from runner.running.interpreter import Overrides, execute
     from runner.spec.types import Spec as SpecType
 
     typed = spec if isinstance(spec, SpecType) else load_spec(spec)
-    run_dir = execute(typed, Path(out), Overrides(device=device), progress)
+    run_dir = execute(typed, Path(out), Overrides(device=device), progress, ticker)
     return open_run(run_dir)
 
 

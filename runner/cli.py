@@ -81,14 +81,13 @@ def _interruptible() -> Iterator[None]:
             signal.signal(sig, handler)
 
 
-def _progress(line: str) -> None:
-    click.echo(line, err=True)
-
-
 @click.group()
 @click.version_option(__version__, prog_name="runner")
 @click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
-def main(debug: bool) -> None:
+@click.option(
+    "--verbose", is_flag=True, help="Let the libraries print their own logs and progress bars."
+)
+def main(debug: bool, verbose: bool) -> None:
     """Run declarative PEFT adapter pipelines on transformers and diffusers models."""
 
 
@@ -137,15 +136,22 @@ def schema() -> int:
 def run(spec: Path, out: Path, device: str | None) -> int:
     """Validate SPEC, execute it and print the run directory."""
     import runner
+    from runner.running.progress import Reporter
 
     if device is not None and not DEVICE.fullmatch(device):
         click.echo(
             f"error: --device: expected auto, cpu, cuda, cuda:N or mps, found '{device}'", err=True
         )
         return EXIT_INVALID
-    done = runner.run(runner.load_spec(spec), out=out, device=device, progress=_progress)
+    loaded = runner.load_spec(spec)
+    with Reporter(sys.stderr, verbose=_verbose()) as shown:
+        done = runner.run(loaded, out=out, device=device, progress=shown.line, ticker=shown)
     click.echo(str(done.dir))
     return EXIT_OK
+
+
+def _verbose() -> bool:
+    return bool(click.get_current_context().find_root().params.get("verbose"))
 
 
 @main.command()
@@ -174,8 +180,10 @@ def reproduce(run_dir: Path, out: Path | None) -> int:
     from runner.audit.diff import format_outputs, likely_causes
     from runner.audit.reproduce import reproduce as run_again
     from runner.record.manifest import read
+    from runner.running.progress import Reporter
 
-    new_run, report = run_again(run_dir, out, _progress)
+    with Reporter(sys.stderr, verbose=_verbose()) as shown:
+        new_run, report = run_again(run_dir, out, shown.line, shown)
     click.echo(f"reproduced into {new_run}")
     click.echo(format_outputs(report.outputs))
     if report.outputs_same:

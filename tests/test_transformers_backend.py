@@ -360,7 +360,10 @@ def test_weights_missing_from_the_file(files: SimpleNamespace, tmp_path: Path) -
         tmp_path / "adapter_model.safetensors",
     )
     backend = backend_for(files.base)
-    with pytest.raises(StepError, match=r"layers.1.self_attn.q_proj.lora_A.part.weight is missing"):
+    message = (
+        r"\d+ weights are missing from the file, e.g. \S+layers.1.self_attn.q_proj.lora_A.part"
+    )
+    with pytest.raises(StepError, match=message):
         load(backend, "part", tmp_path)
     assert not getattr(backend.model, "peft_config", None)
 
@@ -400,7 +403,10 @@ def test_a_tokenizer_without_pad_pads_with_eos(files: SimpleNamespace, tmp_path:
     ("wrong", "message"),
     [
         ("small_lora", r"lora_A.wrong.weight is \(4, 32\) in the file but \(4, 64\) in the model"),
-        ("deep_lora", r"model.layers.2.self_attn.q_proj.lora_A.wrong.weight has no place"),
+        (
+            "deep_lora",
+            r"have no place in the model, e.g. \S+.layers.2.self_attn.q_proj.lora_A.wrong",
+        ),
     ],
 )
 def test_wrong_base_leaves_no_ghost(

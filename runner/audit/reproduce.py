@@ -7,13 +7,17 @@ from collections.abc import Callable
 from pathlib import Path
 
 from runner.audit import diff as audit
+from runner.backends import Ticker
 from runner.record import manifest as m
 from runner.running.interpreter import Overrides, execute
 from runner.spec.load import load
 
 
 def reproduce(
-    run_dir: Path, out: Path | None, progress: Callable[[str], None] = lambda line: None
+    run_dir: Path,
+    out: Path | None,
+    progress: Callable[[str], None] = lambda line: None,
+    ticker: Ticker | None = None,
 ) -> tuple[Path, audit.DiffReport]:
     """Execute RUN_DIR's spec.yaml with its recorded name, seed, device, dtype and threads.
 
@@ -28,5 +32,5 @@ def reproduce(
     overrides = (
         Overrides(settings.device, settings.dtype, settings.threads) if settings else Overrides()
     )
-    new_run = execute(spec, out or run_dir.parent, overrides, progress)
+    new_run = execute(spec, out or run_dir.parent, overrides, progress, ticker)
     return new_run, audit.diff(run_dir, new_run)

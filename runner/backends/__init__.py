@@ -6,6 +6,7 @@ each library spells an adapter operation.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
@@ -13,6 +14,30 @@ from runner.backends.results import Completion, Picture
 
 if TYPE_CHECKING:
     from runner.spec.types import Adapter, Generate, Model
+
+
+class Ticker(Protocol):
+    """What a backend tells whoever shows progress (the CLI) while it works."""
+
+    verbose: bool  # leave the libraries' own logs and progress bars on
+
+    def tick(self, done: int, total: int | None, unit: str) -> None:
+        """DONE of TOTAL UNITs of a long call are finished (denoising steps, new tokens)."""
+
+    def note(self, text: str) -> None:
+        """One line worth the user's attention that is no error, e.g. a library's warning."""
+
+
+class Logged:
+    """The ticker when nobody shows progress (tests, library use): notes go to logging."""
+
+    verbose = False
+
+    def tick(self, done: int, total: int | None, unit: str) -> None:
+        pass
+
+    def note(self, text: str) -> None:
+        logging.getLogger("runner").warning(text)
 
 
 class Backend(Protocol):
@@ -44,12 +69,37 @@ class Backend(Protocol):
         """Generate for every prompt of the step, seeded as the contract says."""
 
 
-def create_backend(family: str, device: str, dtype: str, trust_remote_code: bool) -> Backend:
-    """The backend for FAMILY; importing it is what loads the heavy libraries."""
+def create_backend(
+    family: str, device: str, dtype: str, trust_remote_code: bool, ticker: Ticker | None = None
+) -> Backend:
+    """The backend for FAMILY; importing it is what loads the heavy libraries.
+
+    First a broken pair of library versions is refused in one line, and (unless the ticker
+    is verbose) the libraries' own progress bars and logs are turned off.
+    """
+    from runner import compat
+
+    versions = compat.installed()
+    compat.check(versions)  # before an import fails on a known pair
+    compat.check(versions, peft_needed=_peft_needed())
+    if ticker is None or not ticker.verbose:
+        from runner.backends.quiet import silence
+
+        silence(family)
     if family == "transformers":
         from runner.backends.transformers_backend import TransformersBackend
 
-        return TransformersBackend(device, dtype, trust_remote_code)
+        return TransformersBackend(device, dtype, trust_remote_code, ticker)
     from runner.backends.diffusers_backend import DiffusersBackend
 
-    return DiffusersBackend(device, dtype, trust_remote_code)
+    return DiffusersBackend(device, dtype, trust_remote_code, ticker)
+
+
+def _peft_needed() -> str | None:
+    """The oldest peft the installed transformers accepts, as it declares it itself."""
+    try:
+        from transformers.integrations import peft
+    except ImportError:
+        return None
+    needed = getattr(peft, "MIN_PEFT_VERSION", None)
+    return needed if isinstance(needed, str) else None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import re
 import warnings
 from pathlib import Path
 from typing import Any
@@ -12,8 +13,9 @@ from diffusers import DiffusionPipeline
 from safetensors import SafetensorError
 
 from runner import sources
+from runner.backends import Logged, Ticker
 from runner.backends.devices import resolve_device, resolve_dtype, torch_dtype
-from runner.backends.quiet import quiet_loading
+from runner.backends.quiet import ADAPTER_FALSE_ALARMS, ANSI, captured, fold, one_line
 from runner.backends.results import Picture
 from runner.errors import StepError
 from runner.spec.types import Adapter, Generate, Model
@@ -22,6 +24,18 @@ from runner.spec.types import Adapter, Generate, Model
 SCALE_KWARGS = ("cross_attention_kwargs", "joint_attention_kwargs", "attention_kwargs")
 # What a bad adapter file makes diffusers, peft or safetensors raise while loading it.
 LOAD_ERRORS = (OSError, ValueError, KeyError, RuntimeError, SafetensorError)
+# How torch's load_state_dict and peft's inject_adapter say that a LoRA is for another model.
+SIZE_MISMATCH = re.compile(
+    r"size mismatch for (\S+): copying a param with shape torch\.Size\(\[([^\]]*)\]\) from "
+    r"checkpoint, the shape in current model is torch\.Size\(\[([^\]]*)\]\)"
+)
+TARGETS_NOT_FOUND = re.compile(r"Target modules \{(.*)\} not found in the base model", re.DOTALL)
+# A row of transformers' load report (text encoders), which its exception only points to.
+REPORT_MISMATCH = re.compile(
+    r"^(\S.*?)\s*\|\s*MISMATCH\s*\|.*?ckpt: torch\.Size\(\[([^\]]*)\]\) "
+    r"vs model:\s*torch\.Size\(\[([^\]]*)\]\)",
+    re.MULTILINE,
+)
 
 
 def lora_file(adapter: Adapter, local: Path) -> Path:
@@ -44,16 +58,24 @@ def root_cause(exc: BaseException) -> str:
 class DiffusersBackend:
     """Runs a diffusers pipeline; adapters are LoRAs loaded with load_lora_weights."""
 
-    def __init__(self, device: str, dtype: str, trust_remote_code: bool = False) -> None:
+    def __init__(
+        self,
+        device: str,
+        dtype: str,
+        trust_remote_code: bool = False,
+        ticker: Ticker | None = None,
+    ) -> None:
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype, self.device)
         self.trust_remote_code = trust_remote_code
+        self.ticker: Ticker = ticker or Logged()
         self.pipe: Any = None  # the DiffusionPipeline, once load_model ran
+        self.model_path = ""  # as the spec writes it, for messages
 
     def load_model(self, model: Model, local: Path | str | None) -> None:
         """Load the pipeline from `local` (a folder or hub id), or from `model.path` when None."""
         source = str(local) if local is not None else model.path
-        with warnings.catch_warnings():
+        with captured(self.ticker.verbose) as said, warnings.catch_warnings():
             # `dtype` replaces `torch_dtype` only in recent diffusers; the old name works in all.
             warnings.filterwarnings("ignore", ".*torch_dtype.*", FutureWarning)
             try:
@@ -66,9 +88,12 @@ class DiffusersBackend:
                 )
             except OSError as exc:
                 raise StepError(f"cannot load pipeline {source!r}: {root_cause(exc)}") from exc
+        fold(self.ticker, f"model {model.path}", said)
         pipe.to(self.device)
-        pipe.set_progress_bar_config(disable=None)  # tqdm's default: shown on a terminal only
+        # The runner shows its own progress (through the ticker); verbose: tqdm's default.
+        pipe.set_progress_bar_config(disable=None if self.ticker.verbose else True)
         self.pipe = pipe
+        self.model_path = model.path
 
     def adapters(self) -> set[str]:
         """Every adapter name loaded into any component of the pipeline."""
@@ -94,8 +119,9 @@ class DiffusersBackend:
             source, weight_name = str(adapter.path), adapter.weight_name
             if weight_name and sources.is_pickle(weight_name) and not adapter.allow_pickle:
                 raise StepError(sources.pickle_refusal(weight_name))
+        said: list[str] = []
         try:
-            with quiet_loading():
+            with captured(self.ticker.verbose) as said:
                 pipe.load_lora_weights(
                     source,
                     weight_name=weight_name,
@@ -105,15 +131,17 @@ class DiffusersBackend:
                 )
         except LOAD_ERRORS as exc:
             if name in self.adapters():  # a component that took it before another refused
-                pipe.delete_adapters(name)
-            reason = "\n".join(str(exc).splitlines()[:3])  # a shape mismatch lists every layer
-            raise StepError(f"does not load into {type(pipe).__name__}: {reason}") from exc
+                with captured(self.ticker.verbose):
+                    pipe.delete_adapters(name)
+            reason = misfit(exc, said)
+            raise StepError(f"does not fit the model {self.model_path}: {reason}") from exc
         if name not in self.adapters():
             # diffusers only logs a warning when no key of the file names a module of the pipeline.
             raise StepError(
                 f"none of its weights fit a module of {type(pipe).__name__}; "
                 "is it a LoRA for this kind of pipeline?"
             )
+        fold(self.ticker, f"adapter '{name}'", said, ADAPTER_FALSE_ALARMS)
         # A component the new LoRA does not touch would keep the previous one active otherwise.
         pipe.set_adapters([name])
 
@@ -148,16 +176,20 @@ class DiffusersBackend:
         negatives: list[str] | None = args.get("negative_prompt")  # one per prompt
         count = len(step.prompts) * per_prompt
         generators = [torch.Generator("cpu").manual_seed(step.seed + k) for k in range(count)]
+        if "callback_on_step_end" in accepted:
+            args["callback_on_step_end"] = self._tick
         try:
-            images = pipe(
-                prompt=list(step.prompts),
-                num_images_per_prompt=per_prompt,
-                generator=generators,
-                output_type="pil",
-                **args,
-            ).images
+            with captured(self.ticker.verbose) as said:
+                images = pipe(
+                    prompt=list(step.prompts),
+                    num_images_per_prompt=per_prompt,
+                    generator=generators,
+                    output_type="pil",
+                    **args,
+                ).images
         except ValueError as exc:  # the pipeline's own checks of its arguments
-            raise StepError(f"{type(pipe).__name__}: {exc}") from exc
+            raise StepError(f"{type(pipe).__name__}: {one_line(str(exc))}") from exc
+        fold(self.ticker, type(pipe).__name__, said)
         for side in ("width", "height"):
             # StableDiffusionPipeline ignores a height given without a width, and vice versa.
             if side in args and getattr(images[0], side) != args[side]:
@@ -190,3 +222,43 @@ class DiffusersBackend:
             )
             for k, image in enumerate(images)
         ]
+
+    def _tick(
+        self, pipe: Any, index: int, timestep: Any, tensors: dict[str, Any]
+    ) -> dict[str, Any]:
+        """callback_on_step_end: counts denoising steps, hands the tensors back untouched."""
+        self.ticker.tick(index + 1, getattr(pipe, "num_timesteps", None), "denoising steps")
+        return tensors
+
+
+def misfit(exc: BaseException, said: list[str]) -> str:
+    """Why an adapter does not load, in one line: the libraries list every layer.
+
+    SAID is what the libraries logged meanwhile: transformers raises only "look at the
+    above report" and logs the shapes in that report.
+    """
+    text = str(exc)
+    shapes = SIZE_MISMATCH.findall(text)
+    rows = sorted(row for message in said for row in REPORT_MISMATCH.findall(ANSI.sub("", message)))
+    if not shapes and rows:  # the report folds layer numbers into {0, 1}
+        shapes = [row for row in rows for _ in range(_layers(row[0]))]
+    if shapes:
+        key, theirs, ours = shapes[0]
+        return (
+            f"{len(shapes)} weights have other shapes, e.g. {key} is ({theirs}) in the file but "
+            f"({ours}) in the model"
+        )
+    targets = TARGETS_NOT_FOUND.search(text)
+    if targets:
+        names = re.findall(r"'([^']*)'", targets.group(1))
+        first = f", e.g. {min(names)}" if names else ""
+        return f"none of its {len(names)} target modules is in the model{first}"
+    return one_line(f"{type(exc).__name__}: {text}")
+
+
+def _layers(key: str) -> int:
+    """How many keys a report key such as `layers.{0, 1}.q_proj` stands for."""
+    count = 1
+    for group in re.findall(r"\{([^}]*)\}", key):
+        count *= len(group.split(","))
+    return count

@@ -14,8 +14,9 @@ from typing import Any
 import torch
 
 from runner import sources
+from runner.backends import Logged, Ticker
 from runner.backends.devices import resolve_device, resolve_dtype, torch_dtype
-from runner.backends.quiet import quiet_loading
+from runner.backends.quiet import ADAPTER_FALSE_ALARMS, captured, fold, one_line
 from runner.backends.results import Completion
 from runner.errors import StepError
 from runner.spec.types import Adapter, Generate, Model
@@ -28,10 +29,18 @@ CONFIG_SEED = 0
 class TransformersBackend:
     """One AutoModelForCausalLM and its tokenizer; the interpreter keeps the adapter books."""
 
-    def __init__(self, device: str, dtype: str, trust_remote_code: bool = False) -> None:
+    def __init__(
+        self,
+        device: str,
+        dtype: str,
+        trust_remote_code: bool = False,
+        ticker: Ticker | None = None,
+    ) -> None:
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype, self.device)
         self.trust_remote_code = trust_remote_code
+        self.ticker: Ticker = ticker or Logged()
+        self.model_path = ""  # as the spec writes it, for messages
         self.model: Any = None
         self.tokenizer: Any = None
 
@@ -39,6 +48,7 @@ class TransformersBackend:
         """Load a local folder or the hub id `model.path`; an adapter folder loads the base
         its adapter_config.json names, with the adapter attached as `default`."""
         trust = model.trust_remote_code or self.trust_remote_code
+        self.model_path = model.path
         folder = sources.adapter_folder(local)
         if folder is None:
             # transformers itself attaches the adapter of a hub adapter repository
@@ -57,7 +67,7 @@ class TransformersBackend:
         known = set(getattr(self.model, "peft_config", None) or {})
         before = self.model.active_adapters() if known else []
         try:
-            with quiet_loading():
+            with captured(self.ticker.verbose) as said:
                 if adapter.config is not None:
                     self._add_from_config(adapter)
                 else:
@@ -65,11 +75,12 @@ class TransformersBackend:
             self.model.set_adapter(adapter.name)
         except BaseException:
             if adapter.name not in known and adapter.name in getattr(self.model, "peft_config", {}):
-                with quiet_loading():
+                with captured(self.ticker.verbose):
                     self.model.delete_adapter(adapter.name)
                 if before:
                     self.model.set_adapter(before)
             raise
+        fold(self.ticker, f"adapter '{adapter.name}'", said, ADAPTER_FALSE_ALARMS)
         self.model.eval()  # new adapter modules (dropout) start in training mode
 
     def set_adapters(self, weights: dict[str, float]) -> None:
@@ -112,12 +123,15 @@ class TransformersBackend:
             batch = self.tokenizer(prompts, padding=True, return_tensors="pt")
         input_ids = batch["input_ids"].to(self.device)
         torch.manual_seed(step.seed)
-        out = self.model.generate(
-            input_ids=input_ids,
-            attention_mask=batch["attention_mask"].to(self.device),
-            pad_token_id=self.tokenizer.pad_token_id,
-            **args,
-        )
+        with captured(self.ticker.verbose) as said:
+            out = self.model.generate(
+                input_ids=input_ids,
+                attention_mask=batch["attention_mask"].to(self.device),
+                pad_token_id=self.tokenizer.pad_token_id,
+                stopping_criteria=self._counter(input_ids.shape[1], args),
+                **args,
+            )
+        fold(self.ticker, "generate", said)
         eos = self.model.generation_config.eos_token_id
         stops = set(eos if isinstance(eos, list) else [eos])
         completions = []
@@ -135,14 +149,16 @@ class TransformersBackend:
 
         kwargs: dict[str, Any] = {"revision": revision, "trust_remote_code": trust}
         try:
-            model: Any = AutoModelForCausalLM.from_pretrained(
-                source, dtype=torch_dtype(self.dtype), **kwargs
-            )
-            if tokenizer is not None:
-                kwargs["revision"] = None  # a local adapter folder has no revisions
-            self.tokenizer = AutoTokenizer.from_pretrained(tokenizer or source, **kwargs)
+            with captured(self.ticker.verbose) as said:
+                model: Any = AutoModelForCausalLM.from_pretrained(
+                    source, dtype=torch_dtype(self.dtype), **kwargs
+                )
+                if tokenizer is not None:
+                    kwargs["revision"] = None  # a local adapter folder has no revisions
+                self.tokenizer = AutoTokenizer.from_pretrained(tokenizer or source, **kwargs)
         except OSError as error:
-            raise StepError(f"cannot load model {source!r}: {error}") from error
+            raise StepError(f"cannot load model {source!r}: {one_line(str(error))}") from error
+        fold(self.ticker, f"model {self.model_path or source}", said)
         self.model = model.to(self.device).eval()
         self.tokenizer.padding_side = "left"  # decoder-only models continue at the right edge
         if self.tokenizer.pad_token is None:
@@ -173,21 +189,40 @@ class TransformersBackend:
             )
         except ValueError as error:  # e.g. its target modules are not in this model
             raise StepError(f"cannot attach it to the model: {error}") from error
-        problems = [
+        shapes = [
             f"{k} is {tuple(f)} in the file but {tuple(m)} in the model"
             for k, f, m in sorted(info.mismatched_keys)
         ]
-        problems += [
-            f"{k} is missing from the file"
+        extra = sorted(info.unexpected_keys)
+        missing = [
+            k
             for k in sorted(info.missing_keys)
             if any(p.startswith("lora_") and n == adapter.name for p, n in pairwise(k.split(".")))
         ]
-        problems += [f"{k} has no place in the model" for k in sorted(info.unexpected_keys)]
-        if problems:
-            more = "; ..." if len(problems) > 3 else ""
-            raise StepError(
-                f"{weights.name} does not fit the model: {'; '.join(problems[:3])}{more}"
-            )
+        for problems, what in (
+            (shapes, "have other shapes, e.g."),
+            (extra, "have no place in the model, e.g."),
+            (missing, "are missing from the file, e.g."),
+        ):
+            if problems:  # one line: the libraries' own reports list every layer
+                raise StepError(
+                    f"{weights.name} does not fit the model {self.model_path}: "
+                    f"{len(problems)} weights {what} {problems[0]}"
+                )
+
+    def _counter(self, prompt: int, args: dict[str, Any]) -> Any:
+        """A stopping criterion that never stops: it counts new tokens for the ticker."""
+        from transformers import StoppingCriteria, StoppingCriteriaList
+
+        total = args.get("max_new_tokens", self.model.generation_config.max_new_tokens)
+        ticker = self.ticker
+
+        class Count(StoppingCriteria):
+            def __call__(self, input_ids: torch.Tensor, scores: Any, **kwargs: Any) -> Any:
+                ticker.tick(input_ids.shape[1] - prompt, total, "new tokens")
+                return torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+
+        return StoppingCriteriaList([Count()])
 
 
 def _adapter_files(adapter: Adapter, local: Path | None) -> tuple[Path, Path]:

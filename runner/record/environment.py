@@ -12,6 +12,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from runner import DISTRIBUTION
+
 LIBRARIES = (
     "torch",
     "transformers",
@@ -23,7 +25,7 @@ LIBRARIES = (
     "numpy",
     "pillow",
     "tokenizers",
-    "runner",
+    DISTRIBUTION,
 )
 # Environment variables that can change results (NVIDIA_TF32_OVERRIDE: matmul precision).
 ENV_VARS = (
@@ -44,7 +46,7 @@ def library_version(name: str) -> str | None:
     try:
         return metadata.version(name)
     except metadata.PackageNotFoundError:
-        if name == "runner":  # run from a source tree that is not installed
+        if name == DISTRIBUTION:  # run from a source tree that is not installed
             from runner import __version__
 
             return __version__

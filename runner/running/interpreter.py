@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from runner import sources
-from runner.backends import Backend, create_backend
+from runner.backends import Backend, Ticker, create_backend
 from runner.errors import Interrupted, RunnerError, StepError
 from runner.record import manifest as m
 from runner.record.recorder import Recorder
@@ -127,6 +127,7 @@ def execute(
     out: Path,
     overrides: Overrides = Overrides(),
     progress: Callable[[str], None] = lambda line: None,
+    ticker: Ticker | None = None,  # progress within a step, and the libraries' notes
 ) -> Path:
     """Run SPEC into a new run directory under OUT and return it.
 
@@ -136,7 +137,7 @@ def execute(
     recorder = Recorder.start(out, spec)
     index, where = 0, f"{spec.file}:{spec.model.line}: model"
     try:
-        ctx = Context(spec, *_prepare(spec, recorder, overrides), recorder)
+        ctx = Context(spec, *_prepare(spec, recorder, overrides, ticker), recorder)
         for index, step in enumerate(spec.steps, start=1):
             ctx.index, where = index, f"{spec.file}:{step.line}: step {index} ({step.op})"
             _run_step(ctx, step, progress)
@@ -155,7 +156,9 @@ def execute(
     return recorder.run
 
 
-def _prepare(spec: Spec, recorder: Recorder, overrides: Overrides) -> tuple[Backend, State]:
+def _prepare(
+    spec: Spec, recorder: Recorder, overrides: Overrides, ticker: Ticker | None = None
+) -> tuple[Backend, State]:
     """Settings, environment and the model; an adapter folder as model brings `default`."""
     from runner.record.environment import apply_determinism, capture
     from runner.record.identity import identify
@@ -169,6 +172,7 @@ def _prepare(spec: Spec, recorder: Recorder, overrides: Overrides) -> tuple[Back
         overrides.device or spec.device,
         overrides.dtype or spec.dtype,
         spec.model.trust_remote_code,
+        ticker,
     )
     environment = capture(backend.device)
     settings = m.Settings(

@@ -1,0 +1,84 @@
+"""What the libraries say while a backend works becomes at most one short note."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+
+import pytest
+
+from runner.backends.quiet import ADAPTER_FALSE_ALARMS, captured, fold
+
+
+class Notes:
+    verbose = False
+
+    def __init__(self) -> None:
+        self.notes: list[str] = []
+
+    def tick(self, done: int, total: int | None, unit: str) -> None:
+        pass
+
+    def note(self, text: str) -> None:
+        self.notes.append(text)
+
+
+REPORT = (
+    "\x1b[1mLlamaForCausalLM LOAD REPORT\x1b[0m from: base\n"
+    "Key                         | Status     |\n"
+    "----------------------------+------------+\n"
+    "model.layers.{0, 1}.q.weight | MISSING    |\n"
+    "model.layers.{0, 1}.k.weight | MISSING    |\n"
+    "lm_head.extra               | UNEXPECTED |\n"
+)
+
+
+def test_logged_and_warned_messages_are_caught_not_printed(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    library = logging.getLogger("diffusers.loaders.peft")
+    root = logging.getLogger("diffusers")
+    handlers, level = root.handlers[:], root.level
+    with captured() as said:
+        library.warning("Loading adapter weights led to unexpected keys: %s", "a, b")
+        library.info("not worth a note")
+        warnings.warn("a LoRA for a module that is not there", UserWarning, stacklevel=1)
+        warnings.warn("use dtype instead", FutureWarning, stacklevel=1)
+    assert said == [
+        "Loading adapter weights led to unexpected keys: a, b",
+        "a LoRA for a module that is not there",
+    ]
+    assert (root.handlers, root.level) == (handlers, level)  # put back as they were
+    assert capsys.readouterr().err == ""
+
+
+def test_verbose_catches_nothing() -> None:
+    with captured(verbose=True) as said, pytest.warns(UserWarning):
+        warnings.warn("shown as the library meant", UserWarning, stacklevel=1)
+    assert said == []
+
+
+def test_one_note_cut_short_and_counting_the_rest() -> None:
+    ticker = Notes()
+    said = ["x " * 300, "second", "second", "third"]
+    fold(ticker, "adapter 'a'", said)
+    (note,) = ticker.notes
+    assert note.startswith("adapter 'a': x x x") and "\n" not in note
+    assert note.endswith("... (and 2 more; --verbose shows them)")
+    assert len(note) < 260
+
+
+def test_false_alarms_make_no_note_and_a_load_report_becomes_its_counts() -> None:
+    ticker = Notes()
+    fold(
+        ticker,
+        "adapter 'a'",
+        [REPORT, "Already found a `peft_config` attribute"],
+        ADAPTER_FALSE_ALARMS,
+    )
+    fold(ticker, "adapter 'a'", ["`CLIPImageProcessor` requires torchvision (not installed)"])
+    assert ticker.notes == []
+    fold(ticker, "model base", [REPORT])
+    assert ticker.notes == [
+        "model base: LlamaForCausalLM LOAD REPORT from: base: 2 missing, 1 unexpected"
+    ]
