@@ -12,6 +12,7 @@ import json
 import os
 import re
 from pathlib import Path
+from typing import Any
 
 from runner import builtin
 from runner.errors import RunnerError
@@ -129,6 +130,34 @@ def base_of(folder: Path) -> tuple[str, str | None]:
         return str((folder / base).resolve()), None
     revision = config.get("revision")  # peft records the base model's revision here
     return base, revision if isinstance(revision, str) else None
+
+
+MODEL_INDEX = "model_index.json"
+
+
+def pipeline_components(folder: Path | str | None) -> tuple[str, list[str]] | None:
+    """(pipeline class, component names) of a diffusers pipeline folder, from its
+    model_index.json; None for anything else, or an index that cannot be read."""
+    if folder is None or not (Path(folder) / MODEL_INDEX).is_file():
+        return None
+    try:
+        index = json.loads((Path(folder) / MODEL_INDEX).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return components_in(index) if isinstance(index, dict) else None
+
+
+def components_in(index: dict[str, Any]) -> tuple[str, list[str]]:
+    """(pipeline class, component names) a model_index.json mapping lists."""
+    names = sorted(k for k, v in index.items() if not k.startswith("_") and isinstance(v, list))
+    return str(index.get("_class_name", "the pipeline")), names
+
+
+def unknown_component(name: str, pipeline: str, components: list[str]) -> str | None:
+    """Why NAME cannot be left out of PIPELINE: it is none of its components; else None."""
+    if name in components:
+        return None
+    return f"{pipeline} has no component '{name}'; its components: {', '.join(components)}"
 
 
 def model_source(model: Model, base_dir: Path) -> str:

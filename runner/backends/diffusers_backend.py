@@ -12,11 +12,12 @@ from diffusers import DiffusionPipeline
 from safetensors import SafetensorError
 
 from runner import sources
+from runner.backends import scheduling
 from runner.backends.devices import resolve_device, resolve_dtype, torch_dtype
 from runner.backends.quiet import quiet_loading
-from runner.backends.results import Picture
+from runner.backends.results import ModelSetup, Picture
 from runner.errors import StepError
-from runner.spec.types import Adapter, Generate, Model
+from runner.spec.types import Adapter, Generate, Model, Scheduler
 
 # diffusers' own preferred file name when a folder holds several weight files.
 STANDARD_NAME = "pytorch_lora_weights.safetensors"
@@ -60,22 +61,59 @@ class DiffusersBackend:
         self.dtype = resolve_dtype(dtype, self.device)
         self.trust_remote_code = trust_remote_code
         self.pipe: Any = None  # the DiffusionPipeline, once load_model ran
+        self.own_scheduler: Any = None  # the scheduler the pipeline came with: the base config
+        self.scheduler: Any = None  # the model's scheduler: every step without its own runs it
+        self.left_out: tuple[str, ...] = ()  # components loaded as None
 
     def load_model(self, model: Model, local: Path | str | None) -> None:
-        """Load the pipeline from `local` (a folder or hub id), or from `model.path` when None."""
+        """Load the pipeline from `local` (a folder or hub id), or from `model.path` when None,
+        with `model.components` left out and `model.scheduler` in place of its own."""
+        source = str(local) if local is not None else model.path
+        self._check_components(model, source)
+        if model.scheduler is not None:  # a misspelt key fails before the weights load
+            cls = scheduling.scheduler_class(model.scheduler.type)
+            scheduling.check_options(cls, model.scheduler.options)
         with warnings.catch_warnings():
             # `dtype` replaces `torch_dtype` only in recent diffusers; the old name works in all.
             warnings.filterwarnings("ignore", ".*torch_dtype.*", FutureWarning)
             pipe = DiffusionPipeline.from_pretrained(
-                str(local) if local is not None else model.path,
+                source,
                 revision=model.revision,
                 variant=model.variant,
                 torch_dtype=torch_dtype(self.dtype),
                 trust_remote_code=self.trust_remote_code,
+                **dict.fromkeys(model.components),  # as from_pretrained(text_encoder_3=None)
             )
         pipe.to(self.device)
         pipe.set_progress_bar_config(disable=None)  # tqdm's default: shown on a terminal only
-        self.pipe = pipe
+        self.pipe, self.left_out = pipe, model.components
+        self.own_scheduler = self.scheduler = getattr(pipe, "scheduler", None)
+        if model.scheduler is not None:
+            if self.own_scheduler is None:
+                raise StepError(f"{type(pipe).__name__} has no scheduler to replace")
+            pipe.scheduler = self.scheduler = scheduling.build(
+                model.scheduler, self.own_scheduler.config
+            )
+
+    def _check_components(self, model: Model, source: str) -> None:
+        """Every component left out must be one of the pipeline's: diffusers ignores others."""
+        if not model.components:
+            return
+        found = sources.pipeline_components(source)
+        if found is None:  # a hub id: its model_index.json alone
+            index = DiffusionPipeline.load_config(source, revision=model.revision)
+            found = sources.components_in(dict(index))
+        for name in model.components:
+            problem = sources.unknown_component(name, *found)
+            if problem:
+                raise StepError(problem)
+
+    def setup(self) -> ModelSetup:
+        """The model's scheduler and the components left out."""
+        return ModelSetup(
+            scheduler=scheduling.used(self.scheduler) if self.scheduler is not None else None,
+            components_left_out=self.left_out,
+        )
 
     def adapters(self) -> set[str]:
         """Every adapter name loaded into any component of the pipeline."""
@@ -139,6 +177,12 @@ class DiffusersBackend:
         """One pipeline call; image k of the step draws from a CPU generator seeded seed + k."""
         pipe = self.pipe
         args = dict(step.args)
+        own = args.pop("scheduler", None)  # this step's own scheduler, as the spec wrote it
+        scheduler = self.scheduler
+        if own is not None:
+            if self.own_scheduler is None:
+                raise StepError(f"{type(pipe).__name__} has no scheduler to replace")
+            scheduler = scheduling.build(Scheduler.from_written(own), self.own_scheduler.config)
         per_prompt = int(args.pop("num_images_per_prompt", 1))
         lora_scale = args.pop("lora_scale", None)
         accepted = inspect.signature(pipe.__call__).parameters
@@ -154,6 +198,7 @@ class DiffusersBackend:
             args["negative_prompt"] = [args["negative_prompt"]] * len(step.prompts)
         count = len(step.prompts) * per_prompt
         generators = [torch.Generator("cpu").manual_seed(step.seed + k) for k in range(count)]
+        pipe.scheduler = scheduler
         try:
             images = pipe(
                 prompt=list(step.prompts),
@@ -164,6 +209,17 @@ class DiffusersBackend:
             ).images
         except ValueError as exc:  # the pipeline's own checks of its arguments
             raise StepError(f"{type(pipe).__name__}: {exc}") from exc
+        except Exception as exc:
+            if not self.left_out:
+                raise
+            # A pipeline that needs a component it was loaded without fails in its own way.
+            text = str(exc).strip().splitlines()
+            reason = f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")
+            raise StepError(
+                f"{type(pipe).__name__} with {', '.join(self.left_out)} left out: {reason}"
+            ) from exc
+        finally:
+            pipe.scheduler = self.scheduler  # the next step runs the model's scheduler again
         for side in ("width", "height"):
             # StableDiffusionPipeline ignores a height given without a width, and vice versa.
             if side in args and getattr(images[0], side) != args[side]:
@@ -181,14 +237,16 @@ class DiffusersBackend:
             "num_inference_steps": used("num_inference_steps"),
             "guidance_scale": used("guidance_scale"),
             "lora_scale": 1.0 if lora_scale is None else float(lora_scale),
-            "scheduler": type(pipe.scheduler).__name__,
+            "scheduler": type(scheduler).__name__,
         }
+        drawn_with = scheduling.used(scheduler)
         return [
             Picture(
                 image,
                 step.prompts[k // per_prompt],
                 step.seed + k,
                 {**params, "width": image.width, "height": image.height},
+                drawn_with,
             )
             for k, image in enumerate(images)
         ]

@@ -53,7 +53,24 @@ def _model(doc: Document, model: dict[str, Any], base_dir: Path) -> list[Located
     path = model.get("path")
     if not isinstance(path, str):
         return []
-    return _source(doc, ("model", "path"), path, base_dir, kind="model", family=model.get("family"))
+    problems = _source(
+        doc, ("model", "path"), path, base_dir, kind="model", family=model.get("family")
+    )
+    return problems + _components(doc, model, on_disk(path, base_dir))
+
+
+def _components(doc: Document, model: dict[str, Any], local: Path | None) -> list[Located]:
+    """Components left out must be components of the pipeline, where its folder tells."""
+    left_out = model.get("components")
+    found = sources.pipeline_components(local)
+    if not isinstance(left_out, dict) or found is None:
+        return []
+    pipeline, names = found
+    return [
+        doc.problem(("model", "components", name), problem, key=True)
+        for name in left_out
+        if (problem := sources.unknown_component(str(name), pipeline, names))
+    ]
 
 
 def _source(
