@@ -11,6 +11,8 @@ import contextlib
 import json
 import os
 import re
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -135,29 +137,41 @@ def base_of(folder: Path) -> tuple[str, str | None]:
 MODEL_INDEX = "model_index.json"
 
 
-def pipeline_components(folder: Path | str | None) -> tuple[str, list[str]] | None:
-    """(pipeline class, component names) of a diffusers pipeline folder, from its
-    model_index.json; None for anything else, or an index that cannot be read."""
+@dataclass(frozen=True)
+class PipelineIndex:
+    """What a diffusers pipeline's model_index.json says: its class and its components."""
+
+    pipeline: str
+    components: tuple[str, ...]
+    saved_without: tuple[str, ...] = ()  # saved as [null, null], e.g. text_encoder_3=None
+
+    @classmethod
+    def of(cls, index: Mapping[str, Any]) -> PipelineIndex:
+        entries = {k: v for k, v in index.items() if not k.startswith("_") and isinstance(v, list)}
+        empty = (k for k, v in entries.items() if all(part is None for part in v))
+        name = str(index.get("_class_name", "the pipeline"))
+        return cls(name, tuple(sorted(entries)), tuple(sorted(empty)))
+
+    def unknown(self, name: str) -> str | None:
+        """Why NAME cannot be left out: it is none of the pipeline's components; else None."""
+        if name in self.components:
+            return None
+        return (
+            f"{self.pipeline} has no component '{name}'; "
+            f"its components: {', '.join(self.components)}"
+        )
+
+
+def pipeline_index(folder: Path | str | None) -> PipelineIndex | None:
+    """The model_index.json of a diffusers pipeline folder; None for anything else, or an
+    index that cannot be read."""
     if folder is None or not (Path(folder) / MODEL_INDEX).is_file():
         return None
     try:
         index = json.loads((Path(folder) / MODEL_INDEX).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-    return components_in(index) if isinstance(index, dict) else None
-
-
-def components_in(index: dict[str, Any]) -> tuple[str, list[str]]:
-    """(pipeline class, component names) a model_index.json mapping lists."""
-    names = sorted(k for k, v in index.items() if not k.startswith("_") and isinstance(v, list))
-    return str(index.get("_class_name", "the pipeline")), names
-
-
-def unknown_component(name: str, pipeline: str, components: list[str]) -> str | None:
-    """Why NAME cannot be left out of PIPELINE: it is none of its components; else None."""
-    if name in components:
-        return None
-    return f"{pipeline} has no component '{name}'; its components: {', '.join(components)}"
+    return PipelineIndex.of(index) if isinstance(index, dict) else None
 
 
 def model_source(model: Model, base_dir: Path) -> str:

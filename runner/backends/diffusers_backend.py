@@ -69,21 +69,36 @@ class DiffusersBackend:
         """Load the pipeline from `local` (a folder or hub id), or from `model.path` when None,
         with `model.components` left out and `model.scheduler` in place of its own."""
         source = str(local) if local is not None else model.path
-        self._check_components(model, source)
+        index = self._index(model, source)
         if model.scheduler is not None:  # a misspelt key fails before the weights load
             cls = scheduling.scheduler_class(model.scheduler.type)
             scheduling.check_options(cls, model.scheduler.options)
         with warnings.catch_warnings():
             # `dtype` replaces `torch_dtype` only in recent diffusers; the old name works in all.
             warnings.filterwarnings("ignore", ".*torch_dtype.*", FutureWarning)
-            pipe = DiffusionPipeline.from_pretrained(
-                source,
-                revision=model.revision,
-                variant=model.variant,
-                torch_dtype=torch_dtype(self.dtype),
-                trust_remote_code=self.trust_remote_code,
-                **dict.fromkeys(model.components),  # as from_pretrained(text_encoder_3=None)
-            )
+            try:
+                pipe = DiffusionPipeline.from_pretrained(
+                    source,
+                    revision=model.revision,
+                    variant=model.variant,
+                    torch_dtype=torch_dtype(self.dtype),
+                    trust_remote_code=self.trust_remote_code,
+                    **dict.fromkeys(model.components),  # as from_pretrained(text_encoder_3=None)
+                )
+            except ValueError as exc:
+                # "expected [...], but only {...} were passed": a component saved as None
+                missing = [
+                    name
+                    for name in (index.saved_without if index else ())
+                    if name not in model.components and f"'{name}'" in str(exc)
+                ]
+                if not missing:
+                    raise
+                raise StepError(
+                    f"{index.pipeline if index else 'the pipeline'} was saved without "
+                    f"{', '.join(missing)}: leave {'it' if len(missing) == 1 else 'them'} out "
+                    f"with model.components: {{{', '.join(f'{n}: null' for n in missing)}}}"
+                ) from exc
         pipe.to(self.device)
         pipe.set_progress_bar_config(disable=None)  # tqdm's default: shown on a terminal only
         self.pipe, self.left_out = pipe, model.components
@@ -95,18 +110,18 @@ class DiffusersBackend:
                 model.scheduler, self.own_scheduler.config
             )
 
-    def _check_components(self, model: Model, source: str) -> None:
-        """Every component left out must be one of the pipeline's: diffusers ignores others."""
-        if not model.components:
-            return
-        found = sources.pipeline_components(source)
-        if found is None:  # a hub id: its model_index.json alone
-            index = DiffusionPipeline.load_config(source, revision=model.revision)
-            found = sources.components_in(dict(index))
+    def _index(self, model: Model, source: str) -> sources.PipelineIndex | None:
+        """The pipeline's model_index.json; every component left out must be one of its
+        components, as diffusers ignores any other name with a warning."""
+        index = sources.pipeline_index(source)
+        if index is None and model.components:  # a hub id: its model_index.json alone
+            config = DiffusionPipeline.load_config(source, revision=model.revision)
+            index = sources.PipelineIndex.of(dict(config))
         for name in model.components:
-            problem = sources.unknown_component(name, *found)
+            problem = index.unknown(name) if index else None
             if problem:
                 raise StepError(problem)
+        return index
 
     def setup(self) -> ModelSetup:
         """The model's scheduler and the components left out."""

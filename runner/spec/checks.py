@@ -62,14 +62,13 @@ def _model(doc: Document, model: dict[str, Any], base_dir: Path) -> list[Located
 def _components(doc: Document, model: dict[str, Any], local: Path | None) -> list[Located]:
     """Components left out must be components of the pipeline, where its folder tells."""
     left_out = model.get("components")
-    found = sources.pipeline_components(local)
-    if not isinstance(left_out, dict) or found is None:
+    index = sources.pipeline_index(local)
+    if not isinstance(left_out, dict) or index is None:
         return []
-    pipeline, names = found
     return [
         doc.problem(("model", "components", name), problem, key=True)
         for name in left_out
-        if (problem := sources.unknown_component(str(name), pipeline, names))
+        if (problem := index.unknown(str(name)))
     ]
 
 
