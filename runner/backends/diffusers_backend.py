@@ -213,7 +213,8 @@ class DiffusersBackend:
             args["negative_prompt"] = [args["negative_prompt"]] * len(step.prompts)
         count = len(step.prompts) * per_prompt
         generators = [torch.Generator("cpu").manual_seed(step.seed + k) for k in range(count)]
-        pipe.scheduler = scheduler
+        if scheduler is not None:
+            pipe.scheduler = scheduler
         try:
             images = pipe(
                 prompt=list(step.prompts),
@@ -234,7 +235,8 @@ class DiffusersBackend:
                 f"{type(pipe).__name__} with {', '.join(self.left_out)} left out: {reason}"
             ) from exc
         finally:
-            pipe.scheduler = self.scheduler  # the next step runs the model's scheduler again
+            if self.scheduler is not None:  # the next step runs the model's scheduler again
+                pipe.scheduler = self.scheduler
         for side in ("width", "height"):
             # StableDiffusionPipeline ignores a height given without a width, and vice versa.
             if side in args and getattr(images[0], side) != args[side]:
@@ -254,7 +256,7 @@ class DiffusersBackend:
             "lora_scale": 1.0 if lora_scale is None else float(lora_scale),
             "scheduler": type(scheduler).__name__,
         }
-        drawn_with = scheduling.used(scheduler)
+        drawn_with = scheduling.used(scheduler) if scheduler is not None else None
         return [
             Picture(
                 image,

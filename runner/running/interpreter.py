@@ -19,6 +19,7 @@ from runner.errors import Interrupted, RunnerError, StepError
 from runner.record import manifest as m
 from runner.record.recorder import Recorder, scheduler_record
 from runner.record.rundir import output_dir
+from runner.record.samplers import sampler_name
 from runner.spec.types import Disable, Enable, Generate, Load, SetAdapters, Spec, Step
 
 
@@ -85,7 +86,10 @@ def _generate(ctx: Context, step: Generate) -> Made:
     written = ctx.recorder.outputs(folder, results, ctx.state.running)
     made = Made(written, [r.summary() for r in results])
     if "scheduler" in step.args and results and isinstance(results[0], Picture):
-        made.scheduler = results[0].scheduler
+        made.scheduler = record = results[0].scheduler
+        if record is not None:
+            named = sampler_name(record.type, record.config)
+            made.notes.insert(0, f"scheduler {record.type}" + (f" ({named})" if named else ""))
     return made
 
 
