@@ -10,6 +10,8 @@ from __future__ import annotations
 import contextlib
 import json
 import re
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -243,6 +245,46 @@ def base_source(folder: Path) -> tuple[str, str | None]:
     base, revision = adapter_base(folder)
     name = builtin_name(base)
     return (str(builtin.resolve(name)), None) if name is not None else (base, revision)
+
+
+MODEL_INDEX = "model_index.json"
+
+
+@dataclass(frozen=True)
+class PipelineIndex:
+    """What a diffusers pipeline's model_index.json says: its class and its components."""
+
+    pipeline: str
+    components: tuple[str, ...]
+    saved_without: tuple[str, ...] = ()  # saved as [null, null], e.g. text_encoder_3=None
+
+    @classmethod
+    def of(cls, index: Mapping[str, Any]) -> PipelineIndex:
+        entries = {k: v for k, v in index.items() if not k.startswith("_") and isinstance(v, list)}
+        empty = (k for k, v in entries.items() if all(part is None for part in v))
+        name = str(index.get("_class_name", "the pipeline"))
+        return cls(name, tuple(sorted(entries)), tuple(sorted(empty)))
+
+    def unknown(self, name: str) -> str | None:
+        """Why NAME cannot be left out: it is none of the pipeline's components; else None."""
+        if name in self.components:
+            return None
+        return (
+            f"{self.pipeline} has no component '{name}'; "
+            f"its components: {', '.join(self.components)}"
+        )
+
+
+def pipeline_index(folder: Path | str | None) -> PipelineIndex | None:
+    """The model_index.json of a diffusers pipeline folder; None for anything else, or an
+    index that cannot be read."""
+    if folder is None or not (Path(folder) / MODEL_INDEX).is_file():
+        return None
+    try:
+        index = json.loads((Path(folder) / MODEL_INDEX).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return PipelineIndex.of(index) if isinstance(index, dict) else None
 
 
 def model_source(model: Model, base_dir: Path) -> str:

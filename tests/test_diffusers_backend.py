@@ -422,7 +422,7 @@ def test_png_metadata_round_trips(sd: Path, tmp_path: Path) -> None:
     assert (meta["spec_sha256"], meta["runner_version"]) == (sha, "0.1.0")
     assert meta["parameters"] == (
         f"{PROMPT}\nNegative prompt: blurry, dark\n"
-        "Steps: 2, Sampler: DDIMScheduler, CFG scale: 7.5, Seed: 7, Size: 64x64, "
+        "Steps: 2, Sampler: DDIM, CFG scale: 7.5, Seed: 7, Size: 64x64, "
         'Lora weights: "3d: 0.7, cereal: 0.5", Lora scale: 1.0, Version: runner 0.1.0'
     )
     parsed = parse_parameters(meta["parameters"])

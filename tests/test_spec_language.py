@@ -15,7 +15,7 @@ from click.testing import CliRunner
 from runner.cli import main
 from runner.errors import SpecError
 from runner.running.interpreter import OPS
-from runner.spec import schema
+from runner.spec import grammar, schema
 from runner.spec.load import load
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -123,8 +123,15 @@ def test_schema_is_draft07_strict_and_described() -> None:
             return [o for v in node for o in objects(v)]
         return []
 
-    closed = [o for o in objects(doc) if o is not doc["properties"]["steps"]["items"]]
+    # ...but a scheduler's, whose keys are its class's config, checked when it is built
+    def scheduler(o: dict) -> bool:
+        return o.get("properties") is grammar.SCHEDULER["properties"]
+
+    steps = doc["properties"]["steps"]["items"]
+    closed = [o for o in objects(doc) if o is not steps and not scheduler(o)]
     assert closed and all(o.get("additionalProperties") is False for o in closed)
+    schedulers = [o for o in objects(doc) if scheduler(o)]
+    assert schedulers and all("description" in o["additionalProperties"] for o in schedulers)
 
 
 def test_schema_command_prints_the_schema_file() -> None:

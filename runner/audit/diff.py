@@ -70,6 +70,28 @@ def settings_changes(ma: m.Manifest, mb: m.Manifest) -> list[str]:
     return [f"{label(key)} {show(a)} -> {show(b)}" for key, a, b in changes]
 
 
+def scheduler_changes(a: m.SchedulerRecord | None, b: m.SchedulerRecord | None) -> list[str]:
+    """Another scheduler in one line; the same class, each config key that differs."""
+
+    def named(s: m.SchedulerRecord | None) -> str:
+        return "none" if s is None else s.type + (f" ({s.sampler})" if s.sampler else "")
+
+    if a is None or b is None or a.type != b.type:
+        return [] if a == b else [f"scheduler {named(a)} -> {named(b)}"]
+    changes = changed_leaves(a.config, b.config)
+    return [f"scheduler config {' '.join(k)} {show(va)} -> {show(vb)}" for k, va, vb in changes]
+
+
+def setup_changes(ma: m.Manifest, mb: m.Manifest) -> list[str]:
+    """How the model was loaded: scheduler class and config, components left out, attention."""
+    a, b = ma.model_setup or m.ModelSetup(), mb.model_setup or m.ModelSetup()
+    lines = [f"model {line}" for line in scheduler_changes(a.scheduler, b.scheduler)]
+    for key in ("components_left_out", "attn_implementation"):
+        if getattr(a, key) != getattr(b, key):
+            lines.append(f"model {key} {show(getattr(a, key))} -> {show(getattr(b, key))}")
+    return lines
+
+
 def input_changes(ma: m.Manifest, mb: m.Manifest) -> list[str]:
     """Model and adapter identities: path, revision, and each file's sha256."""
     ada, adb = ma.inputs.adapters, mb.inputs.adapters
@@ -116,6 +138,7 @@ def step_changes(ma: m.Manifest, mb: m.Manifest) -> list[str]:
             for sub, va, vb in changed_leaves(getattr(a, key), getattr(b, key)):
                 what = " ".join(sub if key == "arguments" and sub else (key, *sub))
                 lines.append(f"{name}: {what} {show(va)} -> {show(vb)}")
+        lines += [f"{name}: {line}" for line in scheduler_changes(a.scheduler, b.scheduler)]
     return lines
 
 
@@ -134,7 +157,7 @@ def likely_causes(manifest_a: m.Manifest, manifest_b: m.Manifest) -> list[str]:
     """Everything besides the outputs that differs between two runs, phrased for humans."""
     sha_a, sha_b = manifest_a.spec.sha256, manifest_b.spec.sha256
     lines = [f"spec sha256 {show(sha_a)} -> {show(sha_b)}"] if sha_a != sha_b else []
-    for part in (settings_changes, input_changes, environment_changes, step_changes):
+    for part in (settings_changes, setup_changes, input_changes, environment_changes, step_changes):
         lines += part(manifest_a, manifest_b)
     return unique(lines, set())
 
@@ -209,7 +232,7 @@ def diff(run_a: Path, run_b: Path) -> DiffReport:
         run_a=str(run_a),
         run_b=str(run_b),
         spec=spec_diff(run_a, run_b),
-        settings=unique(settings_changes(ma, mb), seen),
+        settings=unique(settings_changes(ma, mb) + setup_changes(ma, mb), seen),
         environment=unique(environment_changes(ma, mb), seen),
         inputs=unique(input_changes(ma, mb), seen),
         steps=unique(step_changes(ma, mb), seen),

@@ -10,7 +10,7 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-from runner.backends.results import Completion, Picture
+from runner.backends.results import Completion, ModelSetup, Picture
 
 if TYPE_CHECKING:
     from runner.spec.types import Adapter, Generate, Model
@@ -48,6 +48,9 @@ class Backend(Protocol):
 
     def load_model(self, model: Model, source: str) -> None:
         """Load the base model from SOURCE: a resolved local folder, or a hub id."""
+
+    def setup(self) -> ModelSetup:
+        """How the model was loaded besides its files (scheduler, components, attention)."""
 
     def load_adapter(self, adapter: Adapter, local: Path | None) -> None:
         """Attach one adapter under its name and make it the only active one.

@@ -13,12 +13,12 @@ from diffusers import DiffusionPipeline
 from safetensors import SafetensorError
 
 from runner import sources
-from runner.backends import Logged, Ticker
+from runner.backends import Logged, Ticker, scheduling
 from runner.backends.devices import resolve_device, resolve_dtype, torch_dtype
 from runner.backends.quiet import ADAPTER_FALSE_ALARMS, ANSI, captured, fold, one_line
-from runner.backends.results import Picture
+from runner.backends.results import ModelSetup, Picture
 from runner.errors import StepError
-from runner.spec.types import Adapter, Generate, Model
+from runner.spec.types import Adapter, Generate, Model, Scheduler
 
 # Where each pipeline family takes the LoRA scale per call (UNet, then transformer pipelines).
 SCALE_KWARGS = ("cross_attention_kwargs", "joint_attention_kwargs", "attention_kwargs")
@@ -71,10 +71,18 @@ class DiffusersBackend:
         self.ticker: Ticker = ticker or Logged()
         self.pipe: Any = None  # the DiffusionPipeline, once load_model ran
         self.model_path = ""  # as the spec writes it, for messages
+        self.own_scheduler: Any = None  # the scheduler the pipeline came with: the base config
+        self.scheduler: Any = None  # the model's scheduler: every step without its own runs it
+        self.left_out: tuple[str, ...] = ()  # components loaded as None
 
     def load_model(self, model: Model, local: Path | str | None) -> None:
-        """Load the pipeline from `local` (a folder or hub id), or from `model.path` when None."""
+        """Load the pipeline from `local` (a folder or hub id), or from `model.path` when None,
+        with `model.components` left out and `model.scheduler` in place of its own."""
         source = str(local) if local is not None else model.path
+        index = self._index(model, source)
+        if model.scheduler is not None:  # a misspelt key fails before the weights load
+            cls = scheduling.scheduler_class(model.scheduler.type)
+            scheduling.check_options(cls, model.scheduler.options)
         with captured(self.ticker.verbose) as said, warnings.catch_warnings():
             # `dtype` replaces `torch_dtype` only in recent diffusers; the old name works in all.
             warnings.filterwarnings("ignore", ".*torch_dtype.*", FutureWarning)
@@ -85,15 +93,56 @@ class DiffusersBackend:
                     variant=model.variant,
                     torch_dtype=torch_dtype(self.dtype),
                     trust_remote_code=self.trust_remote_code,
+                    **dict.fromkeys(model.components),  # as from_pretrained(text_encoder_3=None)
                 )
             except OSError as exc:
                 raise StepError(f"cannot load pipeline {source!r}: {root_cause(exc)}") from exc
+            except ValueError as exc:
+                # "expected [...], but only {...} were passed": a component saved as None
+                missing = [
+                    name
+                    for name in (index.saved_without if index else ())
+                    if name not in model.components and f"'{name}'" in str(exc)
+                ]
+                if not missing:
+                    raise
+                raise StepError(
+                    f"{index.pipeline if index else 'the pipeline'} was saved without "
+                    f"{', '.join(missing)}: leave {'it' if len(missing) == 1 else 'them'} out "
+                    f"with model.components: {{{', '.join(f'{n}: null' for n in missing)}}}"
+                ) from exc
         fold(self.ticker, f"model {model.path}", said)
         pipe.to(self.device)
         # The runner shows its own progress (through the ticker); verbose: tqdm's default.
         pipe.set_progress_bar_config(disable=None if self.ticker.verbose else True)
-        self.pipe = pipe
-        self.model_path = model.path
+        self.pipe, self.left_out, self.model_path = pipe, model.components, model.path
+        self.own_scheduler = self.scheduler = getattr(pipe, "scheduler", None)
+        if model.scheduler is not None:
+            if self.own_scheduler is None:
+                raise StepError(f"{type(pipe).__name__} has no scheduler to replace")
+            pipe.scheduler = self.scheduler = scheduling.build(
+                model.scheduler, self.own_scheduler.config
+            )
+
+    def _index(self, model: Model, source: str) -> sources.PipelineIndex | None:
+        """The pipeline's model_index.json; every component left out must be one of its
+        components, as diffusers ignores any other name with a warning."""
+        index = sources.pipeline_index(source)
+        if index is None and model.components:  # a hub id: its model_index.json alone
+            config = DiffusionPipeline.load_config(source, revision=model.revision)
+            index = sources.PipelineIndex.of(dict(config))
+        for name in model.components:
+            problem = index.unknown(name) if index else None
+            if problem:
+                raise StepError(problem)
+        return index
+
+    def setup(self) -> ModelSetup:
+        """The model's scheduler and the components left out."""
+        return ModelSetup(
+            scheduler=scheduling.used(self.scheduler) if self.scheduler is not None else None,
+            components_left_out=self.left_out,
+        )
 
     def adapters(self) -> set[str]:
         """Every adapter name loaded into any component of the pipeline."""
@@ -160,6 +209,12 @@ class DiffusersBackend:
         """One pipeline call; image k of the step draws from a CPU generator seeded seed + k."""
         pipe = self.pipe
         args = dict(step.args)
+        own = args.pop("scheduler", None)  # this step's own scheduler, as the spec wrote it
+        scheduler = self.scheduler
+        if own is not None:
+            if self.own_scheduler is None:
+                raise StepError(f"{type(pipe).__name__} has no scheduler to replace")
+            scheduler = scheduling.build(Scheduler.from_written(own), self.own_scheduler.config)
         per_prompt = int(args.pop("num_images_per_prompt", 1))
         lora_scale = args.pop("lora_scale", None)
         accepted = inspect.signature(pipe.__call__).parameters
@@ -178,6 +233,8 @@ class DiffusersBackend:
         generators = [torch.Generator("cpu").manual_seed(step.seed + k) for k in range(count)]
         if "callback_on_step_end" in accepted:
             args["callback_on_step_end"] = self._tick
+        if scheduler is not None:
+            pipe.scheduler = scheduler
         try:
             with captured(self.ticker.verbose) as said:
                 images = pipe(
@@ -189,6 +246,17 @@ class DiffusersBackend:
                 ).images
         except ValueError as exc:  # the pipeline's own checks of its arguments
             raise StepError(f"{type(pipe).__name__}: {one_line(str(exc))}") from exc
+        except Exception as exc:
+            if not self.left_out:
+                raise
+            # A pipeline that needs a component it was loaded without fails in its own way.
+            raise StepError(
+                f"{type(pipe).__name__} with {', '.join(self.left_out)} left out: "
+                f"{one_line(f'{type(exc).__name__}: {exc}')}"
+            ) from exc
+        finally:
+            if self.scheduler is not None:  # the next step runs the model's scheduler again
+                pipe.scheduler = self.scheduler
         fold(self.ticker, type(pipe).__name__, said)
         for side in ("width", "height"):
             # StableDiffusionPipeline ignores a height given without a width, and vice versa.
@@ -206,8 +274,9 @@ class DiffusersBackend:
             "num_inference_steps": used("num_inference_steps"),
             "guidance_scale": used("guidance_scale"),
             "lora_scale": 1.0 if lora_scale is None else float(lora_scale),
-            "scheduler": type(pipe.scheduler).__name__,
+            "scheduler": type(scheduler).__name__,
         }
+        drawn_with = scheduling.used(scheduler) if scheduler is not None else None
         return [
             Picture(
                 image,
@@ -219,6 +288,7 @@ class DiffusersBackend:
                     "width": image.width,
                     "height": image.height,
                 },
+                drawn_with,
             )
             for k, image in enumerate(images)
         ]

@@ -23,6 +23,23 @@ class Completion:
 
 
 @dataclass(frozen=True)
+class SchedulerUsed:
+    """A diffusers scheduler as it ran: its class and its config, as JSON-ready data."""
+
+    type: str
+    config: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ModelSetup:
+    """How the base model was loaded, besides its files: what the manifest records."""
+
+    scheduler: SchedulerUsed | None = None  # diffusers: the model's scheduler
+    components_left_out: tuple[str, ...] = ()  # diffusers: loaded as from_pretrained(name=None)
+    attn_implementation: str | None = None  # transformers: the attention in use
+
+
+@dataclass(frozen=True)
 class Picture:
     """One generated image and what made it."""
 
@@ -30,6 +47,7 @@ class Picture:
     prompt: str
     seed: int
     params: dict[str, Any] = field(default_factory=dict)  # negative_prompt, steps, size...
+    scheduler: SchedulerUsed | None = None  # the scheduler that drew it
 
     def summary(self) -> str:
         return f"{self.prompt!r} seed {self.seed}"

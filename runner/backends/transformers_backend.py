@@ -7,6 +7,7 @@ weights are peft's per-layer `set_scale`, as diffusers' `set_weights_and_activat
 from __future__ import annotations
 
 import pickle
+import re
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ from runner import sources
 from runner.backends import Logged, Ticker
 from runner.backends.devices import resolve_device, resolve_dtype, torch_dtype
 from runner.backends.quiet import ADAPTER_FALSE_ALARMS, captured, fold, one_line
-from runner.backends.results import Completion
+from runner.backends.results import Completion, ModelSetup
 from runner.errors import StepError
 from runner.spec.types import Adapter, Generate, Model
 
@@ -43,12 +44,14 @@ class TransformersBackend:
         self.model_path = ""  # as the spec writes it, for messages
         self.model: Any = None
         self.tokenizer: Any = None
+        self.attn_implementation: str | None = None  # as the spec asks; None: transformers'
 
     def load_model(self, model: Model, local: Path | str | None) -> None:
         """Load a local folder or the hub id `model.path`; an adapter folder loads the base
         its adapter_config.json names, with the adapter attached as `default`."""
         trust = model.trust_remote_code or self.trust_remote_code
         self.model_path = model.path
+        self.attn_implementation = model.attn_implementation
         folder = sources.adapter_folder(local)
         if folder is None:
             # transformers itself attaches the adapter of a hub adapter repository
@@ -58,6 +61,10 @@ class TransformersBackend:
         has_tokenizer = (folder / "tokenizer_config.json").is_file()
         self._load_base(base, revision, trust, str(folder) if has_tokenizer else None)
         self.load_adapter(Adapter(name="default", path=str(folder)), folder)
+
+    def setup(self) -> ModelSetup:
+        """The attention implementation the model runs (transformers' choice when not asked)."""
+        return ModelSetup(attn_implementation=self.model.config._attn_implementation)
 
     def load_adapter(self, adapter: Adapter, local: Path | None) -> None:
         """Attach the adapter and make it the only active one; on failure leave no trace."""
@@ -148,16 +155,29 @@ class TransformersBackend:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         kwargs: dict[str, Any] = {"revision": revision, "trust_remote_code": trust}
+        # Only when asked: left out, transformers chooses (sdpa where torch has it).
+        attention = {"attn_implementation": self.attn_implementation}
         try:
             with captured(self.ticker.verbose) as said:
                 model: Any = AutoModelForCausalLM.from_pretrained(
-                    source, dtype=torch_dtype(self.dtype), **kwargs
+                    source,
+                    dtype=torch_dtype(self.dtype),
+                    **kwargs,
+                    **(attention if self.attn_implementation else {}),
                 )
                 if tokenizer is not None:
                     kwargs["revision"] = None  # a local adapter folder has no revisions
                 self.tokenizer = AutoTokenizer.from_pretrained(tokenizer or source, **kwargs)
         except OSError as error:
             raise StepError(f"cannot load model {source!r}: {one_line(str(error))}") from error
+        except (ImportError, ValueError) as error:
+            reason = str(error).strip().splitlines()[0] if str(error).strip() else ""
+            if not self.attn_implementation or not re.search(r"(?i)attention|attn", reason):
+                raise
+            # e.g. flash_attention_2 without the flash-attn package or a CUDA GPU
+            raise StepError(
+                f"attn_implementation {self.attn_implementation} cannot be used here: {reason}"
+            ) from error
         fold(self.ticker, f"model {self.model_path or source}", said)
         self.model = model.to(self.device).eval()
         self.tokenizer.padding_side = "left"  # decoder-only models continue at the right edge

@@ -36,6 +36,24 @@ class Output:
 
 
 @dataclass
+class SchedulerRecord:
+    """A diffusers scheduler as it ran: class, full config after overrides, sampler name."""
+
+    type: str
+    config: dict[str, Any] = field(default_factory=dict)  # non-finite numbers as "inf", "nan"
+    sampler: str | None = None  # the usual (AUTOMATIC1111) name where one matches
+
+
+@dataclass
+class ModelSetup:
+    """How the base model was loaded besides its files."""
+
+    scheduler: SchedulerRecord | None = None  # diffusers: the model's scheduler
+    components_left_out: list[str] = field(default_factory=list)  # diffusers
+    attn_implementation: str | None = None  # transformers: the attention the model runs
+
+
+@dataclass
 class StepRecord:
     """One step as it ran."""
 
@@ -49,6 +67,7 @@ class StepRecord:
     active_adapters: dict[str, float] | None = None  # None while disabled
     outputs: list[Output] = field(default_factory=list)
     execution: dict[str, Any] = field(default_factory=dict)  # how the step was carried out
+    scheduler: SchedulerRecord | None = None  # the step's own scheduler, when it set one
 
 
 @dataclass
@@ -105,6 +124,7 @@ class Manifest:
     environment: dict[str, Any] = field(default_factory=dict)
     settings: Settings | None = None
     inputs: Inputs = field(default_factory=Inputs)
+    model_setup: ModelSetup | None = None  # scheduler, components left out, attention
     steps: list[StepRecord] = field(default_factory=list)
     error: Failure | None = None
     schema_version: int = SCHEMA_VERSION

@@ -17,6 +17,7 @@ from PIL import Image
 from PIL.PngImagePlugin import PngImageFile, PngInfo
 
 from runner.record.files import write_atomic
+from runner.record.samplers import sampler_name
 
 if TYPE_CHECKING:
     from runner.backends.results import Picture
@@ -41,12 +42,20 @@ def _text(value: Any) -> str:
     return "" if value is None else json.dumps(value, ensure_ascii=False, allow_nan=False)
 
 
+def sampler(picture: Picture) -> str | None:
+    """The sampler's usual name (`DPM++ 2M Karras`) where one matches, else its class name."""
+    used = picture.scheduler
+    if used is None:
+        return picture.params.get("scheduler")
+    return sampler_name(used.type, used.config) or used.type
+
+
 def infotext(picture: Picture, adapters: dict[str, float] | None, runner_version: str) -> str:
     """The `parameters` text AUTOMATIC1111 writes: prompt, negative prompt, then settings."""
     params = picture.params
     fields: dict[str, Any] = {
         "Steps": params.get("num_inference_steps"),
-        "Sampler": params.get("scheduler"),
+        "Sampler": sampler(picture),
         "CFG scale": params.get("guidance_scale"),
         "Seed": picture.seed,
         "Size": f"{params.get('width')}x{params.get('height')}",
@@ -105,6 +114,7 @@ def png_bytes(
         "size": f"{params.get('width')}x{params.get('height')}",
         "lora_scale": str(params.get("lora_scale")),
         "adapters": json.dumps(adapters, allow_nan=False),
+        **_scheduler_chunks(picture),
         "spec_sha256": spec_sha256,
         "runner_version": runner_version,
         "parameters": infotext(picture, adapters, runner_version),
@@ -116,6 +126,17 @@ def png_bytes(
     # Fixed settings and no timestamp chunk: the same picture gives the same bytes.
     picture.image.save(buffer, format="PNG", pnginfo=info, compress_level=6)
     return buffer.getvalue()
+
+
+def _scheduler_chunks(picture: Picture) -> dict[str, str]:
+    """The scheduler exactly, for programs: its class and its full config as JSON."""
+    used = picture.scheduler
+    if used is None:
+        return {}
+    return {
+        "scheduler": used.type,
+        "scheduler_config": json.dumps(used.config, sort_keys=True, allow_nan=False),
+    }
 
 
 def save_png(picture: Picture, path: Path, **provenance: Any) -> None:

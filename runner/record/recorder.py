@@ -15,10 +15,11 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from runner import __version__
-from runner.backends.results import Completion, Picture
+from runner.backends.results import Completion, ModelSetup, Picture, SchedulerUsed
 from runner.record import manifest as m
 from runner.record import rundir
 from runner.record.files import sha256_bytes, write_atomic
+from runner.record.samplers import sampler_name
 from runner.spec.types import Adapter, Spec, resolved
 
 SYNC_SECONDS = 0.5
@@ -77,11 +78,21 @@ class Recorder:
             self.manifest.steps = steps
 
     def prepared(
-        self, environment: dict[str, Any], settings: m.Settings, model: m.Identity
+        self,
+        environment: dict[str, Any],
+        settings: m.Settings,
+        model: m.Identity,
+        setup: ModelSetup | None = None,
     ) -> None:
-        """The environment, settings and model identity, once the model is loaded."""
+        """The environment, settings, model identity and setup, once the model is loaded."""
         self.manifest.environment, self.manifest.settings = environment, settings
         self.manifest.inputs.model = model
+        if setup is not None:
+            self.manifest.model_setup = m.ModelSetup(
+                scheduler=scheduler_record(setup.scheduler),
+                components_left_out=list(setup.components_left_out),
+                attn_implementation=setup.attn_implementation,
+            )
         self.save()
 
     def step(self, record: m.StepRecord) -> None:
@@ -175,6 +186,13 @@ class Recorder:
             entry = identify(adapter.path or "", local, adapter.revision)
         self.manifest.inputs.adapters[name] = entry
         self.save()
+
+
+def scheduler_record(used: SchedulerUsed | None) -> m.SchedulerRecord | None:
+    """A scheduler as the manifest records it, with its usual sampler name where one matches."""
+    if used is None:
+        return None
+    return m.SchedulerRecord(used.type, dict(used.config), sampler_name(used.type, used.config))
 
 
 WRITERS: dict[type, Callable[..., list[m.Output]]] = {

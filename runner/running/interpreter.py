@@ -14,10 +14,12 @@ from typing import Any
 
 from runner import sources
 from runner.backends import Backend, Ticker, create_backend
+from runner.backends.results import Picture, SchedulerUsed
 from runner.errors import Interrupted, RunnerError, StepError
 from runner.record import manifest as m
-from runner.record.recorder import Recorder
+from runner.record.recorder import Recorder, scheduler_record
 from runner.record.rundir import output_dir
+from runner.record.samplers import sampler_name
 from runner.spec.types import Disable, Enable, Generate, Load, SetAdapters, Spec, Step
 
 
@@ -50,6 +52,7 @@ class Made:
 
     outputs: list[m.Output] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    scheduler: SchedulerUsed | None = None  # the step's own scheduler, when it set one
 
 
 def _load(ctx: Context, step: Load) -> Made:
@@ -81,7 +84,13 @@ def _generate(ctx: Context, step: Generate) -> Made:
     results = ctx.backend.generate(step)
     folder = output_dir(ctx.index, step.id)
     written = ctx.recorder.outputs(folder, results, ctx.state.running)
-    return Made(written, [r.summary() for r in results])
+    made = Made(written, [r.summary() for r in results])
+    if "scheduler" in step.args and results and isinstance(results[0], Picture):
+        made.scheduler = record = results[0].scheduler
+        if record is not None:
+            named = sampler_name(record.type, record.config)
+            made.notes.insert(0, f"scheduler {record.type}" + (f" ({named})" if named else ""))
+    return made
 
 
 def _disable(ctx: Context, step: Disable) -> Made:
@@ -186,7 +195,8 @@ def _prepare(
     source = sources.model_source(spec.model, spec.base_dir)
     backend.load_model(spec.model, source)
     local = Path(source) if Path(source).exists() else None
-    recorder.prepared(environment, settings, identify(spec.model.path, local, spec.model.revision))
+    identity = identify(spec.model.path, local, spec.model.revision)
+    recorder.prepared(environment, settings, identity, backend.setup())
     if sources.adapter_folder(local) is not None:
         return backend, State(loaded=["default"], active={"default": 1.0})
     return backend, State()
@@ -210,6 +220,7 @@ def _run_step(ctx: Context, step: Step, progress: Callable[[str], None]) -> None
     record.arguments = _arguments(step)
     record.active_adapters = ctx.state.running
     record.outputs = made.outputs
+    record.scheduler = scheduler_record(made.scheduler)
     ctx.recorder.step(record)
     shown = "disabled" if ctx.state.disabled else _show(ctx.state.active)
     progress(

@@ -23,12 +23,26 @@ def model_problems(doc: Document, model: dict[str, Any], base_dir: Path) -> list
         return []
     problems = _source(doc, where, path, base_dir, kind="model", family=model.get("family"))
     local = sources.on_disk(path, base_dir)
+    problems += _components(doc, model, local)
     if not problems and local is not None and (local / sources.ADAPTER_CONFIG).is_file():
         try:  # an adapter folder as model: the base it names must be loadable too
             sources.adapter_base(local)
         except SourceError as exc:
             problems.append(doc.problem(where, _said(exc, path, local)))
     return problems
+
+
+def _components(doc: Document, model: dict[str, Any], local: Path | None) -> list[Located]:
+    """Components left out must be components of the pipeline, where its folder tells."""
+    left_out = model.get("components")
+    index = sources.pipeline_index(local)
+    if not isinstance(left_out, dict) or index is None:
+        return []
+    return [
+        doc.problem(("model", "components", name), problem, key=True)
+        for name in left_out
+        if (problem := index.unknown(str(name)))
+    ]
 
 
 def adapter_problems(

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from runner.spec.schedulers import SCHEDULERS
+
 FAMILIES = ("transformers", "diffusers")
 NAME_PATTERN = "^[a-z0-9][a-z0-9._-]*$"
 # Names become folder names (with a time stamp and a hash); file systems take 255 bytes.
@@ -38,6 +40,27 @@ SEED = {
     "type": "integer",
     "minimum": 0,
     "maximum": MAX_SEED,
+}
+
+# A scheduler by name, for the model and for one generate step. Open to every key: they
+# are the scheduler class's own config keys, checked when it is built (diffusers drops a key
+# a class does not take without a word, so the backend refuses it instead).
+SCHEDULER: dict[str, Any] = {
+    "description": "A diffusers scheduler (sampler) by class name, built from the pipeline's own "
+    "scheduler config with the other keys overriding it (diffusers), e.g. "
+    "{type: DPMSolverMultistepScheduler, use_karras_sigmas: true} is DPM++ 2M Karras.",
+    "type": "object",
+    "required": ["type"],
+    "properties": {
+        "type": {
+            "description": "The scheduler class, as diffusers names it.",
+            "enum": list(SCHEDULERS),
+        }
+    },
+    "additionalProperties": {
+        "description": "A config key of the scheduler class, overriding the pipeline's value; a "
+        "key the class does not take fails the run, naming it."
+    },
 }
 
 # Generate arguments: name -> (family, JSON Schema). A key of the other family is refused.
@@ -175,6 +198,44 @@ ARGUMENTS: dict[str, tuple[str, dict[str, Any]]] = {
             "type": "number",
         },
     ),
+    "scheduler": (
+        "diffusers",
+        {
+            **SCHEDULER,
+            "description": "The scheduler for this step only, the same shape as "
+            "model.scheduler: built from the pipeline's own scheduler config (diffusers). The next "
+            "step runs the model's scheduler again.",
+        },
+    ),
+}
+
+# Model options besides family, path, revision, variant and remote code:
+# name -> (family, JSON Schema). An option of the other family is refused.
+MODEL_OPTIONS: dict[str, tuple[str, dict[str, Any]]] = {
+    "scheduler": ("diffusers", SCHEDULER),
+    "components": (
+        "diffusers",
+        {
+            "description": "Pipeline components left out, each set to null, as "
+            "from_pretrained(NAME=None) does (diffusers), e.g. text_encoder_3: null for "
+            "Stable Diffusion 3 without its T5 encoder.",
+            "type": "object",
+            "minProperties": 1,
+            "additionalProperties": {
+                "description": "null: leave this component out.",
+                "type": "null",
+                "errorMessage": "a component can only be left out (null)",
+            },
+        },
+    ),
+    "attn_implementation": (
+        "transformers",
+        {
+            "description": "The attention implementation, passed to from_pretrained "
+            "(transformers). Default: transformers' choice (sdpa where torch has it).",
+            "enum": ["eager", "sdpa", "flash_attention_2"],
+        },
+    ),
 }
 
 # Ops that take the family's generate arguments.
@@ -191,6 +252,12 @@ def wrong_family(argument: str, family: str) -> str:
     """The message for a generate argument of the other family."""
     owner = family_of(argument)
     return f"'{argument}' is a {owner} generate argument, but model.family is {family}"
+
+
+def wrong_family_option(option: str, family: str) -> str:
+    """The message for a model option of the other family."""
+    owner = MODEL_OPTIONS[option][0]
+    return f"'{option}' is a {owner} model option, but model.family is {family}"
 
 
 def _step(op: str, description: str, **properties: Any) -> dict[str, Any]:
@@ -278,12 +345,18 @@ def _if(path_value: dict[str, Any]) -> dict[str, Any]:
 
 
 def _family_rules() -> list[dict[str, Any]]:
-    """For each family: the other family's generate arguments are refused, by name."""
+    """For each family: the other family's generate arguments and model options are
+    refused, by name."""
     rules = []
     for family in FAMILIES:
         refused = {
             name: {"not": {}, "errorMessage": wrong_family(name, family)}
             for name, (owner, _) in ARGUMENTS.items()
+            if owner != family
+        }
+        options = {
+            name: {"not": {}, "errorMessage": wrong_family_option(name, family)}
+            for name, (owner, _) in MODEL_OPTIONS.items()
             if owner != family
         }
         steps = {
@@ -297,6 +370,7 @@ def _family_rules() -> list[dict[str, Any]]:
                 "if": _if({"model": _if({"family": {"const": family}})}),
                 "then": {
                     "properties": {
+                        "model": {"properties": options},
                         "steps": steps,
                         "defaults": {"properties": {"generate": {"properties": refused}}},
                     }
@@ -458,6 +532,7 @@ def _properties(ops: list[str]) -> dict[str, Any]:
                     "unless written here.",
                     "type": "boolean",
                 },
+                **{name: schema for name, (_, schema) in MODEL_OPTIONS.items()},
             },
         },
         "adapters": {

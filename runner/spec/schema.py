@@ -138,8 +138,13 @@ def _where(path: Path_) -> str:
 
 
 def _suggest(word: str, choices: list[str]) -> str:
-    close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
-    return f" (did you mean '{close[0]}'?)" if close else ""
+    folded = {c.lower(): c for c in choices}  # `dpmsolvermultistepscheduler` is close too
+    close = difflib.get_close_matches(word.lower(), list(folded), n=1, cutoff=0.6)
+    return f" (did you mean '{folded[close[0]]}'?)" if close else ""
+
+
+# An enum longer than this (the scheduler classes) is not listed in full in a message.
+_LISTED = 12
 
 
 def _translate(error: ValidationError, doc: Document) -> list[Located]:
@@ -190,13 +195,13 @@ def _messages(error: ValidationError, doc: Document) -> list[Located]:
         ]
     if rule == "enum":
         choices = [str(c) for c in error.validator_value]
-        return [
-            doc.problem(
-                path,
-                f"{_found(value)} is not allowed{_suggest(str(value), choices)}; "
-                f"expected one of: {', '.join(choices)}",
-            )
-        ]
+        expected = (
+            f"expected one of: {', '.join(choices)}"
+            if len(choices) <= _LISTED
+            else f"expected one of the {len(choices)} names `runner schema` lists"
+        )
+        suggestion = _suggest(str(value), choices)
+        return [doc.problem(path, f"{_found(value)} is not allowed{suggestion}; {expected}")]
     if rule == "type":
         expected = _expected(error.validator_value)
         if _is_number(value) and not math.isfinite(value):

@@ -3,11 +3,30 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from runner.spec.grammar import NAME_MAX
+
+
+@dataclass(frozen=True)
+class Scheduler:
+    """A diffusers scheduler class by name; `options` override the pipeline's own config."""
+
+    type: str
+    options: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_written(cls, written: Mapping[str, Any]) -> Scheduler:
+        """From the mapping a spec writes: `type`, and the config keys that override."""
+        options = dict(written)
+        return cls(str(options.pop("type")), options)
+
+    def written(self) -> dict[str, Any]:
+        """The mapping as a spec writes it."""
+        return {"type": self.type, **self.options}
 
 
 @dataclass(frozen=True)
@@ -18,6 +37,9 @@ class Model:
     variant: str | None = None
     trust_remote_code: bool = False
     line: int = 0
+    scheduler: Scheduler | None = None  # diffusers: the model's scheduler, when not its own
+    components: tuple[str, ...] = ()  # diffusers: components left out, as from_pretrained(x=None)
+    attn_implementation: str | None = None  # transformers: eager | sdpa | flash_attention_2
 
 
 @dataclass(frozen=True)
@@ -60,7 +82,10 @@ class Generate:
     prompts: tuple[str, ...]
     batch: bool  # the prompt was written as a list
     seed: int
-    args: dict[str, Any] = field(default_factory=dict)  # family arguments, defaults merged
+    # Family arguments, defaults merged, as written: plain JSON data, recorded as they are.
+    # A `scheduler` stays the mapping the spec wrote; the backend reads it with
+    # Scheduler.from_written.
+    args: dict[str, Any] = field(default_factory=dict)
     line: int = 0
     id: str | None = None
     op: str = "generate"
@@ -174,6 +199,9 @@ def from_document(
             variant=model.get("variant"),
             trust_remote_code=model.get("trust_remote_code", False),
             line=line("model"),
+            scheduler=Scheduler.from_written(model["scheduler"]) if "scheduler" in model else None,
+            components=tuple(model.get("components", {})),
+            attn_implementation=model.get("attn_implementation"),
         ),
         adapters=adapters,
         steps=tuple(steps),
@@ -187,6 +215,14 @@ def _default_name(file: Path) -> str:
     """The file's stem, made fit for a folder name (as long as a written name may be)."""
     name = re.sub(r"[^a-z0-9._-]+", "-", file.stem.lower())[:NAME_MAX].strip("-._")
     return name or "spec"
+
+
+def _model_dict(model: Model) -> dict[str, Any]:
+    """The model as JSON data, its scheduler and components in the shape a spec writes."""
+    out = asdict(model)
+    out["scheduler"] = model.scheduler.written() if model.scheduler else None
+    out["components"] = dict.fromkeys(model.components)
+    return out
 
 
 def resolved(spec: Spec) -> dict[str, Any]:
@@ -211,7 +247,7 @@ def resolved(spec: Spec) -> dict[str, Any]:
         "device": spec.device,
         "dtype": spec.dtype,
         "deterministic": spec.deterministic,
-        "model": asdict(spec.model),
+        "model": _model_dict(spec.model),
         "adapters": {
             name: {
                 **asdict(a),

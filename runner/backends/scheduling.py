@@ -1,0 +1,121 @@
+"""Diffusers schedulers by name: the list of classes, and building one as a user would.
+
+`SchedulerClass.from_config(pipe.scheduler.config, **overrides)` is how diffusers users
+swap a sampler. It silently drops keys the class does not take, so a misspelt
+`use_karas_sigmas` would run the pipeline's default sampler; `build` refuses such a key
+first, naming it and the class.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib.util
+import inspect
+import math
+from collections.abc import Mapping
+from typing import Any
+
+from runner.backends.results import SchedulerUsed
+from runner.errors import StepError
+from runner.spec.types import Scheduler
+
+
+def scheduler_classes() -> list[str]:
+    """Every scheduler class diffusers has, by name, sorted: what runner/spec/schedulers.py lists.
+
+    A class whose optional dependency is missing (scipy, torchsde) is still diffusers'
+    class: diffusers exports a placeholder under its name, counted here too, so the list
+    does not depend on what else is installed.
+    """
+    import diffusers.schedulers as schedulers
+    from diffusers.schedulers.scheduling_utils import SchedulerMixin
+    from diffusers.utils import DummyObject
+
+    found = []
+    for name in dir(schedulers):
+        if not name.endswith("Scheduler"):
+            continue
+        value = getattr(schedulers, name)
+        real = inspect.isclass(value) and issubclass(value, SchedulerMixin)
+        if real or isinstance(value, DummyObject):
+            found.append(name)
+    return sorted(found)
+
+
+def scheduler_class(name: str) -> Any:
+    """The diffusers class NAME; one line when it needs a package that is not installed."""
+    import diffusers.schedulers as schedulers
+    from diffusers.utils import DummyObject
+
+    cls = getattr(schedulers, name, None)
+    if cls is None:
+        raise StepError(f"diffusers {_version()} has no scheduler {name}")
+    if isinstance(cls, DummyObject):
+        missing = [b for b in cls._backends if importlib.util.find_spec(b) is None]
+        raise StepError(
+            f"{name} needs {' and '.join(missing)}, which is not installed: "
+            f"pip install {' '.join(missing)}"
+        )
+    return cls
+
+
+def parameters(cls: Any) -> list[str]:
+    """The config keys CLS takes: the named parameters of its __init__."""
+    return [
+        p.name
+        for p in list(inspect.signature(cls.__init__).parameters.values())[1:]
+        if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+    ]
+
+
+def check_options(cls: Any, options: Mapping[str, Any]) -> None:
+    """Refuse a key CLS does not take (from_config would drop it without a word)."""
+    taken = parameters(cls)
+    for key in options:
+        if key not in taken:
+            close = difflib.get_close_matches(key, taken, n=1, cutoff=0.6)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            raise StepError(f"{cls.__name__} takes no config key '{key}'{hint}")
+
+
+def build(choice: Scheduler, base: Mapping[str, Any]) -> Any:
+    """`cls.from_config(base, **options)`: the pipeline's own config, CHOICE's keys overriding."""
+    cls = scheduler_class(choice.type)
+    check_options(cls, choice.options)
+    try:
+        return cls.from_config(base, **choice.options)
+    except (ValueError, TypeError, NotImplementedError, KeyError) as exc:
+        text = str(exc).strip().splitlines()
+        reason = f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")
+        raise StepError(f"cannot build {choice.type}: {reason}") from exc
+
+
+def used(scheduler: Any) -> SchedulerUsed:
+    """What a scheduler is, for the record: its class and the config it runs with.
+
+    The config holds the keys the class takes (from_config keeps the previous class's
+    keys beside them, unused), as JSON: a non-finite number becomes "inf", "-inf" or "nan".
+    """
+    taken = set(parameters(type(scheduler)))
+    config = {k: _plain(v) for k, v in scheduler.config.items() if k in taken}
+    return SchedulerUsed(type(scheduler).__name__, config)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)  # "inf", "-inf", "nan": the manifest is standard JSON
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if hasattr(value, "tolist"):  # trained_betas may be a numpy array
+        return _plain(value.tolist())
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    return str(value)
+
+
+def _version() -> str:
+    import diffusers
+
+    return str(diffusers.__version__)
