@@ -193,7 +193,7 @@ class TransformersBackend:
             torch.manual_seed(CONFIG_SEED)
             self.model.add_adapter(config, adapter_name=adapter.name)
         except (TypeError, ValueError) as error:
-            raise StepError(f"cannot add a LoRA from its config: {error}") from error
+            raise StepError(f"cannot add a LoRA from its config: {one_line(str(error))}") from error
 
     def _load_from_files(self, adapter: Adapter, local: Path | None) -> None:
         from peft import PeftConfig
@@ -208,7 +208,7 @@ class TransformersBackend:
                 ignore_mismatched_sizes=True,  # so that we can say which shapes differ
             )
         except ValueError as error:  # e.g. its target modules are not in this model
-            raise StepError(f"cannot attach it to the model: {error}") from error
+            raise StepError(f"cannot attach it to the model: {one_line(str(error))}") from error
         shapes = [
             f"{k} is {tuple(f)} in the file but {tuple(m)} in the model"
             for k, f, m in sorted(info.mismatched_keys)
