@@ -15,6 +15,7 @@ from pathlib import Path
 
 from runner import builtin
 from runner.errors import RunnerError
+from runner.spec.rows import BASE
 from runner.spec.types import Adapter, Model
 
 ADAPTER_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
@@ -82,6 +83,8 @@ def pickle_refusal(what: str) -> str:
 
 def name_problem(name: str) -> str | None:
     """Why NAME cannot name an adapter, or None."""
+    if name == BASE:
+        return f"adapter name '{BASE}' is reserved: in a compare step it means no adapter"
     if name in RESERVED or name.startswith("_"):
         return f"adapter name '{name}' is reserved by torch modules; choose another"
     if not ADAPTER_NAME.fullmatch(name):

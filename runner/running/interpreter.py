@@ -16,9 +16,11 @@ from runner import sources
 from runner.backends import Backend, create_backend
 from runner.errors import Interrupted, RunnerError, StepError
 from runner.record import manifest as m
+from runner.record.cells import RowMade
 from runner.record.recorder import Recorder
 from runner.record.rundir import output_dir
-from runner.spec.types import Disable, Enable, Generate, Load, SetAdapters, Spec, Step
+from runner.running import compare
+from runner.spec.types import Compare, Disable, Enable, Generate, Load, SetAdapters, Spec, Step
 
 
 @dataclass
@@ -50,6 +52,7 @@ class Made:
 
     outputs: list[m.Output] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    execution: dict[str, Any] = field(default_factory=dict)  # how it was carried out
 
 
 def _load(ctx: Context, step: Load) -> Made:
@@ -84,6 +87,29 @@ def _generate(ctx: Context, step: Generate) -> Made:
     return Made(written, [r.summary() for r in results])
 
 
+def _compare(ctx: Context, step: Compare) -> Made:
+    cells = compare.plan(step)
+    state = ctx.state
+    try:
+        done = compare.EXECUTOR(ctx.backend, step, cells)
+    finally:
+        compare.restore(ctx.backend, state.active, state.disabled, bool(state.loaded))
+    per_row = len(step.prompts) * len(step.seeds)  # the plan runs row by row
+    made = [
+        RowMade(
+            row.label,
+            None if row.weights is None else dict(row.weights),
+            [made for cell in done.results[r * per_row : (r + 1) * per_row] for made in cell],
+        )
+        for r, row in enumerate(step.rows)
+    ]
+    folder = output_dir(ctx.index, step.id or "compare")
+    written, listed = ctx.recorder.cells(folder, made)
+    shape = f"{len(step.rows)} rows x {len(step.prompts)} prompts x {len(step.seeds)} seeds"
+    notes = [f"{len(listed)} cells ({shape}) in {folder}"]
+    return Made(written, notes, {**done.execution, "cells": listed})
+
+
 def _disable(ctx: Context, step: Disable) -> Made:
     ctx.backend.disable()
     ctx.state.disabled = True
@@ -102,6 +128,7 @@ OPS: dict[str, Callable[[Context, Any], Made]] = {
     "load": _load,
     "set_adapters": _set_adapters,
     "generate": _generate,
+    "compare": _compare,
     "disable": _disable,
     "enable": _enable,
 }
@@ -206,6 +233,7 @@ def _run_step(ctx: Context, step: Step, progress: Callable[[str], None]) -> None
     record.arguments = _arguments(step)
     record.active_adapters = ctx.state.running
     record.outputs = made.outputs
+    record.execution = made.execution
     ctx.recorder.step(record)
     shown = "disabled" if ctx.state.disabled else _show(ctx.state.active)
     progress(
@@ -222,6 +250,14 @@ def _arguments(step: Step) -> dict[str, Any]:
         return {"adapters": dict(step.weights)}
     if isinstance(step, Generate):
         return {"prompt": list(step.prompts), "seed": step.seed, **step.args}
+    if isinstance(step, Compare):
+        return {
+            "rows": [r.label for r in step.rows],
+            "adapters": [None if r.weights is None else dict(r.weights) for r in step.rows],
+            "prompt": list(step.prompts),
+            "seed": list(step.seeds),
+            **step.args,
+        }
     return {}
 
 

@@ -8,6 +8,7 @@ from typing import Any
 from runner import builtin, sources
 from runner.errors import Located, RunnerError
 from runner.sources import is_local, local_path, on_disk
+from runner.spec import references
 from runner.spec.document import Document, Path_
 
 _RELATIVE = " (relative paths resolve against the spec's folder)"
@@ -37,6 +38,7 @@ def meaning_problems(doc: Document, base_dir: Path) -> list[Located]:
     if preloaded is not None:  # an adapter folder as model path arrives as 'default'
         types["default"] = preloaded
     problems += _steps(doc, steps, adapters, types, preloaded is not None)
+    problems += references.size_problems(doc, data)
     return problems
 
 
@@ -208,6 +210,8 @@ def _steps(
                 )
             ids.setdefault(step_id, index)
         op = step.get("op")
+        if op == "compare":
+            problems += references.compare_problems(doc, here, step, declared, loaded, types)
         if op not in ("load", "set_adapters"):
             continue
         field = (*here, "adapters")
@@ -216,13 +220,8 @@ def _steps(
             where = (*field, *sub)
             key = isinstance(step.get("adapters"), dict)
             if name not in declared:
-                listing = ", ".join(sorted(declared)) or "none"
                 problems.append(
-                    doc.problem(
-                        where,
-                        f"adapter '{name}' is not declared under adapters (declared: {listing})",
-                        key=key,
-                    )
+                    doc.problem(where, references.not_declared(name, declared), key=key)
                 )
             elif op == "load" and name in loaded:
                 problems.append(
@@ -239,21 +238,9 @@ def _steps(
             elif op == "load":
                 loaded[name] = index
             elif name not in loaded:
-                problems.append(
-                    doc.problem(
-                        where,
-                        f"adapter '{name}' is not loaded at this step; load it in an earlier step",
-                        key=key,
-                    )
-                )
+                problems.append(doc.problem(where, references.not_loaded(name), key=key))
         if op == "set_adapters":
-            kinds = {types.get(n) for _, n in names if types.get(n)}
-            if len(kinds) > 1:
-                found = ", ".join(f"{n}: {types[n]}" for _, n in names if types.get(n))
-                problems.append(
-                    doc.problem(
-                        field,
-                        f"adapters of different PEFT types cannot be active together ({found})",
-                    )
-                )
+            found = [(n, t) for _, n in names if (t := types.get(n))]
+            if len({t for _, t in found}) > 1:
+                problems.append(doc.problem(field, references.mixed_types(found)))
     return problems
