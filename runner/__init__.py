@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from runner.api import Run, diff, load_spec, open_run, report, run, validate, verify
+from runner.api import Run, diff, load_spec, open_run, run, validate, verify, write_report
 from runner.errors import Interrupted, Located, RunDirError, RunnerError, SpecError, StepError
 
 __version__ = "0.1.0"
@@ -33,10 +33,10 @@ __all__ = [
     "diff",
     "load_spec",
     "open_run",
-    "report",
     "run",
     "validate",
     "verify",
+    "write_report",
 ]
 
 

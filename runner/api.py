@@ -1,6 +1,6 @@
 """The Python API: what the CLI does, a notebook can do. The CLI is a thin shell over this.
 
-Importing it, or calling validate, load_spec, open_run, verify, report or diff, loads no
+Importing it, or calling validate, load_spec, open_run, verify, write_report or diff, loads no
 deep-learning library; `run` loads the model's.
 """
 
@@ -229,7 +229,7 @@ def verify(run: Run | str | Path) -> VerifyReport:
     return check(_dir(run))
 
 
-def report(run: Run | str | Path, out: str | Path | None = None) -> Path:
+def write_report(run: Run | str | Path, out: str | Path | None = None) -> Path:
     """Render a run's report page again from its directory alone; returns where it went.
 
     OUT defaults to RUN_DIR/report.html. No model library is loaded.

@@ -199,7 +199,7 @@ def report(run_dir: Path, out: Path | None) -> int:
     """Render RUN_DIR's report page again from its files alone, without a model."""
     import runner
 
-    click.echo(str(runner.report(run_dir, out)))
+    click.echo(str(runner.write_report(run_dir, out)))
     return EXIT_OK
 
 

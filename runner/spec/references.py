@@ -35,23 +35,16 @@ def compare_problems(
     loaded: dict[str, int],
     types: dict[str, str | None],
 ) -> list[Located]:
-    """A compare step's rows against what is declared and loaded by then; no repeated row."""
+    """A compare step's rows against what is declared and loaded by then.
+
+    A setting written twice (`3d` beside `{3d: [0.5, 1.0]}`) is allowed: it is made twice.
+    """
     written = step.get("adapters")
     if not isinstance(written, list):
         return []  # the schema says what it should be
     problems: list[Located] = []
-    first: dict[tuple[tuple[str, float], ...] | None, int] = {}
-    small = sum(rows.count(r) for r in written if _shaped(r)) <= grammar.MAX_CELLS
     for j, row in enumerate(written):
-        where: Path_ = (*here, "adapters", j)
-        problems += _row(doc, where, row, declared, loaded, types)
-        if not (small and _shaped(row)):
-            continue  # a misshapen row is the schema's to report; a huge product _size's
-        for weights in rows.expand(row):
-            setting = None if weights is None else tuple(sorted(weights))
-            if setting in first:
-                problems.append(doc.problem(where, f"repeats row {first[setting]}"))
-            first.setdefault(setting, j)
+        problems += _row(doc, (*here, "adapters", j), row, declared, loaded, types)
     return problems
 
 
@@ -131,17 +124,23 @@ def _size(doc: Document, here: Path_, step: dict[str, Any]) -> list[Located]:
     ):
         return []  # the schema reports a count that is not a positive integer
     row_count = sum(rows.count(r) for r in written)
-    columns = (len(prompts) if isinstance(prompts, list) else 1) * (
-        len(seeds) if isinstance(seeds, list) else 1
-    )
-    cells = row_count * columns * per_prompt
+    n_prompts = len(prompts) if isinstance(prompts, list) else 1
+    n_seeds = len(seeds) if isinstance(seeds, list) else 1
+    cells = row_count * n_prompts * n_seeds * per_prompt
     if cells <= limit:
         return []
-    images = f" x {per_prompt} images" if per_prompt > 1 else ""
+    shape = " x ".join(
+        _counted(n, what)
+        for n, what in ((row_count, "row"), (n_prompts, "prompt"), (n_seeds, "seed"))
+    ) + (f" x {per_prompt} images" if per_prompt > 1 else "")
     return [
         doc.problem(
             (*here, "max_cells") if "max_cells" in step else (*here, "adapters"),
-            f"makes {cells} cells ({row_count} rows x {columns} prompt-seed columns{images}), "
-            f"more than {limit}; set max_cells: {cells} on the step to allow it",
+            f"makes {cells} cells ({shape}), more than {limit}; "
+            f"set max_cells: {cells} on the step to allow it",
         )
     ]
+
+
+def _counted(n: int, what: str) -> str:
+    return f"{n} {what}" + "s" * (n != 1)
