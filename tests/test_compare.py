@@ -215,6 +215,71 @@ def test_resolved_json_holds_the_expanded_rows(tmp_path: Path) -> None:
     }
 
 
+def test_cell_writer_writes_pngs_as_they_come_and_a_grid_of_them(tmp_path: Path) -> None:
+    import numpy as np
+    from PIL import Image
+
+    from runner.backends.results import Picture
+    from runner.record.cells import read
+    from runner.record.recorder import Recorder
+    from runner.report import grid
+
+    spec = runner.load_spec(
+        {
+            "version": 1,
+            "model": {"family": "diffusers", "path": "builtin:tiny-sd"},
+            "steps": [{"op": "compare", "adapters": ["base"], "prompt": "x"}],
+        }
+    )
+
+    def image(seed: int) -> Image.Image:
+        return Image.fromarray(np.random.default_rng(seed).integers(0, 256, (40, 40, 3), np.uint8))
+
+    labels = ["base", "a=0.5", "a"]
+    adapters: list[dict[str, float] | None] = [None, {"a": 0.5}, {"a": 1.0}]
+    recorder = Recorder.start(tmp_path, spec)
+    writer = recorder.cell_writer("outputs/01-compare", labels)
+    for r in range(3):
+        for prompt in ("p", "q"):  # two images per cell: seeds 7 and 8
+            writer.add(r, adapters[r], [Picture(image(10 * r + k), prompt, 7 + k) for k in (0, 1)])
+        if r == 0:
+            assert (recorder.run / "outputs/01-compare/3.png").is_file()  # written at once
+    outputs, listed = writer.close()
+    folder = recorder.run / "outputs/01-compare"
+    cells = read(folder / "cells.jsonl")
+    assert [(c.row, c.prompt, c.seed, c.image) for c in cells[:5]] == [
+        ("base", "p", 7, "0.png"),
+        ("base", "p", 8, "1.png"),
+        ("base", "q", 7, "2.png"),
+        ("base", "q", 8, "3.png"),
+        ("a=0.5", "p", 7, "4.png"),
+    ]
+    assert [o.path.rsplit("/", 1)[1] for o in outputs] == (
+        ["cells.jsonl"] + [f"{n}.png" for n in range(12)] + ["grid.png"]
+    )
+    assert len(listed) == 12 and listed[4]["sha256"] == outputs[5].sha256
+    layout = grid.layout((40, 40), labels, ["p", "p", "q", "q"])
+    with Image.open(folder / "grid.png") as opened:
+        drawn = np.asarray(opened.convert("RGB"))
+    tile_w, tile_h = layout.tile
+    for n, cell in enumerate(cells):
+        r, c = divmod(n, 4)
+        x, y = layout.left + c * (tile_w + grid.GAP), layout.top + r * (tile_h + grid.GAP)
+        with Image.open(folder / (cell.image or "")) as tile:
+            want = np.asarray(tile.convert("RGB").resize(layout.tile, Image.Resampling.NEAREST))
+        assert (drawn[y : y + tile_h, x : x + tile_w] == want).all(), (r, c)
+
+    # a step stopped half way keeps its PNGs, described by cells.jsonl, and draws no grid
+    writer = recorder.cell_writer("outputs/02-compare", labels)
+    writer.add(0, None, [Picture(image(1), "p", 7)])
+    outputs, _ = writer.close(complete=False)
+    assert [o.path for o in outputs] == [
+        "outputs/02-compare/cells.jsonl",
+        "outputs/02-compare/0.png",
+    ]
+    assert len(read(recorder.run / outputs[0].path)) == 1
+
+
 # --- text: an oracle against transformers + peft, and the state afterwards (models) -------
 
 TEXT_SPEC = (

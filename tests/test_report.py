@@ -26,7 +26,6 @@ import runner
 from runner.backends.results import Completion, Picture
 from runner.cli import main
 from runner.record import manifest as m
-from runner.record.cells import RowMade
 from runner.record.recorder import Recorder
 
 HOSTILE = "<script>alert('x')</script> & \"quotes\" <img src=https://evil.example/x.png>"
@@ -80,15 +79,11 @@ def record(out: Path, status: str = "succeeded") -> Path:
     rec.step(
         _step(2, "generate", "pics", arguments=args, active_adapters={"a": 1.0}, outputs=outputs)
     )
-    made = [
-        RowMade(
-            label,
-            adapters,
-            [Picture(_image(10 * r + k), p, 0) for k, p in enumerate(["red", HOSTILE])],
-        )
-        for r, (label, adapters) in enumerate([("base", None), ("a", {"a": 1.0})])
-    ]
-    written, cells = rec.cells("outputs/03-grid", made)
+    writer = rec.cell_writer("outputs/03-grid", ["base", "a"])
+    for r, adapters in enumerate([None, {"a": 1.0}]):
+        for k, prompt in enumerate(["red", HOSTILE]):
+            writer.add(r, adapters, [Picture(_image(10 * r + k), prompt, 0)])
+    written, cells = writer.close()
     args = {"rows": ["base", "a"], "adapters": [None, {"a": 1.0}], "prompt": ["red", HOSTILE]}
     execution = {"executor": "one_by_one", "cells": cells}
     rec.step(

@@ -11,22 +11,10 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from runner.backends.results import Completion, Picture
+from typing import Any
 
 FILE = "cells.jsonl"
 GRID = "grid.png"
-
-
-@dataclass(frozen=True)
-class RowMade:
-    """What one row of a compare step made: its cells in prompt, seed, image order."""
-
-    label: str
-    adapters: dict[str, float] | None  # None: base, no adapter
-    results: list[Completion | Picture]
 
 
 @dataclass(frozen=True)

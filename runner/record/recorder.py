@@ -11,15 +11,17 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from runner import __version__
 from runner.backends.results import Completion, Picture
-from runner.record import cells as c
 from runner.record import manifest as m
 from runner.record import rundir
 from runner.record.files import sha256_bytes, write_atomic
 from runner.spec.types import Adapter, Spec, resolved
+
+if TYPE_CHECKING:
+    from runner.record.cellwriter import CellWriter
 
 
 @dataclass
@@ -163,50 +165,11 @@ class Recorder:
             for k, picture in enumerate(items)
         ]
 
-    def cells(self, folder: str, made: list[c.RowMade]) -> tuple[list[m.Output], list[Any]]:
-        """A compare step's cells: each image as a PNG, cells.jsonl, and grid.png for images.
+    def cell_writer(self, folder: str, rows: list[str]) -> CellWriter:
+        """A writer for a compare step's cells, a row per label of ROWS, as they are made."""
+        from runner.record.cellwriter import CellWriter
 
-        Returns the files written and, per cell, its row, prompt, seed and sha256 (the PNG's,
-        or the cells.jsonl line's for text), for the step's record.
-        """
-        from runner.record.pnginfo import png_bytes
-
-        outputs: list[m.Output] = []
-        lines: list[bytes] = []
-        listed: list[Any] = []
-        for row in made:
-            for result in row.results:
-                if isinstance(result, Picture):
-                    name = f"{len(lines)}.png"
-                    data = png_bytes(
-                        result,
-                        adapters=row.adapters,
-                        spec_sha256=self.spec_sha256,
-                        runner_version=__version__,
-                        row=row.label,
-                    )
-                    outputs.append(self.write(f"{folder}/{name}", data))
-                    cell = c.Cell(row.label, row.adapters, result.prompt, result.seed, image=name)
-                    digest = outputs[-1].sha256
-                else:
-                    cell = c.Cell(
-                        row.label,
-                        row.adapters,
-                        result.prompt,
-                        result.seed,
-                        text=result.text,
-                        token_ids=list(result.token_ids),
-                    )
-                    digest = sha256_bytes(c.line(cell))
-                lines.append(c.line(cell))
-                listed.append(
-                    {"row": row.label, "prompt": result.prompt, "seed": result.seed}
-                    | {"sha256": digest}
-                )
-        outputs.insert(0, self.write(f"{folder}/{c.FILE}", b"".join(lines)))
-        if made and made[0].results and isinstance(made[0].results[0], Picture):
-            outputs.append(self.write(f"{folder}/{c.GRID}", _grid(made)))
-        return outputs, listed
+        return CellWriter(self, folder, rows)
 
     def input_identity(self, name: str, adapter: Adapter, local: Path | None) -> None:
         """An adapter's identity, recorded as soon as it is loaded."""
@@ -219,20 +182,6 @@ class Recorder:
             entry = identify(adapter.path or "", local, adapter.revision)
         self.manifest.inputs.adapters[name] = entry
         self.save()
-
-
-def _grid(made: list[c.RowMade]) -> bytes:
-    """grid.png: a row per setting, a column per prompt and seed (and image)."""
-    import io
-
-    from runner.report.grid import render
-
-    pictures = [[r for r in row.results if isinstance(r, Picture)] for row in made]
-    columns = [(p.prompt, p.seed) for p in pictures[0]]
-    buffer = io.BytesIO()
-    image = render([[p.image for p in row] for row in pictures], [r.label for r in made], columns)
-    image.save(buffer, format="PNG", compress_level=6)
-    return buffer.getvalue()
 
 
 WRITERS: dict[type, Callable[..., list[m.Output]]] = {

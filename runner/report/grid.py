@@ -8,6 +8,7 @@ shrunk to stay under MAX_PIXELS.
 
 from __future__ import annotations
 
+import io
 import math
 import re
 from dataclasses import dataclass
@@ -115,41 +116,59 @@ def _line_height(size: int) -> int:
     return int(size * 1.3)
 
 
+class Grid:
+    """A grid drawn tile by tile, so a large compare never holds all its images at once."""
+
+    def __init__(self, size: tuple[int, int], rows: list[str], columns: list[tuple[str, int]]):
+        """Labels drawn now, for tiles made from images of SIZE: ROWS on the left,
+        COLUMNS (prompt, seed) on top."""
+        self.layout = spec = layout(size, rows, [prompt for prompt, _ in columns])
+        tile_w, tile_h = spec.tile
+        self.image = Image.new(
+            "RGB",
+            (spec.left + len(columns) * (tile_w + GAP), spec.top + len(rows) * (tile_h + GAP)),
+            PAPER,
+        )
+        draw = ImageDraw.Draw(self.image)
+        size_px, line = spec.font_size, _line_height(spec.font_size)
+        for c, (prompt, seed) in enumerate(columns):
+            x = spec.left + c * (tile_w + GAP)
+            wrapped = wrap(prompt, tile_w - PAD, size_px, PROMPT_LINES)
+            y = spec.top - PAD - (len(wrapped) + 1) * line
+            for text in wrapped:
+                draw.text((x, y), text, font=font(size_px), fill=INK)
+                y += line
+            draw.text((x, y), f"seed {seed}", font=font(size_px), fill=PALE)
+        for r, label in enumerate(rows):
+            wrapped = wrap(label, spec.left - 2 * PAD, size_px, max(1, tile_h // line))
+            y = spec.top + r * (tile_h + GAP) + (tile_h - len(wrapped) * line) // 2
+            for text in wrapped:
+                draw.text((PAD, y), text, font=font(size_px), fill=INK)
+                y += line
+
+    def paste(self, row: int, column: int, image: Image.Image) -> None:
+        tile_w, tile_h = self.layout.tile
+        x = self.layout.left + column * (tile_w + GAP)
+        y = self.layout.top + row * (tile_h + GAP)
+        self.image.paste(_fit(image, self.layout.tile), (x, y))
+
+    def png(self) -> bytes:
+        buffer = io.BytesIO()
+        self.image.save(buffer, format="PNG", compress_level=6)
+        return buffer.getvalue()
+
+
 def render(
     tiles: list[list[Image.Image]], rows: list[str], columns: list[tuple[str, int]]
 ) -> Image.Image:
     """The labelled grid: TILES[r][c] under the label COLUMNS[c] (prompt, seed), ROWS[r]."""
     if not tiles or not tiles[0]:
         raise ValueError("a grid needs at least one tile")
-    prompts = [prompt for prompt, _ in columns]
-    spec = layout(tiles[0][0].size, rows, prompts)
-    tile_w, tile_h = spec.tile
-    size, line = spec.font_size, _line_height(spec.font_size)
-    canvas = Image.new(
-        "RGB",
-        (spec.left + len(columns) * (tile_w + GAP), spec.top + len(rows) * (tile_h + GAP)),
-        PAPER,
-    )
-    draw = ImageDraw.Draw(canvas)
-    for c, (prompt, seed) in enumerate(columns):
-        x = spec.left + c * (tile_w + GAP)
-        wrapped = wrap(prompt, tile_w - PAD, size, PROMPT_LINES)
-        y = spec.top - PAD - (len(wrapped) + 1) * line
-        for text in wrapped:
-            draw.text((x, y), text, font=font(size), fill=INK)
-            y += line
-        draw.text((x, y), f"seed {seed}", font=font(size), fill=PALE)
-    for r, label in enumerate(rows):
-        y0 = spec.top + r * (tile_h + GAP)
-        wrapped = wrap(label, spec.left - 2 * PAD, size, max(1, tile_h // line))
-        y = y0 + (tile_h - len(wrapped) * line) // 2
-        for text in wrapped:
-            draw.text((PAD, y), text, font=font(size), fill=INK)
-            y += line
-        for c, image in enumerate(tiles[r]):
-            x = spec.left + c * (tile_w + GAP)
-            canvas.paste(_fit(image, spec.tile), (x, y0))
-    return canvas
+    grid = Grid(tiles[0][0].size, rows, columns)
+    for r, row in enumerate(tiles):
+        for c, image in enumerate(row):
+            grid.paste(r, c, image)
+    return grid.image
 
 
 def _fit(image: Image.Image, tile: tuple[int, int]) -> Image.Image:

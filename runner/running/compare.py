@@ -4,14 +4,14 @@ A cell is one (row, prompt, seed). It must hold what `set_adapters: ROW` (or `di
 `base`) then `generate: {prompt: PROMPT, seed: SEED}` would, so `cell_step` builds exactly
 that generate step. How the cells are carried out is an executor's business: `one_by_one`
 switches adapters a row at a time and generates cell by cell through the backend; a faster
-executor (mixed-adapter batches) can replace it as long as it returns the same results, in
-plan order, and says in its `execution` record how it ran them.
+executor (mixed-adapter batches) can replace it as long as it hands each cell's results to
+`done` in plan order, and returns a record of how it ran them for the step's `execution`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from runner.backends import Backend
@@ -21,30 +21,26 @@ from runner.spec.types import Compare, Generate, Row
 
 @dataclass(frozen=True)
 class Cell:
-    """One (row, prompt, seed) of a compare step; `prompt_index` places its prompt."""
+    """One (row, prompt, seed) of a compare step; the indexes place its row and prompt."""
 
     row: Row
+    row_index: int
     prompt_index: int
     prompt: str
     seed: int
 
 
-@dataclass
-class Executed:
-    """Each cell's results in plan order (one per image), and how they were made."""
-
-    results: list[list[Completion] | list[Picture]]
-    execution: dict[str, Any] = field(default_factory=dict)
-
-
-Executor = Callable[[Backend, Compare, list[Cell]], Executed]
+# Takes a cell and what it made (one result per image), in plan order.
+Done = Callable[[Cell, list[Completion] | list[Picture]], None]
+# Carries out the cells, handing each to `done`; returns how, for the step's record.
+Executor = Callable[[Backend, Compare, list[Cell], Done], dict[str, Any]]
 
 
 def plan(step: Compare) -> list[Cell]:
     """The cells ordered by row, then prompt, then seed: the order of cells.jsonl."""
     return [
-        Cell(row, i, prompt, seed)
-        for row in step.rows
+        Cell(row, r, i, prompt, seed)
+        for r, row in enumerate(step.rows)
         for i, prompt in enumerate(step.prompts)
         for seed in step.seeds
     ]
@@ -83,16 +79,15 @@ def restore(backend: Backend, active: dict[str, float], disabled: bool, loaded: 
         backend.enable()
 
 
-def one_by_one(backend: Backend, step: Compare, cells: list[Cell]) -> Executed:
+def one_by_one(backend: Backend, step: Compare, cells: list[Cell], done: Done) -> dict[str, Any]:
     """Row by row, one generate call per cell: each cell made exactly as alone."""
-    results: list[list[Completion] | list[Picture]] = []
     current: Row | None = None
     for cell in cells:
         if cell.row is not current:
             apply_row(backend, cell.row)
             current = cell.row
-        results.append(backend.generate(cell_step(step, cell)))
-    return Executed(results, {"executor": "one_by_one", "calls": len(cells)})
+        done(cell, backend.generate(cell_step(step, cell)))
+    return {"executor": "one_by_one", "calls": len(cells)}
 
 
 EXECUTOR: Executor = one_by_one

@@ -14,9 +14,9 @@ from typing import Any
 
 from runner import sources
 from runner.backends import Backend, create_backend
+from runner.backends.results import Completion, Picture
 from runner.errors import Interrupted, RunnerError, StepError
 from runner.record import manifest as m
-from runner.record.cells import RowMade
 from runner.record.recorder import Recorder
 from runner.record.rundir import output_dir
 from runner.running import compare
@@ -89,25 +89,25 @@ def _generate(ctx: Context, step: Generate) -> Made:
 
 def _compare(ctx: Context, step: Compare) -> Made:
     cells = compare.plan(step)
+    folder = output_dir(ctx.index, step.id or "compare")
+    writer = ctx.recorder.cell_writer(folder, [row.label for row in step.rows])
+
+    def done(cell: compare.Cell, results: list[Completion] | list[Picture]) -> None:
+        weights = None if cell.row.weights is None else dict(cell.row.weights)
+        writer.add(cell.row_index, weights, results)
+
     state = ctx.state
     try:
-        done = compare.EXECUTOR(ctx.backend, step, cells)
+        execution = compare.EXECUTOR(ctx.backend, step, cells, done)
+    except BaseException:
+        writer.close(complete=False)  # what finished stays, described by cells.jsonl
+        raise
     finally:
         compare.restore(ctx.backend, state.active, state.disabled, bool(state.loaded))
-    per_row = len(step.prompts) * len(step.seeds)  # the plan runs row by row
-    made = [
-        RowMade(
-            row.label,
-            None if row.weights is None else dict(row.weights),
-            [made for cell in done.results[r * per_row : (r + 1) * per_row] for made in cell],
-        )
-        for r, row in enumerate(step.rows)
-    ]
-    folder = output_dir(ctx.index, step.id or "compare")
-    written, listed = ctx.recorder.cells(folder, made)
+    written, listed = writer.close()
     shape = f"{len(step.rows)} rows x {len(step.prompts)} prompts x {len(step.seeds)} seeds"
     notes = [f"{len(listed)} cells ({shape}) in {folder}"]
-    return Made(written, notes, {**done.execution, "cells": listed})
+    return Made(written, notes, {**execution, "cells": listed})
 
 
 def _disable(ctx: Context, step: Disable) -> Made:
