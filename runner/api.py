@@ -107,10 +107,11 @@ class Run:
     def cells(self, step: str | int) -> list[Cell]:
         """A compare step's cells in cells.jsonl order: by row, prompt, seed, then image.
 
-        STEP is the step's id, its folder name (`03-compare`) or its 1-based index.
+        STEP is the step's id, its folder's name (`03-styles`, `03-compare` without an id) or
+        its 1-based index.
         """
         for record in self.manifest.steps:
-            names = {record.id, f"{record.index:02d}-{record.op}", record.index}
+            names = {record.id, f"{record.index:02d}-{record.id or record.op}", record.index}
             if step in names and record.op == "compare":
                 return self._cells(record)
         known = [s.id or f"{s.index:02d}-compare" for s in self.manifest.steps if s.op == "compare"]

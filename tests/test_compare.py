@@ -449,6 +449,11 @@ def test_text_compare_record(text_run: runner.Run) -> None:
     first = json.loads(lines[0])
     assert list(first) == ["row", "adapters", "prompt", "seed", "text", "token_ids"]
     assert (first["row"], first["adapters"], first["seed"]) == ("base", None, 0)
+    texts = text_run.outputs["sampled"]  # the cells, as a generate step's texts
+    assert [t.token_ids for t in texts] == [c.token_ids for c in text_run.cells("sampled")]
+    assert text_run.cells(4) == text_run.cells("04-sampled") == text_run.cells("sampled")
+    with pytest.raises(KeyError, match="compare steps: \\['sampled', 'greedy'\\]"):
+        text_run.cells("before")
     assert runner.verify(text_run).ok
 
 

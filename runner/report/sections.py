@@ -21,7 +21,10 @@ def step_section(run_dir: Path, step: m.StepRecord) -> str:
         + "</small></h2>"
     )
     try:
-        body = SECTIONS.get(step.op, _files)(run_dir, step)
+        if step.status != "ok":  # it made nothing the record lists, and left no state to show
+            body = f"<p class=why>This step did not finish: {e(step.status)}.</p>"
+        else:
+            body = SECTIONS.get(step.op, _files)(run_dir, step)
     except (OSError, ValueError, KeyError, TypeError, IndexError) as exc:
         body = f"<p class=why>Its outputs could not be read: {e(exc)}</p>"
     status = "" if step.status == "ok" else f" {e(step.status)}"
