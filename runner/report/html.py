@@ -159,7 +159,8 @@ def _facts(manifest: m.Manifest) -> str:
         shown = ", ".join(f"{k} {v}" for k, v in libraries.items() if v)
         facts.append(("libraries", e(shown)))
     if env.get("python"):
-        facts.append(("python", e(f"{env.get('python')} on {env.get('platform')}")))
+        where = f" on {env['platform']}" if env.get("platform") else ""
+        facts.append(("python", e(f"{env['python']}{where}")))
     commit = manifest.runner.get("git_commit")
     facts.append(
         ("runner", e(manifest.runner.get("version")) + (f" ({short(commit)})" * bool(commit)))
