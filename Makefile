@@ -5,7 +5,7 @@ STAMP := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export HF_HUB_DISABLE_TELEMETRY := 1
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench clean chromium
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -13,12 +13,22 @@ $(PY):
 $(STAMP): $(PY) pyproject.toml constraints.txt
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -c constraints.txt -e '.[test]'
+	@$(MAKE) --no-print-directory chromium
 	touch $(STAMP)
+
+# The report page is tested in a real browser: Debian's chromium, driven by playwright.
+# Installed when we may (root with apt-get); otherwise the browser tests skip and say why.
+chromium:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
+	  { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } || \
+	  echo "no chromium: the report page's browser tests will skip"
 
 demo: $(STAMP)
 	$(VENV)/bin/runner validate specs/*.yaml
 	$(VENV)/bin/runner run specs/quickstart-text.yaml --out runs
 	$(VENV)/bin/runner run specs/quickstart-image.yaml --out runs
+	$(VENV)/bin/runner run specs/quickstart-compare.yaml --out runs
 
 test: lint
 	$(PY) -m pytest -q

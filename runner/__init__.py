@@ -3,7 +3,7 @@
     problems = runner.validate("spec.yaml")      # [] when valid, else located problems
     spec = runner.load_spec("spec.yaml")         # or a dict; raises runner.SpecError
     run = runner.run(spec, out="runs")           # -> runner.Run; raises runner.StepError
-    run.dir, run.status, run.manifest, run.outputs["blend"]
+    run.dir, run.status, run.manifest, run.outputs["blend"], run.cells("styles")
     again = runner.open_run(run.dir)             # any run directory, no model loaded
     runner.verify(again).ok, runner.diff(run, again).same
 
@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from runner.api import Run, diff, load_spec, open_run, run, validate, verify
+from runner.api import Run, diff, load_spec, open_run, run, validate, verify, write_report
 from runner.errors import Interrupted, Located, RunDirError, RunnerError, SpecError, StepError
 
 __version__ = "0.1.0"
@@ -39,6 +39,7 @@ __all__ = [
     "run",
     "validate",
     "verify",
+    "write_report",
 ]
 
 

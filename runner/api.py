@@ -1,6 +1,6 @@
 """The Python API: what the CLI does, a notebook can do. The CLI is a thin shell over this.
 
-Importing it, or calling validate, load_spec, open_run, verify or diff, loads no
+Importing it, or calling validate, load_spec, open_run, verify, write_report or diff, loads no
 deep-learning library; `run` loads the model's.
 """
 
@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from runner.audit.checksums import VerifyReport
     from runner.audit.diff import DiffReport
     from runner.backends import Ticker
-    from runner.record.manifest import Manifest
+    from runner.record.manifest import Manifest, StepRecord
     from runner.spec.types import Spec
 
 
@@ -90,14 +90,87 @@ class Run:
 
     @property
     def outputs(self) -> dict[str, list[Text] | list[Picture]]:
-        """Each generate step's outputs by step id (or NN-generate when it has none)."""
+        """Each step's outputs by step id (or NN-generate, NN-compare when it has none).
+
+        A compare step's are its cells as texts or images; `cells` adds their rows.
+        """
         found: dict[str, list[Text] | list[Picture]] = {}
         for step in self.manifest.steps:
             if not step.outputs:
                 continue
-            key = step.id or f"{step.index:02d}-generate"
-            found[key] = _read_outputs(self.dir, [o.path for o in step.outputs])
+            key = step.id or f"{step.index:02d}-{step.op}"
+            if step.op == "compare":
+                found[key] = _as_outputs(self._cells(step))
+            else:
+                found[key] = _read_outputs(self.dir, [o.path for o in step.outputs])
         return found
+
+    def cells(self, step: str | int) -> list[Cell]:
+        """A compare step's cells in cells.jsonl order: by row, prompt, seed, then image.
+
+        STEP is the step's id, its folder's name (`03-styles`, `03-compare` without an id) or
+        its 1-based index.
+        """
+        for record in self.manifest.steps:
+            names = {record.id, f"{record.index:02d}-{record.id or record.op}", record.index}
+            if step in names and record.op == "compare":
+                return self._cells(record)
+        known = [s.id or f"{s.index:02d}-compare" for s in self.manifest.steps if s.op == "compare"]
+        raise KeyError(f"no compare step {step!r} in {self.dir} (compare steps: {known or 'none'})")
+
+    def _cells(self, record: StepRecord) -> list[Cell]:
+        from runner.audit.checksums import safe_path
+        from runner.record import cells
+
+        listed = [o.path for o in record.outputs if o.path.endswith("/" + cells.FILE)]
+        if not listed:
+            return []
+        file = safe_path(self.dir, listed[0])
+        return [
+            Cell(
+                c.row,
+                c.adapters,
+                c.prompt,
+                c.seed,
+                c.text,
+                c.token_ids,
+                None if c.image is None else safe_path(file.parent, c.image),
+            )
+            for c in cells.read(file)
+        ]
+
+
+@dataclass
+class Cell:
+    """One cell of a compare step: its row, prompt and seed, and its text or image file."""
+
+    row: str  # the row's label: `base`, `a, b` or `a=0.7, b=0.5`
+    adapters: dict[str, float] | None  # None for `base`
+    prompt: str
+    seed: int
+    text: str | None = None
+    token_ids: list[int] | None = None
+    file: Path | None = None  # the cell's PNG
+
+    @property
+    def image(self) -> Image | None:
+        if self.file is None:
+            return None
+        from PIL import Image
+
+        with Image.open(self.file) as opened:
+            opened.load()
+            return opened
+
+
+def _as_outputs(cells: list[Cell]) -> list[Text] | list[Picture]:
+    texts = [
+        Text(c.prompt, c.text or "", c.token_ids or [], c.seed, c.adapters)
+        for c in cells
+        if c.file is None
+    ]
+    pictures = [Picture(c.file, c.prompt, c.seed, c.adapters) for c in cells if c.file is not None]
+    return texts or pictures
 
 
 def _read_outputs(run_dir: Path, paths: list[str]) -> list[Text] | list[Picture]:
@@ -160,6 +233,16 @@ def verify(run: Run | str | Path) -> VerifyReport:
     from runner.audit.checksums import verify as check
 
     return check(_dir(run))
+
+
+def write_report(run: Run | str | Path, out: str | Path | None = None) -> Path:
+    """Render a run's report page again from its directory alone; returns where it went.
+
+    OUT defaults to RUN_DIR/report.html. No model library is loaded.
+    """
+    from runner.report.html import write
+
+    return write(_dir(run), None if out is None else Path(out))
 
 
 def diff(run_a: Run | str | Path, run_b: Run | str | Path) -> DiffReport:

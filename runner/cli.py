@@ -196,6 +196,22 @@ def reproduce(run_dir: Path, out: Path | None) -> int:
 
 
 @main.command()
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    help="Write the page here instead of RUN_DIR/report.html.",
+)
+@_errors()
+def report(run_dir: Path, out: Path | None) -> int:
+    """Render RUN_DIR's report page again from its files alone, without a model."""
+    import runner
+
+    click.echo(str(runner.write_report(run_dir, out)))
+    return EXIT_OK
+
+
+@main.command()
 @click.argument("run_a", type=click.Path(path_type=Path))
 @click.argument("run_b", type=click.Path(path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")

@@ -17,6 +17,7 @@ from typing import Any
 
 from runner import builtin
 from runner.errors import SourceError
+from runner.spec.rows import BASE
 from runner.spec.types import Adapter, Model
 
 ADAPTER_CONFIG = "adapter_config.json"
@@ -56,6 +57,8 @@ def builtin_name(path: str) -> str | None:
 
 def name_problem(name: str) -> str | None:
     """Why NAME cannot name an adapter, or None; validation and backends ask the same."""
+    if name == BASE:
+        return f"adapter name '{BASE}' is reserved: in a compare step it means no adapter"
     if name in RESERVED or name.startswith("_"):
         return f"adapter name '{name}' is reserved by torch modules; choose another"
     if not ADAPTER_NAME.fullmatch(name):

@@ -227,7 +227,8 @@ def test_interrupt_keeps_finished_outputs_and_a_verifiable_run(tmp_path: Path, s
     )
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
-        if list(tmp_path.glob("runs/*/outputs/02-g1/completions.jsonl")):
+        # step 3's output: step 2's journal line is written by then
+        if list(tmp_path.glob("runs/*/outputs/03-g2/completions.jsonl")):
             break
         time.sleep(0.05)
     proc.send_signal(signum)

@@ -99,10 +99,12 @@ def png_bytes(
     adapters: dict[str, float] | None,
     spec_sha256: str,
     runner_version: str,
+    row: str | None = None,
 ) -> bytes:
     """The picture as PNG with its provenance; the same picture gives the same bytes.
 
-    `adapters` maps the active adapters to their weights, or is None when they are disabled.
+    `adapters` maps the active adapters to their weights, or is None when they are disabled;
+    `row` is the label of the compare row that made it.
     """
     params = picture.params
     chunks = {
@@ -119,6 +121,8 @@ def png_bytes(
         "runner_version": runner_version,
         "parameters": infotext(picture, adapters, runner_version),
     }
+    if row is not None:
+        chunks["row"] = row
     info = PngInfo()
     for key, value in chunks.items():
         info.add_text(key, value)  # falls back to UTF-8 iTXt for text latin-1 cannot hold

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from runner import __version__
 from runner.backends.results import Completion, ModelSetup, Picture, SchedulerUsed
@@ -23,6 +23,9 @@ from runner.record.samplers import sampler_name
 from runner.spec.types import Adapter, Spec, resolved
 
 SYNC_SECONDS = 0.5
+
+if TYPE_CHECKING:
+    from runner.record.cellwriter import CellWriter
 
 
 @dataclass
@@ -124,7 +127,18 @@ class Recorder:
         if self._journal is not None:
             self._journal.close()
         (self.run / m.JOURNAL).unlink(missing_ok=True)
+        self._report()
         rundir.write_sums(self.run, self.sums)
+
+    def _report(self) -> None:
+        """report.html from the record as it reads back, so `runner report` gives the same."""
+        from runner.report.html import REPORT, render, unavailable
+
+        try:
+            page = render(self.run, m.parse(json.loads(m.manifest_bytes(self.manifest))))
+        except Exception as exc:  # the run's own record matters more than its report page
+            page = unavailable(self.manifest.spec.name, exc)
+        self.write(REPORT, page)
 
     def outputs(
         self,
@@ -174,6 +188,12 @@ class Recorder:
             )
             for k, picture in enumerate(items)
         ]
+
+    def cell_writer(self, folder: str, rows: list[str]) -> CellWriter:
+        """A writer for a compare step's cells, a row per label of ROWS, as they are made."""
+        from runner.record.cellwriter import CellWriter
+
+        return CellWriter(self, folder, rows)
 
     def input_identity(self, name: str, adapter: Adapter, local: Path | None) -> None:
         """An adapter's identity, recorded as soon as it is loaded."""

@@ -14,13 +14,14 @@ from typing import Any
 
 from runner import sources
 from runner.backends import Backend, Ticker, create_backend
-from runner.backends.results import Picture, SchedulerUsed
+from runner.backends.results import Completion, Picture, SchedulerUsed
 from runner.errors import Interrupted, RunnerError, StepError
 from runner.record import manifest as m
 from runner.record.recorder import Recorder, scheduler_record
 from runner.record.rundir import output_dir
 from runner.record.samplers import sampler_name
-from runner.spec.types import Disable, Enable, Generate, Load, SetAdapters, Spec, Step
+from runner.running import compare
+from runner.spec.types import Compare, Disable, Enable, Generate, Load, SetAdapters, Spec, Step
 
 
 @dataclass
@@ -53,6 +54,7 @@ class Made:
     outputs: list[m.Output] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     scheduler: SchedulerUsed | None = None  # the step's own scheduler, when it set one
+    execution: dict[str, Any] = field(default_factory=dict)  # how it was carried out
 
 
 def _load(ctx: Context, step: Load) -> Made:
@@ -93,6 +95,29 @@ def _generate(ctx: Context, step: Generate) -> Made:
     return made
 
 
+def _compare(ctx: Context, step: Compare) -> Made:
+    cells = compare.plan(step)
+    folder = output_dir(ctx.index, step.id or "compare")
+    writer = ctx.recorder.cell_writer(folder, [row.label for row in step.rows])
+
+    def done(cell: compare.Cell, results: list[Completion] | list[Picture]) -> None:
+        weights = None if cell.row.weights is None else dict(cell.row.weights)
+        writer.add(cell.row_index, weights, results)
+
+    state = ctx.state
+    try:
+        execution = compare.EXECUTOR(ctx.backend, step, cells, done)
+    except BaseException:
+        writer.close(complete=False)  # what finished stays, described by cells.jsonl
+        raise
+    finally:
+        compare.restore(ctx.backend, state.active, state.disabled, bool(state.loaded))
+    written, listed = writer.close()
+    shape = f"{len(step.rows)} rows x {len(step.prompts)} prompts x {len(step.seeds)} seeds"
+    notes = [f"{len(listed)} cells ({shape}) in {folder}"]
+    return Made(written, notes, execution={**execution, "cells": listed})
+
+
 def _disable(ctx: Context, step: Disable) -> Made:
     ctx.backend.disable()
     ctx.state.disabled = True
@@ -111,6 +136,7 @@ OPS: dict[str, Callable[[Context, Any], Made]] = {
     "load": _load,
     "set_adapters": _set_adapters,
     "generate": _generate,
+    "compare": _compare,
     "disable": _disable,
     "enable": _enable,
 }
@@ -221,6 +247,7 @@ def _run_step(ctx: Context, step: Step, progress: Callable[[str], None]) -> None
     record.active_adapters = ctx.state.running
     record.outputs = made.outputs
     record.scheduler = scheduler_record(made.scheduler)
+    record.execution = made.execution
     ctx.recorder.step(record)
     shown = "disabled" if ctx.state.disabled else _show(ctx.state.active)
     progress(
@@ -237,6 +264,14 @@ def _arguments(step: Step) -> dict[str, Any]:
         return {"adapters": dict(step.weights)}
     if isinstance(step, Generate):
         return {"prompt": list(step.prompts), "seed": step.seed, **step.args}
+    if isinstance(step, Compare):
+        return {
+            "rows": [r.label for r in step.rows],
+            "adapters": [None if r.weights is None else dict(r.weights) for r in step.rows],
+            "prompt": list(step.prompts),
+            "seed": list(step.seeds),
+            **step.args,
+        }
     return {}
 
 

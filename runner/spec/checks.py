@@ -11,7 +11,7 @@ from typing import Any
 
 from runner import sources
 from runner.errors import Located
-from runner.spec import disk
+from runner.spec import disk, references
 from runner.spec.document import Document, Path_
 from runner.spec.grammar import GENERATING, MAX_SEED
 
@@ -37,6 +37,7 @@ def meaning_problems(doc: Document, base_dir: Path) -> list[Located]:
         types["default"] = preloaded
     problems += _steps(doc, steps, adapters, types, preloaded is not None)
     problems += _generating(doc, data, steps, model.get("family"))
+    problems += references.size_problems(doc, data)
     return problems
 
 
@@ -155,6 +156,8 @@ def _steps(
                 )
             ids.setdefault(step_id, index)
         op = step.get("op")
+        if op == "compare":
+            problems += references.compare_problems(doc, here, step, declared, loaded, types)
         if op not in ("load", "set_adapters"):
             continue
         field = (*here, "adapters")
@@ -163,13 +166,8 @@ def _steps(
             where = (*field, *sub)
             key = isinstance(step.get("adapters"), dict)
             if name not in declared:
-                listing = ", ".join(sorted(declared)) or "none"
                 problems.append(
-                    doc.problem(
-                        where,
-                        f"adapter '{name}' is not declared under adapters (declared: {listing})",
-                        key=key,
-                    )
+                    doc.problem(where, references.not_declared(name, declared), key=key)
                 )
             elif op == "load" and name in loaded:
                 problems.append(
@@ -186,21 +184,9 @@ def _steps(
             elif op == "load":
                 loaded[name] = index
             elif name not in loaded:
-                problems.append(
-                    doc.problem(
-                        where,
-                        f"adapter '{name}' is not loaded at this step; load it in an earlier step",
-                        key=key,
-                    )
-                )
+                problems.append(doc.problem(where, references.not_loaded(name), key=key))
         if op == "set_adapters":
-            kinds = {types.get(n) for _, n in names if types.get(n)}
-            if len(kinds) > 1:
-                found = ", ".join(f"{n}: {types[n]}" for _, n in names if types.get(n))
-                problems.append(
-                    doc.problem(
-                        field,
-                        f"adapters of different PEFT types cannot be active together ({found})",
-                    )
-                )
+            found = [(n, t) for _, n in names if (t := types.get(n))]
+            if len({t for _, t in found}) > 1:
+                problems.append(doc.problem(field, references.mixed_types(found)))
     return problems

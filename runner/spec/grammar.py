@@ -239,7 +239,9 @@ MODEL_OPTIONS: dict[str, tuple[str, dict[str, Any]]] = {
 }
 
 # Ops that take the family's generate arguments.
-GENERATING = ("generate",)
+GENERATING = ("generate", "compare")
+# More cells than this in one compare step need the step's explicit `max_cells`.
+MAX_CELLS = 10_000
 
 
 def family_of(argument: str) -> str | None:
@@ -258,6 +260,28 @@ def wrong_family_option(option: str, family: str) -> str:
     """The message for a model option of the other family."""
     owner = MODEL_OPTIONS[option][0]
     return f"'{option}' is a {owner} model option, but model.family is {family}"
+
+
+COMPARE_ROWS: dict[str, Any] = {
+    "description": "The rows, one adapter setting each, in order: `base` (no adapter), a name, "
+    "a list of names (each at 1.0), or a mapping name -> weight, where a list of weights makes "
+    "one row per value (several lists: every combination, the first adapter's varying slowest).",
+    "type": "array",
+    "minItems": 1,
+    "items": {
+        "description": "One row: `base`, a name, a list of names or a mapping name -> weight(s).",
+        "type": ["string", "array", "object"],
+        "items": {"type": "string"},
+        "minItems": 1,
+        "minProperties": 1,
+        "additionalProperties": {
+            "description": "The adapter's weight, or a list of weights: a row for each.",
+            "type": ["number", "array"],
+            "items": {"type": "number"},
+            "minItems": 1,
+        },
+    },
+}
 
 
 def _step(op: str, description: str, **properties: Any) -> dict[str, Any]:
@@ -324,6 +348,33 @@ def _definitions() -> dict[str, Any]:
                 "generate",
                 "Generate text or images with the active adapters.",
                 **_generate_arguments(),
+            ),
+        },
+        "compare": {
+            "type": "object",
+            "required": ["adapters"],
+            "additionalProperties": False,
+            "properties": _step(
+                "compare",
+                "Generate every prompt and seed under each adapter setting (row), side by side.",
+                adapters=COMPARE_ROWS,
+                prompt=_prompts("A prompt, or a list of prompts: a column for each."),
+                seed={
+                    "description": "A seed, or a list of seeds: a column for each. Default: the "
+                    "spec's seed.",
+                    "type": ["integer", "array"],
+                    "minimum": 0,
+                    "maximum": MAX_SEED,
+                    "items": SEED,
+                    "minItems": 1,
+                },
+                max_cells={
+                    "description": f"Allow more cells (rows x prompts x seeds x images) than "
+                    f"{MAX_CELLS}. Default {MAX_CELLS}.",
+                    "type": "integer",
+                    "minimum": 1,
+                },
+                **{k: s for k, (_, s) in ARGUMENTS.items()},
             ),
         },
         "disable": {

@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from runner.spec import rows as row_forms
 from runner.spec.grammar import NAME_MAX
 
 
@@ -92,6 +93,28 @@ class Generate:
 
 
 @dataclass(frozen=True)
+class Row:
+    """One adapter setting of a compare step; `weights` None is the base model."""
+
+    label: str  # `base`, `3d, cereal` or `3d=0.7, cereal=0.5`
+    weights: tuple[tuple[str, float], ...] | None
+    line: int = 0
+
+
+@dataclass(frozen=True)
+class Compare:
+    """Rows x prompts x seeds, each cell as `set_adapters: ROW` + `generate` would make it."""
+
+    rows: tuple[Row, ...]
+    prompts: tuple[str, ...]
+    seeds: tuple[int, ...]
+    args: dict[str, Any] = field(default_factory=dict)  # family arguments, defaults merged
+    line: int = 0
+    id: str | None = None
+    op: str = "compare"
+
+
+@dataclass(frozen=True)
 class Disable:
     line: int = 0
     id: str | None = None
@@ -105,7 +128,7 @@ class Enable:
     op: str = "enable"
 
 
-Step = Load | SetAdapters | Generate | Disable | Enable
+Step = Load | SetAdapters | Generate | Compare | Disable | Enable
 
 
 @dataclass(frozen=True)
@@ -182,6 +205,9 @@ def from_document(
                     id=step_id,
                 )
             )
+        elif op == "compare":
+            row_lines = [line("steps", i, "adapters", j) for j in range(len(raw_step["adapters"]))]
+            steps.append(_compare(raw_step, defaults, seed, at, row_lines))
         else:
             steps.append(Disable(at, step_id) if op == "disable" else Enable(at, step_id))
     return Spec(
@@ -211,6 +237,29 @@ def from_document(
     )
 
 
+def _compare(
+    raw_step: dict[str, Any], defaults: dict[str, Any], seed: int, at: int, row_lines: list[int]
+) -> Compare:
+    args = {**defaults, **raw_step}
+    prompt, seeds = args.pop("prompt"), args.pop("seed", seed)
+    written = args.pop("adapters")
+    for key in ("op", "id", "max_cells"):
+        args.pop(key, None)
+    rows = tuple(
+        Row(row_forms.label(weights, mapping=isinstance(row, dict)), weights, row_line)
+        for row, row_line in zip(written, row_lines, strict=True)
+        for weights in row_forms.expand(row)
+    )
+    return Compare(
+        rows=rows,
+        prompts=tuple([prompt] if isinstance(prompt, str) else prompt),
+        seeds=tuple([seeds] if isinstance(seeds, int) else seeds),
+        args=args,
+        line=at,
+        id=raw_step.get("id"),
+    )
+
+
 def _default_name(file: Path) -> str:
     """The file's stem, made fit for a folder name (as long as a written name may be)."""
     name = re.sub(r"[^a-z0-9._-]+", "-", file.stem.lower())[:NAME_MAX].strip("-._")
@@ -236,6 +285,12 @@ def resolved(spec: Spec) -> dict[str, Any]:
             out["adapters"] = dict(step.weights)
         elif isinstance(step, Generate):
             out.update(prompt=list(step.prompts) if step.batch else step.prompts[0], seed=step.seed)
+            out.update(step.args)
+        elif isinstance(step, Compare):
+            out["adapters"] = [
+                row_forms.BASE if r.weights is None else dict(r.weights) for r in step.rows
+            ]
+            out.update(prompt=list(step.prompts), seed=list(step.seeds))
             out.update(step.args)
         return out
 

@@ -1,0 +1,201 @@
+"""One section of the report page per step: what it did and what it made."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from runner.record import cells as c
+from runner.record import manifest as m
+from runner.report.markup import e, href, image
+
+
+def step_section(run_dir: Path, step: m.StepRecord) -> str:
+    head = (
+        f"<h2>{step.index} &middot; {e(step.op)}"
+        + (f" <code>{e(step.id)}</code>" if step.id else "")
+        + f" <small>line {step.line} &middot; {step.seconds:.2f} s"
+        + (f" &middot; {e(step.status)}" if step.status != "ok" else "")
+        + "</small></h2>"
+    )
+    try:
+        if step.status != "ok":  # it made nothing the record lists, and left no state to show
+            body = f"<p class=why>This step did not finish: {e(step.status)}.</p>"
+        else:
+            body = SECTIONS.get(step.op, _files)(run_dir, step)
+    except (OSError, ValueError, KeyError, TypeError, IndexError) as exc:
+        body = f"<p class=why>Its outputs could not be read: {e(exc)}</p>"
+    status = "" if step.status == "ok" else f" {e(step.status)}"
+    return f"<section class='step{status}' id='step-{step.index}'>{head}{body}</section>"
+
+
+def adapters_text(adapters: dict[str, float] | None) -> str:
+    """`none`, `disabled (base model)`, or `a, b=0.5` (weights other than 1 shown)."""
+    if adapters is None:
+        return "disabled (base model)"
+    if not adapters:
+        return "none"
+    return ", ".join(n if w == 1.0 else f"{n}={w:g}" for n, w in adapters.items())
+
+
+def _after(step: m.StepRecord) -> str:
+    return f"<p class=muted>adapters after the step: {e(adapters_text(step.active_adapters))}</p>"
+
+
+def _plain(run_dir: Path, step: m.StepRecord) -> str:
+    shown = step.arguments.get("adapters")
+    what = f"<p>adapters: <code>{e(json.dumps(shown))}</code></p>" if shown is not None else ""
+    return what + _after(step)
+
+
+def _files(run_dir: Path, step: m.StepRecord) -> str:
+    """A step kind this page does not know: its outputs as links."""
+    links = [
+        f"<li><a href='{url}'>{e(o.path)}</a></li>"
+        if (url := href(o.path))
+        else f"<li>{e(o.path)}</li>"
+        for o in step.outputs
+    ]
+    return _after(step) + (f"<ul>{''.join(links)}</ul>" if links else "")
+
+
+def _generate(run_dir: Path, step: m.StepRecord) -> str:
+    texts = [o for o in step.outputs if o.path.endswith(".jsonl")]
+    if texts:
+        return _completions(run_dir / texts[0].path, step)
+    pngs = [o.path for o in step.outputs if o.path.endswith(".png")]
+    prompts = step.arguments.get("prompt")
+    prompts = prompts if isinstance(prompts, list) else [prompts]
+    seed = step.arguments.get("seed", 0)
+    per_prompt = step.arguments.get("num_images_per_prompt", 1)
+    per_prompt = per_prompt if isinstance(per_prompt, int) and per_prompt > 0 else 1
+    shown = adapters_text(step.active_adapters)
+    figures = []
+    for k, rel in enumerate(pngs):
+        prompt = prompts[k // per_prompt] if k // per_prompt < len(prompts) else ""
+        seed_k = seed + k if isinstance(seed, int) else seed
+        figures.append(
+            f"<figure>{image(rel, str(prompt))}<figcaption>{e(prompt)} &middot; seed "
+            f"{e(seed_k)} &middot; {e(shown)}</figcaption></figure>"
+        )
+    return "".join(figures) + _after(step)
+
+
+def _completions(file: Path, step: m.StepRecord) -> str:
+    rows = []
+    for text in file.read_text(encoding="utf-8").splitlines():
+        if not text.strip():
+            continue
+        item = json.loads(text)
+        ids = " ".join(map(str, item.get("token_ids") or []))
+        rows.append(
+            f"<tr><td class=text>{e(item.get('prompt'))}</td><td>{e(item.get('seed'))}</td>"
+            f"<td>{e(adapters_text(item.get('adapters')))}</td>"
+            f"<td class=text title='token ids: {e(ids)}'>{e(item.get('text'))}</td></tr>"
+        )
+    head = "<tr><th>prompt</th><th>seed</th><th>adapters</th><th>completion</th></tr>"
+    return f"<div class=scroll><table><thead>{head}</thead>{''.join(rows)}</table></div>"
+
+
+def _compare(run_dir: Path, step: m.StepRecord) -> str:
+    """The cells as a table: a row per setting, a column per prompt and seed."""
+    listed = [o.path for o in step.outputs if o.path.endswith("/" + c.FILE)]
+    if not listed:
+        return _after(step)
+    folder = listed[0].rsplit("/", 1)[0]
+    grid = _rows(c.read(run_dir / listed[0]), step.arguments.get("rows"))
+    if not grid or not grid[0][1]:
+        return "<p class=muted>No cells.</p>"
+    head = "".join(
+        f"<th title='{e(cell.prompt)}'><span class=clamp>{e(cell.prompt)}</span>"
+        f"<span class=muted>seed {e(cell.seed)}</span></th>"
+        for cell in grid[0][1]
+    )
+    if grid[0][1][0].image is not None:
+        body = [
+            f"<tr><th>{e(label)}</th>{''.join(_tile(folder, cell) for cell in cells)}</tr>"
+            for label, cells in grid
+        ]
+        return _table(_grid_link(step, folder), head, body)
+    # The reference row: `base` where the step has one, else the first row.
+    ref_label, reference = next(((lb, cs) for lb, cs in grid if cs[0].adapters is None), grid[0])
+    note = (
+        "<p class=muted>Marked: where a completion first departs from the "
+        f"<b>{e(ref_label)}</b> row's. Token ids on hover.</p>"
+    )
+    body = []
+    for label, cells in grid:
+        tds = "".join(
+            _departure(cell, None if cells is reference else reference[i])
+            for i, cell in enumerate(cells)
+            if i < len(reference)
+        )
+        body.append(f"<tr><th>{e(label)}</th>{tds}</tr>")
+    return _table(note, head, body)
+
+
+def _table(note: str, head: str, rows_html: list[str]) -> str:
+    return (
+        f"{note}<div class=scroll><table class=grid><thead><tr><th>adapters</th>{head}</tr>"
+        f"</thead><tbody>{''.join(rows_html)}</tbody></table></div>"
+    )
+
+
+def _rows(cells: list[c.Cell], labels: Any) -> list[tuple[str, list[c.Cell]]]:
+    """The cells as rows: the step's row labels where recorded, else runs of one label."""
+    if isinstance(labels, list) and labels and len(cells) % len(labels) == 0:
+        size = len(cells) // len(labels)
+        return [(str(label), cells[i * size : (i + 1) * size]) for i, label in enumerate(labels)]
+    grouped: list[tuple[str, list[c.Cell]]] = []
+    for cell in cells:
+        if not grouped or grouped[-1][0] != cell.row:
+            grouped.append((cell.row, []))
+        grouped[-1][1].append(cell)
+    return grouped
+
+
+def _tile(folder: str, cell: c.Cell) -> str:
+    name = cell.image or ""
+    alt = f"{cell.row} | {cell.prompt} | seed {cell.seed}"
+    inner = image(f"{folder}/{name}", alt) if "/" not in name else e(name)
+    return f"<td title='{e(alt)}'>{inner}</td>"
+
+
+def _grid_link(step: m.StepRecord, folder: str) -> str:
+    grid = f"{folder}/{c.GRID}"
+    if not any(o.path == grid for o in step.outputs) or (url := href(grid)) is None:
+        return ""
+    return f"<p><a href='{url}'>grid.png</a>: the same cells as one labelled image.</p>"
+
+
+def _departure(cell: c.Cell, reference: c.Cell | None) -> str:
+    """A text cell; where it first departs from REFERENCE's text is marked."""
+    ids = " ".join(map(str, cell.token_ids or []))
+    text = cell.text or ""
+    if reference is None:
+        return f"<td class=text title='token ids: {e(ids)}'>{e(text)}</td>"
+    mine, theirs = cell.token_ids or [], reference.token_ids or []
+    token = next((i for i, (a, b) in enumerate(zip(mine, theirs, strict=False)) if a != b), None)
+    if token is None and len(mine) == len(theirs):
+        return f"<td class='text same' title='token ids: {e(ids)}'>{e(text)}</td>"
+    token = min(len(mine), len(theirs)) if token is None else token
+    other = reference.text or ""
+    at = next((i for i, (a, b) in enumerate(zip(text, other, strict=False)) if a != b), None)
+    at = min(len(text), len(other)) if at is None else at
+    at = text.rfind(" ", 0, at) + 1 if at < len(text) else at  # from the word it changes
+    return (
+        f"<td class=text title='token ids: {e(ids)}'>{e(text[:at])}<mark>{e(text[at:])}</mark>"
+        f"<span class=at>departs at token {token}</span></td>"
+    )
+
+
+SECTIONS: dict[str, Callable[[Path, m.StepRecord], str]] = {
+    "load": _plain,
+    "set_adapters": _plain,
+    "generate": _generate,
+    "compare": _compare,
+    "disable": _plain,
+    "enable": _plain,
+}
