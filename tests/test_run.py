@@ -283,6 +283,11 @@ steps:
     assert default["adapters"] == {"default": 1.0} and base["adapters"] is None
     assert default["token_ids"] == again["token_ids"] == loaded["token_ids"]
     assert default["token_ids"] != base["token_ids"]
+    # the model recorded is the base the folder names; the folder is the adapter `default`
+    inputs = json.loads((run / "manifest.json").read_text())["inputs"]
+    assert inputs["model"]["path"] == "builtin:tiny-causal-lm"
+    assert "model.safetensors" in inputs["model"]["files"]
+    assert "adapter_model.safetensors" in inputs["adapters"]["default"]["files"]
 
 
 def test_disable_before_any_adapter_runs_the_base_pipeline(tmp_path: Path) -> None:

@@ -18,7 +18,8 @@ class Completion:
     token_ids: list[int]  # new tokens only
     seed: int
 
-    def summary(self) -> str:
+    def summary(self, file: str) -> str:
+        """A line for the progress display; FILE is where it was written."""
         return f"{self.prompt!r} -> {self.text!r}"
 
 
@@ -49,5 +50,6 @@ class Picture:
     params: dict[str, Any] = field(default_factory=dict)  # negative_prompt, steps, size...
     scheduler: SchedulerUsed | None = None  # the scheduler that drew it
 
-    def summary(self) -> str:
-        return f"{self.prompt!r} seed {self.seed}"
+    def summary(self, file: str) -> str:
+        """A line for the progress display; FILE is where it was written."""
+        return f"{self.prompt!r} -> {file}"

@@ -195,6 +195,11 @@ class Recorder:
 
         return CellWriter(self, folder, rows)
 
+    def inputs_adapter(self, name: str, identity: m.Identity) -> None:
+        """An adapter's identity, recorded as soon as it is loaded."""
+        self.manifest.inputs.adapters[name] = identity
+        self.save()
+
     def input_identity(self, name: str, adapter: Adapter, local: Path | None) -> None:
         """An adapter's identity, recorded as soon as it is loaded."""
         from runner.record.identity import identify
@@ -204,8 +209,7 @@ class Recorder:
             entry = m.Identity(path=None, config=config)
         else:
             entry = identify(adapter.path or "", local, adapter.revision)
-        self.manifest.inputs.adapters[name] = entry
-        self.save()
+        self.inputs_adapter(name, entry)
 
 
 def scheduler_record(used: SchedulerUsed | None) -> m.SchedulerRecord | None:

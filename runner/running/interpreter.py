@@ -86,7 +86,14 @@ def _generate(ctx: Context, step: Generate) -> Made:
     results = ctx.backend.generate(step)
     folder = output_dir(ctx.index, step.id)
     written = ctx.recorder.outputs(folder, results, ctx.state.running)
-    made = Made(written, [r.summary() for r in results])
+    # a PNG per picture; one completions.jsonl for all texts
+    files = (
+        [w.path for w in written]
+        if len(written) == len(results)
+        else [written[0].path] * len(results)
+    )
+    made_by: list[Completion | Picture] = list(results)
+    made = Made(written, [r.summary(file) for r, file in zip(made_by, files, strict=True)])
     if "scheduler" in step.args and results and isinstance(results[0], Picture):
         made.scheduler = record = results[0].scheduler
         if record is not None:
@@ -221,11 +228,18 @@ def _prepare(
     source = sources.model_source(spec.model, spec.base_dir)
     backend.load_model(spec.model, source)
     local = Path(source) if Path(source).exists() else None
-    identity = identify(spec.model.path, local, spec.model.revision)
+    folder = sources.adapter_folder(local)
+    if folder is None:
+        identity = identify(spec.model.path, local, spec.model.revision)
+        recorder.prepared(environment, settings, identity, backend.setup())
+        return backend, State()
+    # An adapter folder as model: the model is the base it names, the folder is `default`.
+    base, revision = sources.base_source(folder)
+    base_local = Path(base) if Path(base).exists() else None
+    identity = identify(sources.adapter_base(folder)[0], base_local, revision)
     recorder.prepared(environment, settings, identity, backend.setup())
-    if sources.adapter_folder(local) is not None:
-        return backend, State(loaded=["default"], active={"default": 1.0})
-    return backend, State()
+    recorder.inputs_adapter("default", identify(spec.model.path, folder, spec.model.revision))
+    return backend, State(loaded=["default"], active={"default": 1.0})
 
 
 def _run_step(ctx: Context, step: Step, progress: Callable[[str], None]) -> None:
