@@ -278,6 +278,15 @@ def _generate_arguments() -> dict[str, Any]:
     return {"prompt": PROMPT, "seed": SEED, **{k: s for k, (_, s) in ARGUMENTS.items()}}
 
 
+def _defaults_generate() -> dict[str, Any]:
+    return {
+        "description": "Default generate arguments.",
+        "type": "object",
+        "additionalProperties": False,
+        "properties": _generate_arguments(),
+    }
+
+
 def _definitions() -> dict[str, Any]:
     return {
         "load": {
@@ -344,39 +353,92 @@ def _if(path_value: dict[str, Any]) -> dict[str, Any]:
     return {"properties": {key: value}, "required": [key]}
 
 
-def _family_rules() -> list[dict[str, Any]]:
-    """For each family: the other family's generate arguments and model options are
-    refused, by name."""
-    rules = []
-    for family in FAMILIES:
-        refused = {
-            name: {"not": {}, "errorMessage": wrong_family(name, family)}
-            for name, (owner, _) in ARGUMENTS.items()
-            if owner != family
+def _narrowed(properties: dict[str, Any], family: str) -> dict[str, Any]:
+    """PROPERTIES (of a generating op, or defaults.generate) for FAMILY: its own arguments,
+    and each of the other family's refused at the key, naming the family.
+
+    A key of the other family stays listed (accepting anything, never suggested), so that
+    the refusal below is the one message about it: an editor's YAML language server shows a
+    schema's `errorMessage` for a `false` property, at the key, but ignores it next to
+    `not`. Completion then offers only the family's keys.
+    """
+    own: dict[str, Any] = {}
+    refusals = []
+    for name, schema in properties.items():
+        owner = family_of(name)
+        if owner is None or owner == family:
+            own[name] = schema
+        else:
+            message = wrong_family(name, family)
+            own[name] = {"description": message, "doNotSuggest": True}
+            refusals.append({"properties": {name: False}, "errorMessage": message})
+    return {"properties": own, "allOf": refusals}
+
+
+def _family_definition(definition: dict[str, Any], family: str) -> dict[str, Any]:
+    narrowed = _narrowed(definition["properties"], family)
+    return {**definition, **narrowed}
+
+
+def _family_definitions(definitions: dict[str, Any]) -> dict[str, Any]:
+    """Each generating op once per family: `generate_transformers`, `generate_diffusers`."""
+    return {
+        f"{op}_{family}": _family_definition(definitions[op], family)
+        for op in GENERATING
+        for family in FAMILIES
+    }
+
+
+def _generating_steps(suffix: str) -> dict[str, Any]:
+    """Steps whose generating ops are checked against `#/definitions/{op}{suffix}`."""
+    return {
+        "items": {
+            "allOf": [
+                {"if": _if({"op": {"const": op}}), "then": {"$ref": f"#/definitions/{op}{suffix}"}}
+                for op in GENERATING
+            ]
         }
-        options = {
-            name: {"not": {}, "errorMessage": wrong_family_option(name, family)}
+    }
+
+
+def _family_rules() -> list[dict[str, Any]]:
+    """The model's family selects which generate arguments and model options exist: for
+    each family, generating steps and defaults.generate take that family's definitions, and
+    a model option of the other family is refused at its key; with no family known, every
+    argument is taken (the missing or unknown family is the error then)."""
+    rules: list[dict[str, Any]] = []
+    defaults = _defaults_generate()
+    for family in FAMILIES:
+        options = [
+            {"properties": {name: False}, "errorMessage": wrong_family_option(name, family)}
             for name, (owner, _) in MODEL_OPTIONS.items()
             if owner != family
-        }
-        steps = {
-            "items": {
-                "if": _if({"op": {"enum": list(GENERATING)}}),
-                "then": {"properties": refused},
-            }
-        }
+        ]
         rules.append(
             {
                 "if": _if({"model": _if({"family": {"const": family}})}),
                 "then": {
                     "properties": {
-                        "model": {"properties": options},
-                        "steps": steps,
-                        "defaults": {"properties": {"generate": {"properties": refused}}},
+                        "model": {"allOf": options},
+                        "steps": _generating_steps(f"_{family}"),
+                        "defaults": {
+                            "properties": {"generate": _family_definition(defaults, family)}
+                        },
                     }
                 },
             }
         )
+    rules.append(
+        {
+            "if": _if({"model": _if({"family": {"enum": list(FAMILIES)}})}),
+            "else": {
+                "properties": {
+                    "steps": _generating_steps(""),
+                    "defaults": {"properties": {"generate": defaults}},
+                }
+            },
+        }
+    )
     return rules
 
 
@@ -570,12 +632,9 @@ def _properties(ops: list[str]) -> dict[str, Any]:
             "type": "object",
             "additionalProperties": False,
             "properties": {
-                "generate": {
-                    "description": "Default generate arguments.",
-                    "type": "object",
-                    "additionalProperties": False,
-                    "properties": _generate_arguments(),
-                }
+                # What it takes follows model.family (see _family_rules), so that an editor
+                # offers only that family's arguments here.
+                "generate": {"description": "Default generate arguments.", "type": "object"}
             },
         },
         "steps": {
@@ -589,9 +648,11 @@ def _properties(ops: list[str]) -> dict[str, Any]:
                 "properties": {
                     "op": {"description": "The step kind: " + " | ".join(ops) + ".", "enum": ops}
                 },
+                # A generating op's definition follows model.family (see _family_rules).
                 "allOf": [
                     {"if": _if({"op": {"const": op}}), "then": {"$ref": f"#/definitions/{op}"}}
                     for op in ops
+                    if op not in GENERATING
                 ],
             },
         },
@@ -601,6 +662,8 @@ def _properties(ops: list[str]) -> dict[str, Any]:
 def build() -> dict[str, Any]:
     """The spec's JSON Schema (draft-07)."""
     definitions = _definitions()
+    ops = list(definitions)
+    definitions.update(_family_definitions(definitions))
     return {
         "$schema": "http://json-schema.org/draft-07/schema#",
         "$id": "https://runner.invalid/schemas/spec.schema.json",
@@ -610,7 +673,7 @@ def build() -> dict[str, Any]:
         "type": "object",
         "required": ["version", "model", "steps"],
         "additionalProperties": False,
-        "properties": _properties(list(definitions)),
+        "properties": _properties(ops),
         "allOf": [*_family_rules(), _prompt_required()],
         "definitions": definitions,
     }
