@@ -133,6 +133,7 @@ ARGUMENTS: dict[str, tuple[str, dict[str, Any]]] = {
             "description": "Apply the tokenizer's chat template to each prompt (transformers). "
             "Default false.",
             "type": "boolean",
+            "default": False,
         },
     ),
     "negative_prompt": (
@@ -186,6 +187,7 @@ ARGUMENTS: dict[str, tuple[str, dict[str, Any]]] = {
         {
             "description": "Images per prompt (diffusers). Default 1.",
             "type": "integer",
+            "default": 1,
             "minimum": 1,
             "maximum": MAX_COUNT,
         },
@@ -196,6 +198,7 @@ ARGUMENTS: dict[str, tuple[str, dict[str, Any]]] = {
             "description": "Scale applied to every active LoRA at generation time (diffusers). "
             "Default 1.0.",
             "type": "number",
+            "default": 1.0,
         },
     ),
     "scheduler": (
@@ -260,9 +263,26 @@ def wrong_family_option(option: str, family: str) -> str:
     return f"'{option}' is a {owner} model option, but model.family is {family}"
 
 
+# What hover on a step's `op` shows in an editor besides the op's description.
+_EXAMPLES = {
+    "load": "- op: load\n  adapters: [styles, cereal]",
+    "set_adapters": "- op: set_adapters\n  adapters: {styles: 0.7, cereal: 0.5}",
+    "generate": "- op: generate\n  id: plain\n  prompt: a cat in a hat\n  seed: 7",
+    "disable": "- op: disable\n- op: generate\n  prompt: the base model alone",
+    "enable": "- op: enable",
+}
+
+
+def _op(op: str, description: str) -> dict[str, Any]:
+    schema = {"description": description, "const": op}
+    if op in _EXAMPLES:
+        schema["markdownDescription"] = f"{description}\n\n```yaml\n{_EXAMPLES[op]}\n```"
+    return schema
+
+
 def _step(op: str, description: str, **properties: Any) -> dict[str, Any]:
     return {
-        "op": {"description": description, "const": op},
+        "op": _op(op, description),
         "id": {
             "description": "Names the step and its output folder; unique in the spec.",
             "type": "string",
@@ -353,6 +373,12 @@ def _if(path_value: dict[str, Any]) -> dict[str, Any]:
     return {"properties": {key: value}, "required": [key]}
 
 
+def _is_op(op: str) -> dict[str, Any]:
+    """A step of OP. Only a mapping is one: an editor would otherwise hold a step still being
+    typed (null) to every op's definition at once."""
+    return {"type": "object", **_if({"op": {"const": op}})}
+
+
 def _narrowed(properties: dict[str, Any], family: str) -> dict[str, Any]:
     """PROPERTIES (of a generating op, or defaults.generate) for FAMILY: its own arguments,
     and each of the other family's refused at the key, naming the family.
@@ -394,7 +420,7 @@ def _generating_steps(suffix: str) -> dict[str, Any]:
     return {
         "items": {
             "allOf": [
-                {"if": _if({"op": {"const": op}}), "then": {"$ref": f"#/definitions/{op}{suffix}"}}
+                {"if": _is_op(op), "then": {"$ref": f"#/definitions/{op}{suffix}"}}
                 for op in GENERATING
             ]
         }
@@ -459,23 +485,27 @@ _LORA_CONFIG: dict[str, Any] = {
         "r": {
             "description": "LoRA rank. Default 8.",
             "type": "integer",
+            "default": 8,
             "minimum": 1,
             "maximum": MAX_COUNT,
         },
         "lora_alpha": {
             "description": "LoRA alpha; the scale is lora_alpha / r. Default 8.",
             "type": "number",
+            "default": 8,
         },
         "lora_dropout": {
             "description": "Dropout on the LoRA input during training (off in generation). "
             "Default 0.",
             "type": "number",
+            "default": 0,
             "minimum": 0,
             "maximum": 1,
         },
         "bias": {
             "description": "Which biases train: none | all | lora_only. Default none.",
             "enum": ["none", "all", "lora_only"],
+            "default": "none",
         },
         "task_type": {"description": "PEFT task type, e.g. CAUSAL_LM.", "type": "string"},
         "target_modules": {
@@ -492,10 +522,12 @@ _LORA_CONFIG: dict[str, Any] = {
         "use_rslora": {
             "description": "Rank-stabilised scale lora_alpha / sqrt(r). Default false.",
             "type": "boolean",
+            "default": False,
         },
         "use_dora": {
             "description": "Weight-decomposed LoRA (DoRA). Default false.",
             "type": "boolean",
+            "default": False,
         },
         "init_lora_weights": {
             "description": "true (B = 0, no change until trained), false (random), or a named "
@@ -530,7 +562,7 @@ _LORA_CONFIG: dict[str, Any] = {
 _NULLABLE_STRING = ["string", "null"]
 
 
-def _properties(ops: list[str]) -> dict[str, Any]:
+def _properties(steps: dict[str, Any]) -> dict[str, Any]:
     return {
         "version": {"description": "The spec language version; must be 1.", "const": 1},
         "name": {
@@ -544,6 +576,7 @@ def _properties(ops: list[str]) -> dict[str, Any]:
         "seed": {
             "description": "Default seed of every generate step. Default 0.",
             "type": "integer",
+            "default": 0,
             "minimum": 0,
             "maximum": MAX_SEED,
         },
@@ -551,6 +584,7 @@ def _properties(ops: list[str]) -> dict[str, Any]:
             "description": "auto | cpu | cuda | cuda:N | mps. auto: cuda, else mps, else cpu. "
             "Default auto.",
             "type": "string",
+            "default": "auto",
             "pattern": "^(auto|cpu|cuda|cuda:[0-9]+|mps)$",
             "errorMessage": "expected auto, cpu, cuda, cuda:N or mps",
         },
@@ -558,11 +592,13 @@ def _properties(ops: list[str]) -> dict[str, Any]:
             "description": "auto | float32 | float16 | bfloat16. auto: float16 on cuda/mps, "
             "float32 on cpu. Default auto.",
             "enum": ["auto", "float32", "float16", "bfloat16"],
+            "default": "auto",
         },
         "deterministic": {
             "description": "Use deterministic algorithms where the device allows and fix the "
             "thread count. Default true.",
             "type": "boolean",
+            "default": True,
         },
         "model": {
             "description": "The base model.",
@@ -593,6 +629,7 @@ def _properties(ops: list[str]) -> dict[str, Any]:
                     "description": "Run code shipped with the model. Default false; never true "
                     "unless written here.",
                     "type": "boolean",
+                    "default": False,
                 },
                 **{name: schema for name, (_, schema) in MODEL_OPTIONS.items()},
             },
@@ -622,6 +659,7 @@ def _properties(ops: list[str]) -> dict[str, Any]:
                     "allow_pickle": {
                         "description": "Allow a pickled .bin/.pt checkpoint. Default false.",
                         "type": "boolean",
+                        "default": False,
                     },
                     "config": _LORA_CONFIG,
                 },
@@ -641,29 +679,55 @@ def _properties(ops: list[str]) -> dict[str, Any]:
             "description": "The steps, executed in order.",
             "type": "array",
             "minItems": 1,
-            "items": {
-                "type": "object",
-                "description": "One step; `op` says which.",
-                "required": ["op"],
-                "properties": {
-                    "op": {"description": "The step kind: " + " | ".join(ops) + ".", "enum": ops}
-                },
-                # A generating op's definition follows model.family (see _family_rules).
-                "allOf": [
-                    {"if": _if({"op": {"const": op}}), "then": {"$ref": f"#/definitions/{op}"}}
-                    for op in ops
-                    if op not in GENERATING
-                ],
-            },
+            "items": _step_items(steps),
         },
+    }
+
+
+def _step_items(steps: dict[str, Any]) -> dict[str, Any]:
+    """One step, of the op definitions STEPS. Its `op` has no description of its own: an
+    editor's hover shows the first description it meets, which is then the chosen op's."""
+    ops = list(steps)
+    return {
+        "type": "object",
+        "description": "One step; `op` says which.",
+        "required": ["op"],
+        "properties": {
+            "op": {
+                "enum": ops,
+                "enumDescriptions": [steps[op]["properties"]["op"]["description"] for op in ops],
+            }
+        },
+        "allOf": [
+            # A new step (no op yet) in an editor offers each op with the keys it needs.
+            {
+                "if": {"type": "object", "required": ["op"]},
+                "else": {"defaultSnippets": [_snippet(op, steps[op]) for op in ops]},
+            },
+            # A generating op's definition follows model.family (see _family_rules).
+            *(
+                {"if": _is_op(op), "then": {"$ref": f"#/definitions/{op}"}}
+                for op in ops
+                if op not in GENERATING
+            ),
+        ],
+    }
+
+
+def _snippet(op: str, definition: dict[str, Any]) -> dict[str, Any]:
+    needed = [*definition.get("required", []), *(["prompt"] if op in GENERATING else [])]
+    body = {"op": op, **{key: f"${{{n}}}" for n, key in enumerate(needed, 1)}}
+    return {
+        "label": f"op: {op}",
+        "description": definition["properties"]["op"]["description"],
+        "body": body,
     }
 
 
 def build() -> dict[str, Any]:
     """The spec's JSON Schema (draft-07)."""
-    definitions = _definitions()
-    ops = list(definitions)
-    definitions.update(_family_definitions(definitions))
+    steps = _definitions()
+    definitions = {**steps, **_family_definitions(steps)}
     return {
         "$schema": "http://json-schema.org/draft-07/schema#",
         "$id": "https://runner.invalid/schemas/spec.schema.json",
@@ -673,7 +737,7 @@ def build() -> dict[str, Any]:
         "type": "object",
         "required": ["version", "model", "steps"],
         "additionalProperties": False,
-        "properties": _properties(ops),
+        "properties": _properties(steps),
         "allOf": [*_family_rules(), _prompt_required()],
         "definitions": definitions,
     }
