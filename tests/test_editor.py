@@ -157,3 +157,15 @@ def test_hover_on_op_describes_that_op(server: Client) -> None:
     assert f"- op: {op}" in shown  # and an example of it
     other = server.hover(uri, line - 1, len("  - op: ") + 2)
     assert other.split("\n\n")[1] != shown.split("\n\n")[1]  # each op its own
+
+
+@pytest.mark.parametrize("family", grammar.FAMILIES)
+def test_completion_in_model_offers_the_familys_options(server: Client, family: str) -> None:
+    text = f"version: 1\nmodel:\n  family: {family}\n  path: x\n  \nsteps: [{{op: disable}}]\n"
+    line = (MODELINE + text).splitlines().index("  ")
+    items = server.completion(_open(server, f"_model-{family}.yaml", text), line, 2)
+    own = {name for name, (owner, _) in grammar.MODEL_OPTIONS.items() if owner == family}
+    assert sorted(item["label"] for item in items) == sorted(
+        {"revision", "variant", "trust_remote_code"} | own
+    )
+    assert all(item["insertText"].startswith(item["label"] + ":") for item in items), items

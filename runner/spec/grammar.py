@@ -440,12 +440,17 @@ def _family_rules() -> list[dict[str, Any]]:
             for name, (owner, _) in MODEL_OPTIONS.items()
             if owner != family
         ]
+        # The model's own properties only list the options; here they are checked, and
+        # offered to complete, for their family alone.
+        offered = {
+            name: schema for name, (owner, schema) in MODEL_OPTIONS.items() if owner == family
+        }
         rules.append(
             {
                 "if": _if({"model": _if({"family": {"const": family}})}),
                 "then": {
                     "properties": {
-                        "model": {"allOf": options},
+                        "model": {"properties": offered, "allOf": options},
                         "steps": _generating_steps(f"_{family}"),
                         "defaults": {
                             "properties": {"generate": _family_definition(defaults, family)}
@@ -459,6 +464,7 @@ def _family_rules() -> list[dict[str, Any]]:
             "if": _if({"model": _if({"family": {"enum": list(FAMILIES)}})}),
             "else": {
                 "properties": {
+                    "model": {"properties": {n: s for n, (_, s) in MODEL_OPTIONS.items()}},
                     "steps": _generating_steps(""),
                     "defaults": {"properties": {"generate": defaults}},
                 }
@@ -631,7 +637,11 @@ def _properties(steps: dict[str, Any]) -> dict[str, Any]:
                     "type": "boolean",
                     "default": False,
                 },
-                **{name: schema for name, (_, schema) in MODEL_OPTIONS.items()},
+                # Checked and offered by family (see _family_rules).
+                **{
+                    name: {"description": s["description"], "doNotSuggest": True}
+                    for name, (_, s) in MODEL_OPTIONS.items()
+                },
             },
         },
         "adapters": {
