@@ -32,8 +32,11 @@ def problems(text: str) -> list[str]:
     return [str(p) for p in caught.value.problems]
 
 
-def bounded(text: str, seconds: float = 2.0, megabytes: float = 64) -> list[str]:
-    """The problems of TEXT, asserting they came within SECONDS and MEGABYTES of Python heap."""
+def bounded(text: str, seconds: float = 10.0, megabytes: float = 64) -> list[str]:
+    """The problems of TEXT, asserting they came within SECONDS and MEGABYTES of Python heap.
+
+    The bound is loose (a shared machine, tracemalloc's own cost): the bugs it guards against
+    took minutes or all memory."""
     tracemalloc.start()
     started = time.perf_counter()
     try:
@@ -91,7 +94,7 @@ def test_a_spec_past_the_size_limit_is_refused_before_it_is_parsed() -> None:
     started = time.perf_counter()
     with pytest.raises(SpecError) as caught:
         read(raw, "s.yaml")
-    assert time.perf_counter() - started < 0.5
+    assert time.perf_counter() - started < 2
     assert [str(p) for p in caught.value.problems] == [
         f"s.yaml:1:1: $: the spec is larger than {MAX_BYTES:,} bytes, the most a spec may hold"
     ]

@@ -133,6 +133,7 @@ ARGUMENTS: dict[str, tuple[str, dict[str, Any]]] = {
             "description": "Apply the tokenizer's chat template to each prompt (transformers). "
             "Default false.",
             "type": "boolean",
+            "default": False,
         },
     ),
     "negative_prompt": (
@@ -186,6 +187,7 @@ ARGUMENTS: dict[str, tuple[str, dict[str, Any]]] = {
         {
             "description": "Images per prompt (diffusers). Default 1.",
             "type": "integer",
+            "default": 1,
             "minimum": 1,
             "maximum": MAX_COUNT,
         },
@@ -196,6 +198,7 @@ ARGUMENTS: dict[str, tuple[str, dict[str, Any]]] = {
             "description": "Scale applied to every active LoRA at generation time (diffusers). "
             "Default 1.0.",
             "type": "number",
+            "default": 1.0,
         },
     ),
     "scheduler": (
@@ -284,9 +287,28 @@ COMPARE_ROWS: dict[str, Any] = {
 }
 
 
+# What hover on a step's `op` shows in an editor besides the op's description.
+_EXAMPLES = {
+    "load": "- op: load\n  adapters: [styles, cereal]",
+    "set_adapters": "- op: set_adapters\n  adapters: {styles: 0.7, cereal: 0.5}",
+    "generate": "- op: generate\n  id: plain\n  prompt: a cat in a hat\n  seed: 7",
+    "disable": "- op: disable\n- op: generate\n  prompt: the base model alone",
+    "enable": "- op: enable",
+    "compare": "- op: compare\n  id: styles\n  adapters: [base, styles, {styles: [0.5, 1.0]}]\n"
+    "  prompt: [a cat in a hat, a cabin in the snow]\n  seed: [0, 1]",
+}
+
+
+def _op(op: str, description: str) -> dict[str, Any]:
+    schema = {"description": description, "const": op}
+    if op in _EXAMPLES:
+        schema["markdownDescription"] = f"{description}\n\n```yaml\n{_EXAMPLES[op]}\n```"
+    return schema
+
+
 def _step(op: str, description: str, **properties: Any) -> dict[str, Any]:
     return {
-        "op": {"description": description, "const": op},
+        "op": _op(op, description),
         "id": {
             "description": "Names the step and its output folder; unique in the spec.",
             "type": "string",
@@ -300,6 +322,15 @@ def _step(op: str, description: str, **properties: Any) -> dict[str, Any]:
 
 def _generate_arguments() -> dict[str, Any]:
     return {"prompt": PROMPT, "seed": SEED, **{k: s for k, (_, s) in ARGUMENTS.items()}}
+
+
+def _defaults_generate() -> dict[str, Any]:
+    return {
+        "description": "Default generate arguments.",
+        "type": "object",
+        "additionalProperties": False,
+        "properties": _generate_arguments(),
+    }
 
 
 def _definitions() -> dict[str, Any]:
@@ -395,39 +426,104 @@ def _if(path_value: dict[str, Any]) -> dict[str, Any]:
     return {"properties": {key: value}, "required": [key]}
 
 
-def _family_rules() -> list[dict[str, Any]]:
-    """For each family: the other family's generate arguments and model options are
-    refused, by name."""
-    rules = []
-    for family in FAMILIES:
-        refused = {
-            name: {"not": {}, "errorMessage": wrong_family(name, family)}
-            for name, (owner, _) in ARGUMENTS.items()
-            if owner != family
+def _is_op(op: str) -> dict[str, Any]:
+    """A step of OP. Only a mapping is one: an editor would otherwise hold a step still being
+    typed (null) to every op's definition at once."""
+    return {"type": "object", **_if({"op": {"const": op}})}
+
+
+def _narrowed(properties: dict[str, Any], family: str) -> dict[str, Any]:
+    """PROPERTIES (of a generating op, or defaults.generate) for FAMILY: its own arguments,
+    and each of the other family's refused at the key, naming the family.
+
+    A key of the other family stays listed (accepting anything, never suggested), so that
+    the refusal below is the one message about it: an editor's YAML language server shows a
+    schema's `errorMessage` for a `false` property, at the key, but ignores it next to
+    `not`. Completion then offers only the family's keys.
+    """
+    own: dict[str, Any] = {}
+    refusals = []
+    for name, schema in properties.items():
+        owner = family_of(name)
+        if owner is None or owner == family:
+            own[name] = schema
+        else:
+            message = wrong_family(name, family)
+            own[name] = {"description": message, "doNotSuggest": True}
+            refusals.append({"properties": {name: False}, "errorMessage": message})
+    return {"properties": own, "allOf": refusals}
+
+
+def _family_definition(definition: dict[str, Any], family: str) -> dict[str, Any]:
+    narrowed = _narrowed(definition["properties"], family)
+    return {**definition, **narrowed}
+
+
+def _family_definitions(definitions: dict[str, Any]) -> dict[str, Any]:
+    """Each generating op once per family: `generate_transformers`, `generate_diffusers`."""
+    return {
+        f"{op}_{family}": _family_definition(definitions[op], family)
+        for op in GENERATING
+        for family in FAMILIES
+    }
+
+
+def _generating_steps(suffix: str) -> dict[str, Any]:
+    """Steps whose generating ops are checked against `#/definitions/{op}{suffix}`."""
+    return {
+        "items": {
+            "allOf": [
+                {"if": _is_op(op), "then": {"$ref": f"#/definitions/{op}{suffix}"}}
+                for op in GENERATING
+            ]
         }
-        options = {
-            name: {"not": {}, "errorMessage": wrong_family_option(name, family)}
+    }
+
+
+def _family_rules() -> list[dict[str, Any]]:
+    """The model's family selects which generate arguments and model options exist: for
+    each family, generating steps and defaults.generate take that family's definitions, and
+    a model option of the other family is refused at its key; with no family known, every
+    argument is taken (the missing or unknown family is the error then)."""
+    rules: list[dict[str, Any]] = []
+    defaults = _defaults_generate()
+    for family in FAMILIES:
+        options = [
+            {"properties": {name: False}, "errorMessage": wrong_family_option(name, family)}
             for name, (owner, _) in MODEL_OPTIONS.items()
             if owner != family
-        }
-        steps = {
-            "items": {
-                "if": _if({"op": {"enum": list(GENERATING)}}),
-                "then": {"properties": refused},
-            }
+        ]
+        # The model's own properties only list the options; here they are checked, and
+        # offered to complete, for their family alone.
+        offered = {
+            name: schema for name, (owner, schema) in MODEL_OPTIONS.items() if owner == family
         }
         rules.append(
             {
                 "if": _if({"model": _if({"family": {"const": family}})}),
                 "then": {
                     "properties": {
-                        "model": {"properties": options},
-                        "steps": steps,
-                        "defaults": {"properties": {"generate": {"properties": refused}}},
+                        "model": {"properties": offered, "allOf": options},
+                        "steps": _generating_steps(f"_{family}"),
+                        "defaults": {
+                            "properties": {"generate": _family_definition(defaults, family)}
+                        },
                     }
                 },
             }
         )
+    rules.append(
+        {
+            "if": _if({"model": _if({"family": {"enum": list(FAMILIES)}})}),
+            "else": {
+                "properties": {
+                    "model": {"properties": {n: s for n, (_, s) in MODEL_OPTIONS.items()}},
+                    "steps": _generating_steps(""),
+                    "defaults": {"properties": {"generate": defaults}},
+                }
+            },
+        }
+    )
     return rules
 
 
@@ -448,23 +544,27 @@ _LORA_CONFIG: dict[str, Any] = {
         "r": {
             "description": "LoRA rank. Default 8.",
             "type": "integer",
+            "default": 8,
             "minimum": 1,
             "maximum": MAX_COUNT,
         },
         "lora_alpha": {
             "description": "LoRA alpha; the scale is lora_alpha / r. Default 8.",
             "type": "number",
+            "default": 8,
         },
         "lora_dropout": {
             "description": "Dropout on the LoRA input during training (off in generation). "
             "Default 0.",
             "type": "number",
+            "default": 0,
             "minimum": 0,
             "maximum": 1,
         },
         "bias": {
             "description": "Which biases train: none | all | lora_only. Default none.",
             "enum": ["none", "all", "lora_only"],
+            "default": "none",
         },
         "task_type": {"description": "PEFT task type, e.g. CAUSAL_LM.", "type": "string"},
         "target_modules": {
@@ -481,10 +581,12 @@ _LORA_CONFIG: dict[str, Any] = {
         "use_rslora": {
             "description": "Rank-stabilised scale lora_alpha / sqrt(r). Default false.",
             "type": "boolean",
+            "default": False,
         },
         "use_dora": {
             "description": "Weight-decomposed LoRA (DoRA). Default false.",
             "type": "boolean",
+            "default": False,
         },
         "init_lora_weights": {
             "description": "true (B = 0, no change until trained), false (random), or a named "
@@ -519,7 +621,7 @@ _LORA_CONFIG: dict[str, Any] = {
 _NULLABLE_STRING = ["string", "null"]
 
 
-def _properties(ops: list[str]) -> dict[str, Any]:
+def _properties(steps: dict[str, Any]) -> dict[str, Any]:
     return {
         "version": {"description": "The spec language version; must be 1.", "const": 1},
         "name": {
@@ -533,6 +635,7 @@ def _properties(ops: list[str]) -> dict[str, Any]:
         "seed": {
             "description": "Default seed of every generate step. Default 0.",
             "type": "integer",
+            "default": 0,
             "minimum": 0,
             "maximum": MAX_SEED,
         },
@@ -540,6 +643,7 @@ def _properties(ops: list[str]) -> dict[str, Any]:
             "description": "auto | cpu | cuda | cuda:N | mps. auto: cuda, else mps, else cpu. "
             "Default auto.",
             "type": "string",
+            "default": "auto",
             "pattern": "^(auto|cpu|cuda|cuda:[0-9]+|mps)$",
             "errorMessage": "expected auto, cpu, cuda, cuda:N or mps",
         },
@@ -547,11 +651,13 @@ def _properties(ops: list[str]) -> dict[str, Any]:
             "description": "auto | float32 | float16 | bfloat16. auto: float16 on cuda/mps, "
             "float32 on cpu. Default auto.",
             "enum": ["auto", "float32", "float16", "bfloat16"],
+            "default": "auto",
         },
         "deterministic": {
             "description": "Use deterministic algorithms where the device allows and fix the "
             "thread count. Default true.",
             "type": "boolean",
+            "default": True,
         },
         "model": {
             "description": "The base model.",
@@ -582,8 +688,13 @@ def _properties(ops: list[str]) -> dict[str, Any]:
                     "description": "Run code shipped with the model. Default false; never true "
                     "unless written here.",
                     "type": "boolean",
+                    "default": False,
                 },
-                **{name: schema for name, (_, schema) in MODEL_OPTIONS.items()},
+                # Checked and offered by family (see _family_rules).
+                **{
+                    name: {"description": s["description"], "doNotSuggest": True}
+                    for name, (_, s) in MODEL_OPTIONS.items()
+                },
             },
         },
         "adapters": {
@@ -611,6 +722,7 @@ def _properties(ops: list[str]) -> dict[str, Any]:
                     "allow_pickle": {
                         "description": "Allow a pickled .bin/.pt checkpoint. Default false.",
                         "type": "boolean",
+                        "default": False,
                     },
                     "config": _LORA_CONFIG,
                 },
@@ -621,37 +733,64 @@ def _properties(ops: list[str]) -> dict[str, Any]:
             "type": "object",
             "additionalProperties": False,
             "properties": {
-                "generate": {
-                    "description": "Default generate arguments.",
-                    "type": "object",
-                    "additionalProperties": False,
-                    "properties": _generate_arguments(),
-                }
+                # What it takes follows model.family (see _family_rules), so that an editor
+                # offers only that family's arguments here.
+                "generate": {"description": "Default generate arguments.", "type": "object"}
             },
         },
         "steps": {
             "description": "The steps, executed in order.",
             "type": "array",
             "minItems": 1,
-            "items": {
-                "type": "object",
-                "description": "One step; `op` says which.",
-                "required": ["op"],
-                "properties": {
-                    "op": {"description": "The step kind: " + " | ".join(ops) + ".", "enum": ops}
-                },
-                "allOf": [
-                    {"if": _if({"op": {"const": op}}), "then": {"$ref": f"#/definitions/{op}"}}
-                    for op in ops
-                ],
-            },
+            "items": _step_items(steps),
         },
+    }
+
+
+def _step_items(steps: dict[str, Any]) -> dict[str, Any]:
+    """One step, of the op definitions STEPS. Its `op` has no description of its own: an
+    editor's hover shows the first description it meets, which is then the chosen op's."""
+    ops = list(steps)
+    return {
+        "type": "object",
+        "description": "One step; `op` says which.",
+        "required": ["op"],
+        "properties": {
+            "op": {
+                "enum": ops,
+                "enumDescriptions": [steps[op]["properties"]["op"]["description"] for op in ops],
+            }
+        },
+        "allOf": [
+            # A new step (no op yet) in an editor offers each op with the keys it needs.
+            {
+                "if": {"type": "object", "required": ["op"]},
+                "else": {"defaultSnippets": [_snippet(op, steps[op]) for op in ops]},
+            },
+            # A generating op's definition follows model.family (see _family_rules).
+            *(
+                {"if": _is_op(op), "then": {"$ref": f"#/definitions/{op}"}}
+                for op in ops
+                if op not in GENERATING
+            ),
+        ],
+    }
+
+
+def _snippet(op: str, definition: dict[str, Any]) -> dict[str, Any]:
+    needed = [*definition.get("required", []), *(["prompt"] if op in GENERATING else [])]
+    body = {"op": op, **{key: f"${{{n}}}" for n, key in enumerate(needed, 1)}}
+    return {
+        "label": f"op: {op}",
+        "description": definition["properties"]["op"]["description"],
+        "body": body,
     }
 
 
 def build() -> dict[str, Any]:
     """The spec's JSON Schema (draft-07)."""
-    definitions = _definitions()
+    steps = _definitions()
+    definitions = {**steps, **_family_definitions(steps)}
     return {
         "$schema": "http://json-schema.org/draft-07/schema#",
         "$id": "https://runner.invalid/schemas/spec.schema.json",
@@ -661,7 +800,7 @@ def build() -> dict[str, Any]:
         "type": "object",
         "required": ["version", "model", "steps"],
         "additionalProperties": False,
-        "properties": _properties(list(definitions)),
+        "properties": _properties(steps),
         "allOf": [*_family_rules(), _prompt_required()],
         "definitions": definitions,
     }

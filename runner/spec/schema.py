@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 # How this module reads the schema besides draft-07 itself (see _validator); part of the key
 # under which valid documents are remembered, with the reader's revision, so that a change
 # to either forgets them.
-RULES = "finite numbers; patterns match as in ECMA-262"
+RULES = "finite numbers; patterns match as in ECMA-262; a false property is refused at its key"
 
 _TYPE_NAMES = {
     "object": "a mapping",
@@ -48,7 +48,7 @@ def schema() -> dict[str, Any]:
 
 def ops() -> list[str]:
     """The step ops the schema allows, in schema order."""
-    return list(schema()["definitions"])
+    return list(schema()["properties"]["steps"]["items"]["properties"]["op"]["enum"])
 
 
 def schema_problems(doc: Document, raw: bytes) -> list[Located]:
@@ -68,7 +68,9 @@ def schema_problems(doc: Document, raw: bytes) -> list[Located]:
 def _validator() -> Validator:
     """Draft-07, as JSON means it: a number is finite (YAML's .nan and .inf are not JSON),
     and a pattern's `$` ends the string, where Python's would also match before a final
-    newline (so "x\\n" would pass for a name and break every file that lists it)."""
+    newline (so "x\\n" would pass for a name and break every file that lists it); and a
+    property whose schema is `false` is refused at its own path (jsonschema reports it at the
+    object, without the key), with the errorMessage of the schema that lists it."""
     from jsonschema import Draft7Validator, ValidationError, validators
 
     def number(checker: Any, value: Any) -> bool:
@@ -81,8 +83,23 @@ def _validator() -> Validator:
         if isinstance(value, str) and not _ecma(regex).search(value):
             yield ValidationError(f"{value!r} does not match {regex!r}")
 
+    def properties(validator: Any, properties: dict[str, Any], value: Any, schema: Any) -> Any:
+        if not isinstance(value, dict):
+            return
+        for name, sub in properties.items():
+            if name not in value:
+                continue
+            if sub is False:
+                yield ValidationError(f"{name!r} is not allowed", path=[name])
+            else:
+                yield from validator.descend(value[name], sub, path=name, schema_path=name)
+
     checker = Draft7Validator.TYPE_CHECKER.redefine_many({"number": number, "integer": integer})
-    cls = validators.extend(Draft7Validator, {"pattern": pattern}, type_checker=checker)
+    cls = validators.extend(
+        Draft7Validator,
+        {"pattern": pattern, "properties": properties},
+        type_checker=checker,
+    )
     return cls(schema())  # type: ignore[no-any-return]
 
 
@@ -164,7 +181,7 @@ def _messages(error: ValidationError, doc: Document) -> list[Located]:
     path: Path_ = tuple(error.absolute_path)
     value, rule, schema_node = error.instance, error.validator, error.schema
     custom = schema_node.get("errorMessage") if isinstance(schema_node, dict) else None
-    if custom and rule == "not":  # a key this spec may not use: point at the key
+    if custom and rule in ("not", "properties"):  # a key this spec may not use: at the key
         return [doc.problem(path, custom, key=True)]
     if custom and rule == "pattern":
         return [doc.problem(path, f"{custom}, found {_found(value)}")]
