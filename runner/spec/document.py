@@ -98,7 +98,8 @@ def parse(text: str, file: str) -> Document:
         raise SpecError([Located(1, 1, "$", f"YAML error: {exc}", file)]) from None
     finally:
         loader.dispose()
-    if empty:
+    if empty or (composer.data is None and not composer.problems):
+        # `---` alone (or `~`) holds no spec either; the two YAML parsers place its null apart
         raise SpecError([Located(1, 1, "$", "the spec is empty", file)])
     if composer.problems:
         raise SpecError(composer.problems)
