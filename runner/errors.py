@@ -3,8 +3,10 @@
 RunnerError              any error a user can act on (never shown with a traceback)
 ├── SpecError            the spec is invalid: a list of located messages   -> exit 1
 ├── StepError            a step failed while running                      -> exit 2
-└── RunDirError          a run directory is missing, unreadable or unwritable -> exit 1
-                         (exit 2 from `runner run`, whose spec was valid)
+├── RunDirError          a run directory is missing, unreadable or unwritable -> exit 1
+│                        (exit 2 from `runner run`, whose spec was valid)
+└── Refused              refused before anything ran (resuming a run whose spec or
+                         inputs changed)                                  -> exit 1
 Interrupted (BaseException) SIGINT or SIGTERM arrived                      -> exit 130
 """
 
@@ -48,6 +50,10 @@ class StepError(RunnerError):
 
 class RunDirError(RunnerError):
     """A run directory cannot be read as one."""
+
+
+class Refused(RunnerError):
+    """Refused before anything ran; the message says why (e.g. what changed since a run)."""
 
 
 class Interrupted(BaseException):
