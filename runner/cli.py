@@ -129,9 +129,8 @@ def schema() -> int:
 @click.option(
     "--out",
     type=click.Path(path_type=Path),
-    default=Path("runs"),
-    show_default=True,
-    help="Folder that receives the run directories (with --ray: one every worker sees).",
+    help="Folder that receives the run directories (default: runs; with --resume, beside "
+    "RUN_DIR; with --ray, a folder every worker sees).",
 )
 @click.option(
     "--device", help="Run on this device instead of the spec's (auto, cpu, cuda, cuda:N, mps)."
@@ -158,7 +157,7 @@ def schema() -> int:
 @_errors(failed=EXIT_FAILED)
 def run(
     specs: tuple[Path, ...],
-    out: Path,
+    out: Path | None,
     device: str | None,
     ray: str | None,
     workers: int | None,
@@ -177,6 +176,7 @@ def run(
         done = runner.resume(resume, out=out, spec=spec, device=device, progress=_progress)
         click.echo(str(done.dir))
         return EXIT_OK
+    out = out or Path("runs")
     if len(specs) == 1 and ray is None:
         done = runner.run(runner.load_spec(specs[0]), out=out, device=device, progress=_progress)
         click.echo(str(done.dir))
