@@ -186,3 +186,20 @@ def test_many_specs_share_the_model_and_a_failure_stops_none(tmp_path: Path) -> 
     assert code == 0, err
     assert files(runs["third"]) == files(Path(alone.strip()))
     assert runner.diff(runs["third"], Path(alone.strip())).same
+
+
+def test_an_interrupt_keeps_finished_runs_and_records_the_running_one(tmp_path: Path) -> None:
+    specs = [text_spec(tmp_path, name, seed=i) for i, name in enumerate(["one", "two", "three"])]
+
+    def progress(line: str) -> None:
+        if line.startswith("[two] step 2/"):
+            raise runner.Interrupted("SIGINT")
+
+    many = runner.run_many(specs, out=tmp_path / "runs", progress=progress)
+    assert many.interrupted and not many.ok
+    assert [o.status for o in many.outcomes] == ["succeeded", "interrupted", "not run"]
+    stopped = many.outcomes[1].run_dir
+    assert stopped is not None and runner.open_run(stopped).status == "interrupted"
+    assert runner.verify(stopped).ok
+    assert many.outcomes[2].run_dir is None
+    assert len(list((tmp_path / "runs").iterdir())) == 2
