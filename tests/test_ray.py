@@ -17,6 +17,7 @@ import pytest
 import ray
 
 import runner
+from runner import builtin
 
 pytestmark = pytest.mark.models
 
@@ -104,6 +105,16 @@ def test_ray_outputs_are_the_sequential_runs_outputs(local_ray: None, tmp_path: 
 
 def test_a_dead_workers_spec_is_recorded_and_run_again(local_ray: None, tmp_path: Path) -> None:
     doomed, other = long_spec(tmp_path, "doomed", 16), long_spec(tmp_path, "other", steps=2)
+    (tmp_path / "broken-adapter").mkdir()
+    config = builtin.resolve("tiny-causal-lm-lora-a") / "adapter_config.json"
+    (tmp_path / "broken-adapter" / "adapter_config.json").write_bytes(config.read_bytes())
+    (tmp_path / "broken-adapter" / "adapter_model.safetensors").write_bytes(b"not safetensors")
+    broken = tmp_path / "broken.yaml"
+    broken.write_text(
+        TEXT.format(name="broken", seed=0).replace(
+            "builtin:tiny-causal-lm-lora-a", "./broken-adapter"
+        )
+    )
     out = tmp_path / "runs"
     killed: list[Path] = []
 
@@ -122,12 +133,17 @@ def test_a_dead_workers_spec_is_recorded_and_run_again(local_ray: None, tmp_path
     killer = threading.Thread(target=kill_the_worker_of_doomed)
     killer.start()
     lines: list[str] = []
-    many = runner.run_many([doomed, other], out=out, ray=True, workers=2, progress=lines.append)
+    many = runner.run_many(
+        [doomed, other, broken], out=out, ray=True, workers=2, progress=lines.append
+    )
     killer.join()
     assert killed, "the doomed run never got going"
     first = killed[0]
     outcome = many.outcomes[0]
-    assert [o.status for o in many.outcomes] == ["succeeded", "succeeded"]
+    assert [o.status for o in many.outcomes] == ["succeeded", "succeeded", "failed"]
+    assert "adapter 'a'" in many.outcomes[2].message  # a failing spec is reported, no retry
+    assert many.outcomes[2].run_dir is not None
+    assert runner.open_run(many.outcomes[2].run_dir).status == "failed"
     assert outcome.run_dir is not None and outcome.run_dir != first
     assert any(str(first) in note for note in outcome.notes)
     dead = runner.open_run(first)

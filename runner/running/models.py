@@ -74,7 +74,8 @@ class ModelCache:
         source = sources.model_source(spec.model, spec.base_dir)
         # An adapter folder given as the model comes with its adapter attached; such a
         # model is loaded for each run rather than rebuilt from a shared base.
-        shareable = self.keep and sources.adapter_folder(Path(source)) is None
+        local = Path(source) if Path(source).exists() else None
+        shareable = self.keep and sources.adapter_folder(local) is None
         key = model_key(spec, *resolve(device, dtype)) if shareable else None
         if self.loaded is not None and key == self.loaded.key:
             self.lent = self.loaded.backend
@@ -83,7 +84,6 @@ class ModelCache:
         model = spec.model
         backend = create_backend(model.family, device, dtype, model.trust_remote_code)
         backend.load_model(model, source)
-        local = Path(source) if Path(source).exists() else None
         identity = identify(model.path, local, model.revision)
         if key is not None:
             self.loaded = Loaded(key, backend, identity, run_dir)

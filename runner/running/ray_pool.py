@@ -120,23 +120,25 @@ class Driver:
         for i, spec in enumerate(specs):
             job = Job(i, spec, out, Path(), overrides)
             self.plan.add(group_key(spec, overrides), job)
-        self.actor_class = ray.remote(Worker).options(**self._resources(workers, len(specs)))
-        self.slots = self._start(self.count)
+        count, resources = self._workers(workers, len(specs))
+        self.actor_class = ray.remote(Worker).options(**resources)
+        self.slots = self._start(count)
         self.busy: dict[Any, Slot] = {}  # task ref -> the slot running it
 
-    def _resources(self, workers: int | None, jobs: int) -> dict[str, Any]:
+    def _workers(self, workers: int | None, jobs: int) -> tuple[int, dict[str, Any]]:
+        """How many workers, and what each holds: a GPU, else a CPU."""
         available = self.ray.cluster_resources()
         gpus, cpus = int(available.get("GPU", 0)), int(available.get("CPU", 0))
         if gpus and workers and workers > gpus:
             raise RunnerError(f"--workers {workers}: the Ray cluster has {gpus} GPU(s)")
         if not gpus and (workers or 1) > cpus:
             raise RunnerError(f"--workers {workers}: the Ray cluster has {cpus} CPU(s)")
-        self.count = min(workers or gpus or 1, max(jobs, 1))
+        count = min(workers or gpus or 1, max(jobs, 1))
         self.progress(
-            f"ray: {self.count} worker(s), one {'GPU' if gpus else 'CPU'} each"
+            f"ray: {count} worker(s), one {'GPU' if gpus else 'CPU'} each"
             + ("" if gpus or workers else " (the cluster has no GPU; --workers N for more)")
         )
-        return {"num_gpus": 1} if gpus else {"num_cpus": 1}
+        return count, {"num_gpus": 1} if gpus else {"num_cpus": 1}
 
     def _start(self, count: int) -> list[Slot]:
         """COUNT new workers, started together; each answers with its host:pid once up."""
@@ -153,6 +155,8 @@ class Driver:
                 if self.signals:
                     raise Interrupted(self.signals[0])
                 self._dispatch()
+                if not self.busy:
+                    continue
                 ready, _ = self.ray.wait(list(self.busy), num_returns=1, timeout=1.0)
                 for ref in ready:
                     self._collect(ref)
