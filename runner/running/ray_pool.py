@@ -72,7 +72,11 @@ def run_on_ray(
         options: dict[str, Any] = {"log_to_driver": False, "logging_level": logging.ERROR}
         if address is None:
             options.update(include_dashboard=False, num_cpus=max(workers or 1, os.cpu_count() or 1))
-        ray.init(address=address, **options)
+        try:
+            ray.init(address=address, **options)
+        except Exception as exc:  # Ray raises ConnectionError, RuntimeError, ValueError...
+            where = "start a local Ray" if address is None else f"join the Ray cluster at {address}"
+            raise RunnerError(f"--ray: cannot {where}: {_reason(exc)}") from exc
     try:
         with _signals_noted() as noted:
             return Driver(ray, specs, out.resolve(), overrides, progress, workers, noted).run()
