@@ -53,6 +53,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_run.py
 	$(PY) benchmarks/bench_hashing.py
 	$(PY) benchmarks/bench_memory.py
+	$(PY) benchmarks/bench_many.py
 
 clean:
 	rm -rf $(VENV) runs .node

@@ -3,6 +3,8 @@
     problems = runner.validate("spec.yaml")      # [] when valid, else located problems
     spec = runner.load_spec("spec.yaml")         # or a dict; raises runner.SpecError
     run = runner.run(spec, out="runs")           # -> runner.Run; raises runner.StepError
+    many = runner.run_many([a, b], out="runs")   # several specs; ray=True spreads them over Ray
+    again = runner.resume(stopped.dir)           # continue a failed or interrupted run
     run.dir, run.status, run.manifest, run.outputs["blend"], run.cells("styles")
     again = runner.open_run(run.dir)             # any run directory, no model loaded
     runner.verify(again).ok, runner.diff(run, again).same
@@ -16,8 +18,27 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from runner.api import Run, diff, load_spec, open_run, run, validate, verify, write_report
-from runner.errors import Interrupted, Located, RunDirError, RunnerError, SpecError, StepError
+from runner.api import (
+    Run,
+    diff,
+    load_spec,
+    open_run,
+    resume,
+    run,
+    run_many,
+    validate,
+    verify,
+    write_report,
+)
+from runner.errors import (
+    Interrupted,
+    Located,
+    Refused,
+    RunDirError,
+    RunnerError,
+    SpecError,
+    StepError,
+)
 
 __version__ = "0.1.0"
 # The name on the package index; `runner` there is an unrelated project. Imports and the
@@ -27,6 +48,7 @@ DISTRIBUTION = "peft-runner"
 __all__ = [
     "Interrupted",
     "Located",
+    "Refused",
     "Run",
     "RunDirError",
     "RunnerError",
@@ -36,7 +58,9 @@ __all__ = [
     "diff",
     "load_spec",
     "open_run",
+    "resume",
     "run",
+    "run_many",
     "validate",
     "verify",
     "write_report",

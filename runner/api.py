@@ -7,7 +7,7 @@ deep-learning library; `run` loads the model's.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from runner.audit.diff import DiffReport
     from runner.backends import Ticker
     from runner.record.manifest import Manifest, StepRecord
+    from runner.running.many import Many
     from runner.spec.types import Spec
 
 
@@ -214,6 +215,74 @@ def run(
     typed = spec if isinstance(spec, SpecType) else load_spec(spec)
     run_dir = execute(typed, Path(out), Overrides(device=device), progress, ticker)
     return open_run(run_dir)
+
+
+def run_many(
+    specs: Sequence[Spec | str | Path | dict[str, Any]],
+    out: str | Path = "runs",
+    device: str | None = None,
+    progress: Callable[[str], None] = lambda line: None,
+    ray: bool | str = False,
+    workers: int | None = None,
+) -> Many:
+    """Run several specs, each into its own run directory under OUT; -> Many, whose
+    .outcomes say, spec by spec and in order, status, run directory and seconds.
+
+    Every spec is checked first: one invalid spec raises SpecError and nothing runs. Specs
+    that share a base model reuse it. A failing spec does not stop the others; an interrupt
+    stops them all (.interrupted). RAY: True starts a local Ray (or uses the one this
+    process started), "auto" or an address joins a cluster; WORKERS: how many CPU workers
+    when the cluster has no GPU, else how many of its GPUs to use.
+    """
+    from runner.running.interpreter import Overrides
+
+    typed = load_specs(specs)
+    if ray is False:
+        from runner.running.many import run_many as sequential
+
+        return sequential(typed, Path(out), Overrides(device=device), progress)
+    from runner.running.ray_pool import run_on_ray
+
+    address = None if ray is True else str(ray)
+    return run_on_ray(typed, Path(out), Overrides(device=device), progress, address, workers)
+
+
+def load_specs(specs: Sequence[Spec | str | Path | dict[str, Any]]) -> list[Spec]:
+    """Every spec typed; raises one SpecError with the problems of all that are invalid."""
+    from runner.spec.types import Spec as SpecType
+
+    typed: list[SpecType] = []
+    problems: list[Located] = []
+    for spec in specs:
+        try:
+            typed.append(spec if isinstance(spec, SpecType) else load_spec(spec))
+        except SpecError as exc:
+            problems += exc.problems
+    if problems:
+        raise SpecError(problems)
+    return typed
+
+
+def resume(
+    run_dir: Run | str | Path,
+    out: str | Path | None = None,
+    spec: str | Path | None = None,
+    device: str | None = None,
+    progress: Callable[[str], None] = lambda line: None,
+) -> Run:
+    """Continue a failed or interrupted run into a new run directory (beside it unless OUT)
+    that records `resumed_from`: adapter steps replayed, finished outputs taken after their
+    sha256 is checked, the rest computed. SPEC: the spec to continue with, by default the
+    file the run was made from. Raises Refused when the spec or an input file changed.
+    """
+    from runner.running.resume import resume as continue_run
+    from runner.running.resume import spec_to_resume
+
+    old = _dir(run_dir)
+    file, base_dir = spec_to_resume(old, Path(spec) if spec is not None else None)
+    typed = load_spec(file, base_dir=base_dir)
+    new = continue_run(typed, old, Path(out) if out is not None else None, device, progress)
+    return open_run(new)
 
 
 def open_run(run_dir: str | Path) -> Run:

@@ -14,10 +14,11 @@ from typing import Any
 import click
 
 from runner import __version__
-from runner.errors import Interrupted, RunnerError, SpecError, StepError
+from runner.errors import Interrupted, Refused, RunnerError, SpecError, StepError
 
 EXIT_OK, EXIT_INVALID, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 2, 130
 DEVICE = re.compile(r"(auto|cpu|cuda|cuda:[0-9]+|mps)")
+LOCAL_RAY = "local"  # what `--ray` alone stands for: start a Ray on this machine
 
 
 def _errors(failed: int = EXIT_INVALID) -> Callable[[Callable[..., int]], Callable[..., None]]:
@@ -50,6 +51,8 @@ def _errors(failed: int = EXIT_INVALID) -> Callable[[Callable[..., int]], Callab
                 if kept:
                     click.echo(f"what finished is kept in {kept}", err=True)
                 code = EXIT_FAILED if isinstance(exc, StepError) else failed
+                if isinstance(exc, Refused):
+                    code = EXIT_INVALID
             sys.exit(code)
 
         return wrapper
@@ -121,33 +124,132 @@ def schema() -> int:
 
 
 @main.command()
-@click.argument("spec", type=click.Path(path_type=Path))
+@click.argument("specs", nargs=-1, type=click.Path(path_type=Path))
 @click.option(
     "--out",
     type=click.Path(path_type=Path),
-    default=Path("runs"),
-    show_default=True,
-    help="Folder that receives the run directory.",
+    help="Folder that receives the run directories (default: runs; with --resume, beside "
+    "RUN_DIR; with --ray, a folder every worker sees).",
 )
 @click.option(
     "--device", help="Run on this device instead of the spec's (auto, cpu, cuda, cuda:N, mps)."
 )
+@click.option(
+    "--ray",
+    "ray",
+    is_flag=False,
+    flag_value=LOCAL_RAY,
+    metavar="[ADDRESS]",
+    help="Spread the specs over Ray: alone, a local Ray; `auto` or an address joins a cluster.",
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    help="With --ray: how many workers (CPU workers where the cluster has no GPU).",
+)
+@click.option(
+    "--resume",
+    type=click.Path(path_type=Path),
+    metavar="RUN_DIR",
+    help="Continue a failed or interrupted run into a new run directory.",
+)
 @_errors(failed=EXIT_FAILED)
-def run(spec: Path, out: Path, device: str | None) -> int:
-    """Validate SPEC, execute it and print the run directory."""
+def run(
+    specs: tuple[Path, ...],
+    out: Path | None,
+    device: str | None,
+    ray: str | None,
+    workers: int | None,
+    resume: Path | None,
+) -> int:
+    """Validate SPECS, execute them and print the run directory (several: a table)."""
     import runner
     from runner.running.progress import Reporter
 
-    if device is not None and not DEVICE.fullmatch(device):
-        click.echo(
-            f"error: --device: expected auto, cpu, cuda, cuda:N or mps, found '{device}'", err=True
-        )
+    specs, ray = _ray_value_may_be_a_spec(specs, ray)
+    problem = _run_options(specs, device, ray, workers, resume)
+    if problem:
+        click.echo(f"error: {problem}", err=True)
         return EXIT_INVALID
-    loaded = runner.load_spec(spec)
+    if resume is not None:
+        spec = specs[0] if specs else None
+        with Reporter(sys.stderr, verbose=_verbose()) as shown:
+            done = runner.resume(resume, out=out, spec=spec, device=device, progress=shown.line)
+        click.echo(str(done.dir))
+        return EXIT_OK
+    out = out or Path("runs")
+    if len(specs) == 1 and ray is None:
+        loaded = runner.load_spec(specs[0])
+        with Reporter(sys.stderr, verbose=_verbose()) as shown:
+            done = runner.run(loaded, out=out, device=device, progress=shown.line, ticker=shown)
+        click.echo(str(done.dir))
+        return EXIT_OK
+    return _run_many(specs, out, device, ray, workers)
+
+
+def _ray_value_may_be_a_spec(
+    specs: tuple[Path, ...], ray: str | None
+) -> tuple[tuple[Path, ...], str | None]:
+    """`--ray a.yaml b.yaml`: a Ray address is never a spec file, so the first is a spec."""
+    if (
+        ray is not None
+        and ray != LOCAL_RAY
+        and (ray.endswith((".yaml", ".yml")) or Path(ray).is_file())
+    ):
+        return (Path(ray), *specs), LOCAL_RAY
+    return specs, ray
+
+
+def _run_options(
+    specs: tuple[Path, ...],
+    device: str | None,
+    ray: str | None,
+    workers: int | None,
+    resume: Path | None,
+) -> str | None:
+    """What is wrong with the options of `run`, or None."""
+    if device is not None and not DEVICE.fullmatch(device):
+        return f"--device: expected auto, cpu, cuda, cuda:N or mps, found '{device}'"
+    if resume is not None and (len(specs) > 1 or ray is not None):
+        return "--resume continues one run: give at most one SPEC, and no --ray"
+    if resume is None and not specs:
+        return "give a SPEC to run (or --resume RUN_DIR)"
+    if workers is not None and ray is None:
+        return "--workers goes with --ray"
+    if ray is not None:
+        from runner.running.ray_pool import missing_ray
+
+        return missing_ray()
+    return None
+
+
+def _run_many(
+    specs: tuple[Path, ...], out: Path, device: str | None, ray: str | None, workers: int | None
+) -> int:
+    """Every spec validated first, then run; a table of outcomes on stdout."""
+    import runner
+    from runner.running.many import table
+    from runner.running.progress import Reporter
+
+    typed, invalid = [], False
+    for spec in specs:
+        try:
+            typed.append(runner.load_spec(spec))
+        except SpecError as exc:
+            click.echo(str(exc), err=True)
+            invalid = True
+    if invalid:
+        return EXIT_INVALID
+    address = True if ray == LOCAL_RAY else (ray or False)
     with Reporter(sys.stderr, verbose=_verbose()) as shown:
-        done = runner.run(loaded, out=out, device=device, progress=shown.line, ticker=shown)
-    click.echo(str(done.dir))
-    return EXIT_OK
+        many = runner.run_many(
+            typed, out=out, device=device, progress=shown.line, ray=address, workers=workers
+        )
+    click.echo(table(many))
+    if many.interrupted:
+        click.echo("interrupted; what finished is kept", err=True)
+        return EXIT_INTERRUPTED
+    return EXIT_OK if many.ok else EXIT_FAILED
 
 
 def _verbose() -> bool:

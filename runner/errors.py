@@ -5,8 +5,10 @@ RunnerError              any error a user can act on (never shown with a traceba
 ├── StepError            a step failed while running                      -> exit 2
 │   └── SourceError      a model or adapter file is not what the spec says (validation
 │                        reports it at the spec's line, before anything loads)
-└── RunDirError          a run directory is missing, unreadable or unwritable -> exit 1
-                         (exit 2 from `runner run`, whose spec was valid)
+├── RunDirError          a run directory is missing, unreadable or unwritable -> exit 1
+│                        (exit 2 from `runner run`, whose spec was valid)
+└── Refused              refused before anything ran (resuming a run whose spec or
+                         inputs changed)                                  -> exit 1
 Interrupted (BaseException) SIGINT or SIGTERM arrived                      -> exit 130
 """
 
@@ -68,6 +70,10 @@ class SourceError(StepError):
 
 class RunDirError(RunnerError):
     """A run directory cannot be read as one."""
+
+
+class Refused(RunnerError):
+    """Refused before anything ran; the message says why (e.g. what changed since a run)."""
 
 
 class Interrupted(BaseException):

@@ -71,6 +71,9 @@ class Backend(Protocol):
     def generate(self, step: Generate) -> list[Completion] | list[Picture]:
         """Generate for every prompt of the step, seeded as the contract says."""
 
+    def unload_adapters(self) -> None:
+        """Remove every adapter, so that the model computes exactly what a fresh load does."""
+
 
 def create_backend(
     family: str, device: str, dtype: str, trust_remote_code: bool, ticker: Ticker | None = None
@@ -106,3 +109,11 @@ def _peft_needed() -> str | None:
         return None
     needed = getattr(peft, "MIN_PEFT_VERSION", None)
     return needed if isinstance(needed, str) else None
+
+
+def resolve(device: str, dtype: str) -> tuple[str, str]:
+    """The device and dtype a backend would run with (`auto` resolved); imports torch."""
+    from runner.backends.devices import resolve_device, resolve_dtype
+
+    resolved = resolve_device(device)
+    return resolved, resolve_dtype(dtype, resolved)

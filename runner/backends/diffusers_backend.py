@@ -205,6 +205,11 @@ class DiffusersBackend:
         if self.adapters():
             self.pipe.enable_lora()
 
+    def unload_adapters(self) -> None:
+        """unload_lora_weights: every component gets its own layers back, LoRA-free."""
+        if hasattr(self.pipe, "unload_lora_weights"):
+            self.pipe.unload_lora_weights()
+
     def generate(self, step: Generate) -> list[Picture]:
         """One pipeline call; image k of the step draws from a CPU generator seeded seed + k."""
         pipe = self.pipe

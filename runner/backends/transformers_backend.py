@@ -110,6 +110,41 @@ class TransformersBackend:
         if getattr(self.model, "peft_config", None):
             self.model.enable_adapters()
 
+    def unload_adapters(self) -> None:
+        """Delete every adapter, then put each layer peft wrapped back in its place.
+
+        `delete_adapter` keeps the wrappers (and a disabled flag with them) around the base
+        layers; replacing them as `PeftModel.unload` does gives back the model as loaded.
+        """
+        from peft.tuners.tuners_utils import BaseTunerLayer
+        from peft.utils.other import AuxiliaryTrainingWrapper
+
+        names = list(getattr(self.model, "peft_config", None) or {})
+        if names:
+            with captured(self.ticker.verbose):
+                self.model.delete_adapter(names)
+        wrapped = [
+            (name, module)
+            for name, module in self.model.named_modules()
+            if isinstance(module, (BaseTunerLayer, AuxiliaryTrainingWrapper))
+        ]
+        for name, module in wrapped:
+            parent_name, _, child = name.rpartition(".")
+            parent = self.model.get_submodule(parent_name)
+            if getattr(parent, child, None) is not module:
+                continue  # inside a wrapper already replaced
+            if isinstance(module, AuxiliaryTrainingWrapper):
+                base = module.unload_and_optionally_merge_module(
+                    merge=False, safe_merge=False, adapter_names=None
+                )
+            else:
+                base = module.get_base_layer()
+            setattr(parent, child, base)
+        if hasattr(self.model, "peft_config"):
+            del self.model.peft_config
+        self.model._hf_peft_config_loaded = False
+        self.model.eval()
+
     def generate(self, step: Generate) -> list[Completion]:
         """All prompts as one left-padded batch, torch seeded right before `generate`.
 

@@ -113,6 +113,16 @@ class Failure:
 
 
 @dataclass
+class Origin:
+    """How a run came about besides its spec. None of it changes an output: diff skips it."""
+
+    model_reused_from: str | None = None  # the run whose load of the base model this run reused
+    resumed_from: str | None = None  # the stopped run whose finished outputs this run took
+    retry_of: str | None = None  # the run a dead worker left, which this run repeats
+    worker: str | None = None  # host:pid of the Ray worker that ran it
+
+
+@dataclass
 class Manifest:
     """Everything a run records besides its outputs."""
 
@@ -127,6 +137,7 @@ class Manifest:
     model_setup: ModelSetup | None = None  # scheduler, components left out, attention
     steps: list[StepRecord] = field(default_factory=list)
     error: Failure | None = None
+    origin: Origin = field(default_factory=Origin)
     schema_version: int = SCHEMA_VERSION
 
     @property

@@ -39,7 +39,10 @@ class Recorder:
     _synced: float = 0.0  # time.monotonic() of the journal's last fsync
 
     @classmethod
-    def start(cls, out: Path, spec: Spec) -> Recorder:
+    def start(
+        cls, out: Path, spec: Spec, *, folder: Path | None = None, origin: m.Origin | None = None
+    ) -> Recorder:
+        """A new run directory under OUT, or FOLDER when one was made for it beforehand."""
         from runner.record.environment import git_commit
 
         digest = sha256_bytes(spec.raw)
@@ -53,8 +56,9 @@ class Recorder:
                 name=spec.name,
                 base_dir=str(spec.base_dir),
             ),
+            origin=origin or m.Origin(),
         )
-        rec = cls(rundir.create(out, spec.name, digest), manifest)
+        rec = cls(folder or rundir.create(out, spec.name, digest), manifest)
         rec.write("spec.yaml", spec.raw)
         rec.write("resolved.json", m.to_json(resolved(spec)))
         rec.save()

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from runner import sources
-from runner.backends import Backend, Ticker, create_backend
+from runner.backends import Backend, Ticker
 from runner.backends.results import Completion, Picture, SchedulerUsed
 from runner.errors import Interrupted, RunnerError, StepError
 from runner.record import manifest as m
@@ -21,6 +21,7 @@ from runner.record.recorder import Recorder, scheduler_record
 from runner.record.rundir import output_dir
 from runner.record.samplers import sampler_name
 from runner.running import compare
+from runner.running.models import ModelCache
 from runner.spec.types import Compare, Disable, Enable, Generate, Load, SetAdapters, Spec, Step
 
 
@@ -45,6 +46,7 @@ class Context:
     state: State
     recorder: Recorder
     index: int = 0  # 1-based number of the step being run
+    setup: Setup | None = None
 
 
 @dataclass
@@ -164,22 +166,36 @@ class Overrides:
     threads: int | None = None
 
 
+@dataclass
+class Setup:
+    """What running many specs, a Ray worker or a resume adds to a plain run."""
+
+    models: ModelCache | None = None  # keeps the base model loaded from one run to the next
+    # Before a step runs: its outputs taken from elsewhere (a stopped run), or None to run it.
+    reuse: Callable[[Context, Step], Made | None] | None = None
+    origin: m.Origin = field(default_factory=m.Origin)
+    run_dir: Path | None = None  # an empty run directory made beforehand
+
+
 def execute(
     spec: Spec,
     out: Path,
     overrides: Overrides = Overrides(),
     progress: Callable[[str], None] = lambda line: None,
     ticker: Ticker | None = None,  # progress within a step, and the libraries' notes
+    setup: Setup | None = None,
 ) -> Path:
     """Run SPEC into a new run directory under OUT and return it.
 
     A failing step raises StepError, an interrupt re-raises Interrupted; either way the
     run directory keeps what was finished, says why in its manifest and is checksummed.
     """
-    recorder = Recorder.start(out, spec)
+    setup = setup or Setup()
+    recorder = Recorder.start(out, spec, folder=setup.run_dir, origin=setup.origin)
     index, where = 0, f"{spec.file}:{spec.model.line}: model"
     try:
-        ctx = Context(spec, *_prepare(spec, recorder, overrides, ticker), recorder)
+        ctx = Context(spec, *_prepare(spec, recorder, overrides, setup.models, ticker), recorder)
+        ctx.setup = setup
         for index, step in enumerate(spec.steps, start=1):
             ctx.index, where = index, f"{spec.file}:{step.line}: step {index} ({step.op})"
             _run_step(ctx, step, progress)
@@ -199,23 +215,25 @@ def execute(
 
 
 def _prepare(
-    spec: Spec, recorder: Recorder, overrides: Overrides, ticker: Ticker | None = None
+    spec: Spec,
+    recorder: Recorder,
+    overrides: Overrides,
+    models: ModelCache | None,
+    ticker: Ticker | None = None,
 ) -> tuple[Backend, State]:
     """Settings, environment and the model; an adapter folder as model brings `default`."""
     from runner.record.environment import apply_determinism, capture
-    from runner.record.identity import identify
 
     # Before the backend starts CUDA: CUBLAS_WORKSPACE_CONFIG is read when cuBLAS starts.
     applied = apply_determinism(
         overrides.device or spec.device, overrides.threads, spec.deterministic
     )
-    backend = create_backend(
-        spec.model.family,
-        overrides.device or spec.device,
-        overrides.dtype or spec.dtype,
-        spec.model.trust_remote_code,
-        ticker,
+    got = (models or ModelCache(keep=False)).acquire(
+        spec, overrides.device or spec.device, overrides.dtype or spec.dtype, recorder.run, ticker
     )
+    backend = got.backend
+    if got.reused_from is not None:
+        recorder.manifest.origin.model_reused_from = str(got.reused_from)
     environment = capture(backend.device)
     settings = m.Settings(
         device=backend.device,
@@ -225,20 +243,11 @@ def _prepare(
         threads=applied["threads"],
         deterministic=applied,
     )
-    source = sources.model_source(spec.model, spec.base_dir)
-    backend.load_model(spec.model, source)
-    local = Path(source) if Path(source).exists() else None
-    folder = sources.adapter_folder(local)
-    if folder is None:
-        identity = identify(spec.model.path, local, spec.model.revision)
-        recorder.prepared(environment, settings, identity, backend.setup())
+    recorder.prepared(environment, settings, got.identity, backend.setup())
+    if got.default is None:
         return backend, State()
     # An adapter folder as model: the model is the base it names, the folder is `default`.
-    base, revision = sources.base_source(folder)
-    base_local = Path(base) if Path(base).exists() else None
-    identity = identify(sources.adapter_base(folder)[0], base_local, revision)
-    recorder.prepared(environment, settings, identity, backend.setup())
-    recorder.inputs_adapter("default", identify(spec.model.path, folder, spec.model.revision))
+    recorder.inputs_adapter("default", got.default)
     return backend, State(loaded=["default"], active={"default": 1.0})
 
 
@@ -248,7 +257,8 @@ def _run_step(ctx: Context, step: Step, progress: Callable[[str], None]) -> None
         index=ctx.index, op=step.op, id=step.id, line=step.line, status="ok", seconds=0.0
     )
     try:
-        made = OPS[step.op](ctx, step)
+        reuse = ctx.setup.reuse if ctx.setup else None
+        made = (reuse(ctx, step) if reuse else None) or OPS[step.op](ctx, step)
     except BaseException as exc:
         stopped = isinstance(exc, (Interrupted, KeyboardInterrupt))
         record.status = "interrupted" if stopped else "failed"

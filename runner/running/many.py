@@ -1,0 +1,161 @@
+"""Several specs, one after another, each into its own run directory.
+
+Specs that share a base model run back to back (in the order each model first appears),
+so that the model is loaded once and every later spec starts from it with its adapters
+removed. A failing spec does not stop the others; an interrupt stops them all, and the
+spec that was running is recorded as interrupted.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from runner.errors import Interrupted, RunnerError, StepError
+from runner.record import manifest as m
+from runner.running.interpreter import Overrides, Setup, execute
+from runner.running.models import ModelCache, model_key
+from runner.spec.types import Spec
+
+NOT_RUN = "not run"
+
+
+@dataclass
+class Outcome:
+    """How one spec of many went."""
+
+    spec: str  # the spec's file, as given
+    name: str
+    status: str  # succeeded | failed | interrupted | not run
+    run_dir: Path | None = None
+    seconds: float = 0.0
+    message: str = ""  # why it failed
+    notes: list[str] = field(default_factory=list)  # a reused model, a retry after a dead worker
+
+
+@dataclass
+class Many:
+    """Every spec's outcome, in the order the specs were given."""
+
+    outcomes: list[Outcome]
+    interrupted: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return not self.interrupted and all(o.status == "succeeded" for o in self.outcomes)
+
+
+def pending(spec: Spec) -> Outcome:
+    return Outcome(str(spec.file), spec.name, NOT_RUN)
+
+
+def grouped(keys: list[Hashable]) -> list[int]:
+    """Indices ordered so that equal keys are adjacent, groups in order of first appearance."""
+    first: dict[Hashable, int] = {}
+    for i, key in enumerate(keys):
+        first.setdefault(key, i)
+    return sorted(range(len(keys)), key=lambda i: (first[keys[i]], i))
+
+
+def group_key(spec: Spec, overrides: Overrides) -> Hashable:
+    """Specs with equal keys share a base model; `auto` is resolved later, by the backend."""
+    return model_key(spec, overrides.device or spec.device, overrides.dtype or spec.dtype)
+
+
+def run_one(
+    spec: Spec,
+    out: Path,
+    overrides: Overrides,
+    models: ModelCache,
+    progress: Callable[[str], None],
+    setup: Setup | None = None,
+) -> Outcome:
+    """One spec into its run directory, its failure caught; the model's adapters removed
+    afterwards. Interrupted propagates, with the run directory it stopped."""
+    setup = setup or Setup()
+    setup.models = models
+    outcome = pending(spec)
+    started = time.perf_counter()
+    try:
+        outcome.run_dir = execute(spec, out, overrides, progress, setup=setup)
+        outcome.status = "succeeded"
+    except StepError as exc:
+        outcome.status, outcome.run_dir, outcome.message = "failed", exc.run_dir, str(exc)
+    except RunnerError as exc:  # no run directory: --out cannot take one
+        outcome.status, outcome.message = "failed", str(exc)
+    finally:
+        outcome.seconds = round(time.perf_counter() - started, 3)
+        models.release()
+    if outcome.run_dir is not None:
+        reused = _reused_from(outcome.run_dir)
+        if reused:
+            outcome.notes.append(f"model reused from {reused}")
+    return outcome
+
+
+def _reused_from(run_dir: Path) -> str | None:
+    try:
+        return m.read(run_dir).origin.model_reused_from
+    except RunnerError:
+        return None
+
+
+def run_many(
+    specs: list[Spec],
+    out: Path,
+    overrides: Overrides | None = None,
+    progress: Callable[[str], None] = lambda line: None,
+) -> Many:
+    """Run every spec in this process, keeping a shared base model loaded between them."""
+    overrides = overrides or Overrides()
+    outcomes = [pending(spec) for spec in specs]
+    models = ModelCache()
+    try:
+        for i in grouped([group_key(spec, overrides) for spec in specs]):
+            spec = specs[i]
+            progress(f"[{spec.name}] {spec.file}")
+            try:
+                outcomes[i] = run_one(spec, out, overrides, models, _tagged(spec, progress))
+            except (Interrupted, KeyboardInterrupt) as exc:
+                stopped = pending(spec)
+                stopped.status, stopped.run_dir = "interrupted", getattr(exc, "run_dir", None)
+                outcomes[i] = stopped
+                return Many(outcomes, interrupted=True)
+            progress(f"[{spec.name}] {outcomes[i].status} in {outcomes[i].seconds:.2f}s")
+    finally:
+        models.drop()
+    return Many(outcomes)
+
+
+def _tagged(spec: Spec, progress: Callable[[str], None]) -> Callable[[str], None]:
+    return lambda line: progress(f"[{spec.name}] {line}")
+
+
+def table(many: Many) -> str:
+    """The end of a multi-spec run: spec, status, seconds, run directory (and report page),
+    then what went wrong or was noted, spec by spec."""
+    pages = [_report(o.run_dir) for o in many.outcomes]
+    head = ["spec", "status", "seconds", "run directory"] + (["report"] if any(pages) else [])
+    rows = [head]
+    for o, page in zip(many.outcomes, pages, strict=True):
+        seconds = f"{o.seconds:.2f}" if o.status != NOT_RUN else "-"
+        row = [o.spec, o.status, seconds, str(o.run_dir or "-")]
+        rows.append(row + ([page or "-"] if any(pages) else []))
+    widths = [max(len(row[c]) for row in rows) for c in range(len(head))]
+    lines = [
+        "  ".join(
+            cell.rjust(width) if c == 2 else cell.ljust(width)
+            for c, (cell, width) in enumerate(zip(row, widths, strict=True))
+        ).rstrip()
+        for row in rows
+    ]
+    for o in many.outcomes:
+        lines += [f"{o.spec}: {text}" for text in [o.message, *o.notes] if text]
+    return "\n".join(lines)
+
+
+def _report(run_dir: Path | None) -> str | None:
+    page = run_dir / "report.html" if run_dir else None
+    return str(page) if page and page.is_file() else None

@@ -1,0 +1,181 @@
+"""Continue a failed or interrupted run into a new run directory.
+
+The new run replays every adapter step (load, set_adapters, disable, enable), takes the
+outputs of each finished step whose kind declares them reusable from the old run, after
+checking their sha256 against its manifest, and computes only what is missing. Seeds
+make every output independent of the steps that made others, so the result is what an
+uninterrupted run gives. A spec or an input file that changed since the old run
+refuses the resume, saying what changed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from collections.abc import Callable
+from pathlib import Path
+
+from runner import sources
+from runner.errors import Refused, RunDirError
+from runner.record import manifest as m
+from runner.record.files import sha256_bytes
+from runner.running.interpreter import Context, Made, Overrides, Setup, execute
+from runner.spec.types import Spec, Step
+
+
+def all_outputs(record: m.StepRecord) -> list[m.Output]:
+    return list(record.outputs)
+
+
+# A step kind whose outputs a resumed run may take instead of computing them: op -> which
+# of a finished step's outputs to take. A kind qualifies when it leaves the model as it
+# found it and its outputs depend only on the spec and the state before it.
+REUSABLE: dict[str, Callable[[m.StepRecord], list[m.Output]]] = {
+    "generate": all_outputs,
+    "compare": all_outputs,  # a finished compare step whole; an unfinished one runs again
+}
+
+
+@dataclasses.dataclass
+class Reuse:
+    """The reuse hook: a finished step's outputs, copied from the old run when intact."""
+
+    old_run: Path
+    steps: dict[int, m.StepRecord]
+    progress: Callable[[str], None]
+
+    def __call__(self, ctx: Context, step: Step) -> Made | None:
+        take = REUSABLE.get(step.op)
+        old = self.steps.get(ctx.index)
+        if take is None or old is None or old.status != "ok" or old.op != step.op:
+            return None
+        if old.active_adapters != ctx.state.running:  # cannot happen with the same spec
+            return None
+        wanted = take(old)
+        copies = []
+        for output in wanted:
+            try:
+                data = (self.old_run / output.path).read_bytes()
+            except OSError:
+                data = b""
+            if sha256_bytes(data) != output.sha256:
+                self.progress(f"    {output.path} changed in {self.old_run}: making it again")
+                return None
+            copies.append((output.path, data))
+        written = [ctx.recorder.write(rel, data) for rel, data in copies]
+        return Made(
+            written,
+            [f"{len(written)} output(s) taken from {self.old_run}"],
+            execution={"outputs_from": str(self.old_run)},
+        )
+
+
+def spec_to_resume(run_dir: Path, spec_file: Path | None = None) -> tuple[Path, Path | None]:
+    """(the spec file to continue RUN_DIR with, the folder its paths resolve against).
+
+    SPEC_FILE when given; else the file the run was made from, or the run's own copy when
+    that file is gone. Refused when the run succeeded, or when that spec is not byte for
+    byte the one that ran; the refusal shows what changed.
+    """
+    old = m.read(run_dir)
+    if old.status == "succeeded":
+        raise Refused(f"{run_dir} succeeded; there is nothing to resume")
+    copy = run_dir / "spec.yaml"
+    try:
+        recorded = copy.read_bytes()
+    except OSError as exc:
+        raise RunDirError(f"{copy}: not readable ({exc.strerror})") from None
+    if sha256_bytes(recorded) != old.spec.sha256:
+        raise Refused(f"{copy} is not the spec its manifest records")
+    original = Path(old.spec.file)
+    chosen = spec_file or (original if original.is_file() else copy)
+    try:
+        now = chosen.read_bytes()
+    except OSError as exc:
+        raise RunDirError(f"{chosen}: {exc.strerror}") from None
+    if now != recorded:
+        diff = difflib.unified_diff(
+            recorded.decode("utf-8", "replace").splitlines(),
+            now.decode("utf-8", "replace").splitlines(),
+            str(copy),
+            str(chosen),
+            lineterm="",
+            n=0,
+        )
+        shown = [line for line in diff if not line.startswith("@@")][:12]
+        raise Refused(
+            f"cannot resume {run_dir}: {chosen} changed since it ran:\n" + "\n".join(shown)
+        )
+    return chosen, Path(old.spec.base_dir) if chosen == copy else None
+
+
+def resume(
+    spec: Spec,
+    run_dir: Path,
+    out: Path | None = None,
+    device: str | None = None,
+    progress: Callable[[str], None] = lambda line: None,
+) -> Path:
+    """Continue RUN_DIR with SPEC (from spec_to_resume) into a new run directory beside it
+    (or under OUT) and return it. Refused when an input file changed since the run;
+    StepError when a step fails."""
+    old = m.read(run_dir)
+    spec = dataclasses.replace(spec, name=old.spec.name)  # a copy named spec.yaml keeps its name
+    changes = input_changes(spec, old)
+    if changes:
+        raise Refused(
+            f"cannot resume {run_dir}: its inputs changed since it ran: " + "; ".join(changes)
+        )
+    overrides = _recorded_settings(old, device)
+    reuse = Reuse(run_dir, {s.index: s for s in old.steps}, progress)
+    setup = Setup(reuse=reuse, origin=m.Origin(resumed_from=str(run_dir)))
+    return execute(spec, out or run_dir.parent, overrides, progress, setup=setup)
+
+
+def input_changes(spec: Spec, old: m.Manifest) -> list[str]:
+    """Each model or adapter file whose sha256 differs from what the old run recorded."""
+    from runner.record.identity import identify
+
+    lines: list[str] = []
+    if old.inputs.model is not None:
+        source = sources.model_source(spec.model, spec.base_dir)
+        local = Path(source) if Path(source).exists() else None
+        now = identify(spec.model.path, local, spec.model.revision)
+        lines += _changed("model", old.inputs.model, now)
+    for name, before in old.inputs.adapters.items():
+        adapter = spec.adapters.get(name)
+        if adapter is None:  # `default`, which came with an adapter folder as the model
+            continue
+        if adapter.config is not None:
+            config = {"type": adapter.config.type, **adapter.config.options}
+            if before.config != config:
+                lines.append(f"adapter '{name}' config differs")
+            continue
+        local = sources.adapter_local(adapter, spec.base_dir)
+        now = identify(adapter.path or "", local, adapter.revision)
+        lines += _changed(f"adapter '{name}'", before, now)
+    return lines
+
+
+def _changed(what: str, before: m.Identity, now: m.Identity) -> list[str]:
+    lines = []
+    for rel in sorted(set(before.files) | set(now.files)):
+        a, b = before.files.get(rel), now.files.get(rel)
+        if a != b:
+            lines.append(
+                f"{what} file {rel}: sha256 {(a or 'absent')[:12]} -> {(b or 'absent')[:12]}"
+            )
+    return lines
+
+
+def _recorded_settings(old: m.Manifest, device: str | None) -> Overrides:
+    """The old run's device, dtype and threads: what makes the outputs the same."""
+    settings = old.settings
+    if settings is None:  # it stopped before its model loaded: nothing was recorded to keep
+        return Overrides(device=device)
+    if device is not None and device not in (settings.device, settings.device.split(":")[0]):
+        raise Refused(
+            f"the run ran on {settings.device}; resuming it on {device} would not give its "
+            "outputs (leave out --device)"
+        )
+    return Overrides(settings.device, settings.dtype, settings.threads)
