@@ -35,6 +35,9 @@ def close(run_dir: Path, spec: Spec, status: str, message: str) -> None:
     manifest.error = m.Failure(index, where(spec, index), message)
     write_atomic(run_dir / m.MANIFEST, m.manifest_bytes(manifest))
     (run_dir / m.JOURNAL).unlink(missing_ok=True)
+    from runner.report.html import REPORT, page
+
+    write_atomic(run_dir / REPORT, page(run_dir, manifest))
     rundir.write_sums(run_dir, {})
 
 

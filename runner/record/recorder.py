@@ -136,13 +136,9 @@ class Recorder:
 
     def _report(self) -> None:
         """report.html from the record as it reads back, so `runner report` gives the same."""
-        from runner.report.html import REPORT, render, unavailable
+        from runner.report.html import REPORT, page
 
-        try:
-            page = render(self.run, m.parse(json.loads(m.manifest_bytes(self.manifest))))
-        except Exception as exc:  # the run's own record matters more than its report page
-            page = unavailable(self.manifest.spec.name, exc)
-        self.write(REPORT, page)
+        self.write(REPORT, page(self.run, m.parse(json.loads(m.manifest_bytes(self.manifest)))))
 
     def outputs(
         self,

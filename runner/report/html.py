@@ -77,6 +77,15 @@ def render(run_dir: Path, manifest: m.Manifest) -> bytes:
     return _page(f"{name} - runner report", "\n".join(part for part in body if part))
 
 
+def page(run_dir: Path, manifest: m.Manifest) -> bytes:
+    """The report page, or one that says why it could not be drawn: a run's own record
+    matters more than its report page, so drawing it never fails a run."""
+    try:
+        return render(run_dir, manifest)
+    except Exception as exc:  # noqa: BLE001
+        return unavailable(manifest.spec.name, exc)
+
+
 def unavailable(name: str, error: BaseException) -> bytes:
     """A page that says why the report could not be drawn; the run itself is unaffected."""
     text = f"{type(error).__name__}: {error}"
