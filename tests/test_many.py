@@ -163,7 +163,8 @@ def test_many_specs_share_the_model_and_a_failure_stops_none(tmp_path: Path) -> 
     )
     assert code == 2, err
     lines = table.splitlines()
-    assert lines[0].split() == ["spec", "status", "seconds", "run", "directory"]
+    # every run writes its report page, so the table has that column
+    assert lines[0].split() == ["spec", "status", "seconds", "run", "directory", "report"]
     statuses = {line.split()[0]: line.split()[1] for line in lines[1:5]}
     assert statuses == {
         str(first): "succeeded",
