@@ -6,7 +6,8 @@ drift and noise from other processes fall on all of them; the seconds of each co
 manifest, and the medians are compared. Goals on a CPU: text compare / step-by-step <= 0.5
 and compare / one generate <= 1.5; images no slower than step-by-step.
 Not a test: read it. `python benchmarks/bench_compare.py [text|image] [--device cuda]
-[--repeats N]`.
+[--repeats N] [--threads N]` (`--threads 1` steadies the numbers on a shared CPU, where
+torch's threads otherwise wait on each other).
 """
 
 from __future__ import annotations
@@ -98,6 +99,10 @@ def main() -> None:
     args = sys.argv[1:]
     device = args[args.index("--device") + 1] if "--device" in args else "cpu"
     repeats = int(args[args.index("--repeats") + 1]) if "--repeats" in args else 5
+    if "--threads" in args:
+        import torch
+
+        torch.set_num_threads(int(args[args.index("--threads") + 1]))
     kinds = [a for a in args if a in KINDS] or list(KINDS)
     out = Path(tempfile.mkdtemp(prefix="runner-bench-compare-"))
     for kind in kinds:

@@ -21,13 +21,14 @@ TEMPORARY = "__compare_"  # the prefix of merged adapters; deleted at the end of
 MAX_MERGED_RANK = 512  # a larger cat rank costs more than a batch of its own row saves
 
 
-def lora_layers(model: Any) -> list[tuple[str, Any]]:
+def lora_layers(model: Any) -> list[Any]:
+    """The model's LoRA layers; walking the modules is slow, so a step asks once."""
     from peft.tuners.lora import LoraLayer
 
-    return [(n, m) for n, m in model.named_modules() if isinstance(m, LoraLayer)]
+    return [m for m in model.modules() if isinstance(m, LoraLayer)]
 
 
-def plain(model: Any, names: list[str]) -> bool:
+def plain(model: Any, layers: list[Any], names: list[str]) -> bool:
     """Whether every adapter is a vanilla, unmerged LoRA peft can mix (no DoRA, no variant)."""
     configs = getattr(model, "peft_config", None) or {}
     for name in names:
@@ -36,7 +37,7 @@ def plain(model: Any, names: list[str]) -> bool:
             return False
         if getattr(config, "use_dora", False) or getattr(config, "lora_bias", False):
             return False
-    for _, layer in lora_layers(model):
+    for layer in layers:
         if getattr(layer, "merged_adapters", None):
             return False
         if any(n in getattr(layer, "lora_variant", {}) for n in names):
@@ -44,12 +45,12 @@ def plain(model: Any, names: list[str]) -> bool:
     return True
 
 
-def mergeable(model: Any, names: list[str]) -> bool:
+def mergeable(layers: list[Any], names: list[str]) -> bool:
     """Whether `merge` can make one adapter of these: Linear LoRA layers only, a sane rank."""
     from peft.tuners.lora.layer import Linear
 
     total = 0
-    for _, layer in lora_layers(model):
+    for layer in layers:
         used = [n for n in names if n in layer.lora_A or n in layer.lora_embedding_A]
         if not used:
             continue
@@ -59,37 +60,45 @@ def mergeable(model: Any, names: list[str]) -> bool:
     return 0 < total <= MAX_MERGED_RANK
 
 
-def merge(model: Any, name: str, weights: dict[str, float]) -> None:
-    """Add adapter NAME = sum of weight x delta of each adapter in WEIGHTS, at scale 1."""
+def merge(layers: list[Any], name: str, weights: dict[str, float]) -> None:
+    """Add adapter NAME = sum of weight x delta of each adapter in WEIGHTS, at scale 1.
+
+    Added layer by layer (peft's `update_layer`), not through `add_adapter`, which walks
+    and checks the whole model: the adapter lives for one step and never enters
+    `peft_config`; `forget` deletes it from the same layers.
+    """
     from peft import LoraConfig
 
-    layers = [(n, m) for n, m in lora_layers(model) if any(a in m.lora_A for a in weights)]
-    ranks = {a: max(m.r[a] for _, m in layers if a in m.lora_A) for a in weights}
+    layers = [m for m in layers if any(a in m.lora_A for a in weights)]
+    ranks = {a: max(m.r[a] for m in layers if a in m.lora_A) for a in weights}
     total = sum(ranks.values())
-    config = LoraConfig(
-        r=total,
-        lora_alpha=total,  # alpha / r = 1: the weights and alphas are in B already
-        target_modules=[n for n, _ in layers],
-        lora_dropout=0.0,
-        init_lora_weights=False,
-    )
-    model.add_adapter(config, adapter_name=name)
+    # alpha / r = 1: the weights and alphas are in B already
+    config = LoraConfig(r=total, lora_alpha=total, lora_dropout=0.0, init_lora_weights=False)
     with torch.no_grad():
-        for _, layer in layers:
+        for layer in layers:
             a_parts, b_parts = [], []
             for adapter, weight in weights.items():
                 if adapter in layer.lora_A:
-                    base_scale = _initial_scale(layer, adapter)
                     a_parts.append(layer.lora_A[adapter].weight)
-                    b_parts.append(layer.lora_B[adapter].weight * (weight * base_scale))
+                    scale = weight * _initial_scale(layer, adapter)
+                    b_parts.append(layer.lora_B[adapter].weight * scale)
                 else:  # an adapter that leaves this layer alone: zero rows and columns
-                    out_f, in_f = layer.out_features, layer.in_features
-                    a_parts.append(layer.lora_A[name].weight.new_zeros(ranks[adapter], in_f))
-                    b_parts.append(layer.lora_B[name].weight.new_zeros(out_f, ranks[adapter]))
+                    like = next(iter(layer.lora_A.values())).weight
+                    a_parts.append(like.new_zeros(ranks[adapter], layer.in_features))
+                    b_parts.append(like.new_zeros(layer.out_features, ranks[adapter]))
+            layer.update_layer(name, total, total, config)
             layer.lora_A[name].weight.copy_(torch.cat(a_parts, dim=0))
             layer.lora_B[name].weight.copy_(torch.cat(b_parts, dim=1))
             layer.set_scale(name, 1.0)
-    model.eval()
+            layer.lora_A[name].eval()
+            layer.lora_B[name].eval()
+
+
+def forget(layers: list[Any], name: str) -> None:
+    """Delete adapter NAME, made by `merge`, from every layer that holds it."""
+    for layer in layers:
+        if name in layer.lora_A:
+            layer.delete_adapter(name)
 
 
 def _initial_scale(layer: Any, adapter: str) -> float:
@@ -100,23 +109,78 @@ def _initial_scale(layer: Any, adapter: str) -> float:
     return float(alpha / math.sqrt(r) if layer.use_rslora.get(adapter, False) else alpha / r)
 
 
-def set_scales(model: Any, scales: dict[str, float]) -> None:
-    for _, layer in lora_layers(model):
+def set_scales(layers: list[Any], scales: dict[str, float]) -> None:
+    for layer in layers:
         for name, scale in scales.items():
             layer.set_scale(name, scale)
 
 
 @contextmanager
-def adapter_names(model: Any, names: list[str]) -> Iterator[None]:
-    """Every LoRA layer's forward runs row i of the batch with adapter NAMES[i]."""
+def adapter_names(layers: list[Any], names: list[str]) -> Iterator[None]:
+    """Every LoRA layer's forward runs row i of the batch with adapter NAMES[i].
+
+    peft's `_mixed_batch_forward` gathers each adapter's rows with a list index in every
+    layer at every token, behind a forward hook that hands it the names. Here the rows of
+    one adapter come in runs, so a vanilla Linear LoRA layer gets a forward of its own for
+    the call that takes them as slices: the same operations on the same rows as peft's
+    (the base output, then `lora_B(lora_A(x)) * scaling` added in place), without the
+    gathers and hooks. Other layers (embeddings, variants) get peft's, through the hook.
+    """
+    from peft.tuners.lora.layer import Linear
+
+    runs: list[tuple[str, int, int]] = []
+    for i, name in enumerate(names):
+        if runs and runs[-1][0] == name:
+            runs[-1] = (name, runs[-1][1], i + 1)
+        else:
+            runs.append((name, i, i + 1))
 
     def hook(module: Any, args: Any, kwargs: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
         kwargs["adapter_names"] = names
         return args, kwargs
 
-    handles = [m.register_forward_pre_hook(hook, with_kwargs=True) for _, m in lora_layers(model)]
+    sliced = [m for m in layers if type(m) is Linear and not m.lora_variant]
+    hooked = [m for m in layers if m not in sliced]
+    handles = [m.register_forward_pre_hook(hook, with_kwargs=True) for m in hooked]
+    for layer in sliced:
+        setattr(layer, "forward", _by_slices(layer, runs, len(names)))  # noqa: B010
     try:
         yield
     finally:
         for handle in handles:
             handle.remove()
+        for layer in sliced:
+            del layer.forward  # peft's own method again
+
+
+def _by_slices(layer: Any, runs: list[tuple[str, int, int]], rows: int) -> Any:
+    import torch.nn.functional as F
+
+    plan = [
+        (
+            start,
+            end,
+            layer.lora_A[name].weight,
+            layer.lora_B[name].weight,
+            layer.scaling[name],
+            layer.lora_dropout[name] if layer.lora_dropout[name].training else None,
+        )
+        for name, start, end in runs
+        if name != BASE and name in layer.lora_A
+    ]
+
+    def forward(x: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
+        if x.shape[0] != rows:  # as peft's own check: e.g. OPT's fc1 sees (batch x seq) rows
+            raise ValueError(
+                "Length of `adapter_names` should be the same as the number of inputs, "
+                f"but got {rows} and {x.shape[0]} respectively."
+            )
+        result = layer.base_layer(x, *args, **kwargs)
+        for start, end, a, b, scaling, dropout in plan:
+            part = x[start:end].to(a.dtype)
+            if dropout is not None:
+                part = dropout(part)
+            result[start:end] += (F.linear(F.linear(part, a), b) * scaling).to(result.dtype)
+        return result
+
+    return forward

@@ -51,6 +51,7 @@ class TransformersBackend:
         self.tokenizer: Any = None
         self.attn_implementation: str | None = None  # as the spec asks; None: transformers'
         self.temporary: list[str] = []  # merged adapters of a compare step, deleted after it
+        self.layers: list[Any] | None = None  # the LoRA layers, while a compare mixes
 
     def load_model(self, model: Model, local: Path | str | None) -> None:
         """Load a local folder or the hub id `model.path`; an adapter folder loads the base
@@ -170,24 +171,30 @@ class TransformersBackend:
         where peft cannot mix it (DoRA, merged layers, other PEFT types)."""
         if weights is None:
             return lora_mixing.BASE, 1.0
+        layers = self._layers()
         names = list(weights)
-        if not lora_mixing.plain(self.model, names):
+        if not lora_mixing.plain(self.model, layers, names):
             return None
         if len(names) == 1:
             return names[0], weights[names[0]]
-        if not MERGE_ROWS or not lora_mixing.mergeable(self.model, names):
+        if not MERGE_ROWS or not lora_mixing.mergeable(layers, names):
             return None
         name = f"{lora_mixing.TEMPORARY}{len(self.temporary)}"
         with captured(self.ticker.verbose):
-            lora_mixing.merge(self.model, name, weights)
+            lora_mixing.merge(layers, name, weights)
         self.temporary.append(name)
         return name, 1.0
 
     def unmix(self) -> None:
         """Delete the temporary adapters `mix` made; the caller restores the active ones."""
         while self.temporary:
-            with captured(self.ticker.verbose):
-                self.model.delete_adapter(self.temporary.pop())
+            lora_mixing.forget(self._layers(), self.temporary.pop())
+        self.layers = None
+
+    def _layers(self) -> list[Any]:
+        if self.layers is None:
+            self.layers = lora_mixing.lora_layers(self.model)
+        return self.layers
 
     def batch_size(self, step: Generate) -> int:
         """How many cells one call may hold: their KV cache within a share of the memory."""
@@ -208,10 +215,11 @@ class TransformersBackend:
     ) -> list[Completion]:
         """`generate` with prompt i run by adapter NAMES[i] (peft's `adapter_names`), each
         adapter at its scale in SCALES."""
-        lora_mixing.set_scales(self.model, {n: w for n, w in scales.items() if n in names})
+        layers = self._layers()
+        lora_mixing.set_scales(layers, {n: w for n, w in scales.items() if n in names})
         self.enable()
         try:
-            with lora_mixing.adapter_names(self.model, names):
+            with lora_mixing.adapter_names(layers, names):
                 return self.generate(step)
         except ValueError as error:  # peft: "Length of `adapter_names` should be the same..."
             if "adapter_names" not in str(error):
