@@ -217,7 +217,8 @@ class TransformersBackend:
         adapter at its scale in SCALES."""
         layers = self._layers()
         lora_mixing.set_scales(layers, {n: w for n, w in scales.items() if n in names})
-        self.enable()
+        if any(layer.disable_adapters for layer in layers):  # enabling walks the whole model
+            self.enable()
         try:
             with lora_mixing.adapter_names(layers, names):
                 return self.generate(step)
