@@ -212,3 +212,53 @@ def test_cells_come_in_plan_order_whatever_order_they_are_made_in() -> None:
         out.put(index, [index])
         assert seen == list(range(len(seen)))
     assert seen == list(range(8))
+
+
+def test_image_rows_in_one_call_equal_generate_steps(tmp_path: Path) -> None:
+    """Several seeds, images per prompt and a negative prompt per prompt in one call per row:
+    cell (prompt, seed)'s image k still comes from seed + k with its prompt's negative."""
+    import numpy as np
+    from PIL import Image
+
+    prompts, negatives, seeds = ["a red cube", "a blue ball"], ["blurry", "dark"], [5, 9]
+    text = (
+        "version: 1\ndevice: cpu\nmodel: {family: diffusers, path: builtin:tiny-sd}\n"
+        "adapters:\n  a: {path: builtin:tiny-sd-lora-a}\n"
+        "defaults:\n  generate: {num_inference_steps: 2, num_images_per_prompt: 2}\n"
+        "steps:\n  - {op: load, adapters: [a]}\n"
+        f"  - {{op: compare, id: grid, adapters: [a, base, {{a: 0.5}}], prompt: {json.dumps(prompts)},"
+        f" seed: {json.dumps(seeds)}, negative_prompt: {json.dumps(negatives)}}}\n"
+    )
+    for r, chosen in enumerate(["a", None, "{a: 0.5}"]):
+        text += (
+            "  - op: disable\n"
+            if chosen is None
+            else f"  - {{op: set_adapters, adapters: {chosen}}}\n  - op: enable\n"
+        )
+        for p, (prompt, negative) in enumerate(zip(prompts, negatives, strict=True)):
+            for seed in seeds:
+                text += (
+                    f"  - {{op: generate, id: r{r}-p{p}-s{seed}, prompt: {json.dumps(prompt)},"
+                    f" seed: {seed}, negative_prompt: {negative}}}\n"
+                )
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(text)
+    run = runner.run(spec, out=tmp_path / "runs")
+
+    def pixels(file: Path | None) -> Any:
+        assert file is not None
+        with Image.open(file) as image:
+            return np.asarray(image.convert("RGB")).astype(int)
+
+    cells = iter(run.cells("grid"))
+    for r in range(3):
+        for p in range(2):
+            for seed in seeds:
+                for k, alone in enumerate(run.outputs[f"r{r}-p{p}-s{seed}"]):
+                    cell = next(cells)
+                    assert (cell.prompt, cell.seed, alone.seed) == (prompts[p], seed + k, seed + k)
+                    assert abs(pixels(cell.file) - pixels(alone.file)).max() <= 1, (r, p, seed, k)
+    execution = next(s for s in run.manifest.steps if s.id == "grid").execution
+    # base first, then the adapter rows in the order of their settings; one call per row
+    assert execution["executor"] == "by_rows" and execution["calls"] == 3
+    assert [b["rows"] for b in execution["batches"]] == [["base"], ["a=0.5"], ["a"]]
