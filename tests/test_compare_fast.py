@@ -262,3 +262,32 @@ def test_image_rows_in_one_call_equal_generate_steps(tmp_path: Path) -> None:
     # base first, then the adapter rows in the order of their settings; one call per row
     assert execution["executor"] == "by_rows" and execution["calls"] == 3
     assert [b["rows"] for b in execution["batches"]] == [["base"], ["a=0.5"], ["a"]]
+
+
+def test_a_mixed_step_leaves_no_trace_in_the_model() -> None:
+    from runner import builtin
+    from runner.backends import lora_mixing
+    from runner.backends.transformers_backend import TransformersBackend
+    from runner.spec.types import Adapter, Compare, Model, Row
+
+    backend = TransformersBackend("cpu", "float32")
+    backend.load_model(
+        Model(family="transformers", path="builtin:tiny-causal-lm"),
+        builtin.resolve("tiny-causal-lm"),
+    )
+    for name in ("a", "b"):
+        path = f"builtin:tiny-causal-lm-lora-{name}"
+        backend.load_adapter(Adapter(name=name, path=path), builtin.resolve(path[8:]))
+    rows = (
+        Row("base", None),
+        Row("a=0.5, b=0.5", (("a", 0.5), ("b", 0.5))),
+        Row("b", (("b", 1.0),)),
+    )
+    step = Compare(rows=rows, prompts=("x", "the cat"), seeds=(0,), args={"max_new_tokens": 3})
+    made: list[Any] = []
+    record = compare.mixed(backend, step, compare.plan(step), lambda c, r: made.append(r))
+    assert len(made) == 6 and record["batches"][0]["mixed"]
+    layers = lora_mixing.lora_layers(backend.model)
+    assert layers and all(set(layer.lora_A) == {"a", "b"} for layer in layers)
+    assert all("forward" not in vars(layer) for layer in layers)  # peft's forward again
+    assert set(backend.model.peft_config) == {"a", "b"} and backend.layers is None
