@@ -14,18 +14,18 @@ from safetensors import SafetensorError
 
 from runner import sources
 from runner.backends import Logged, Ticker, scheduling
-from runner.backends.devices import resolve_device, resolve_dtype, torch_dtype
+from runner.backends.devices import gpu_memory, resolve_device, resolve_dtype, torch_dtype
 from runner.backends.quiet import ADAPTER_FALSE_ALARMS, ANSI, captured, fold, one_line
 from runner.backends.results import ModelSetup, Picture
 from runner.errors import StepError
 from runner.spec.types import Adapter, Generate, Model, Scheduler
 
-# Where each pipeline family takes the LoRA scale per call (UNet, then transformer pipelines).
 # A compare's images per pipeline call: pixels at a time on a CPU, bytes per pixel of the
-# free memory's quarter on a GPU (latents, activations and the VAE's decoding, roughly).
+# GPU memory's eighth (latents, activations and the VAE's decoding, roughly).
 CPU_PIXELS = 16 * 512 * 512
 BYTES_PER_PIXEL = 4096
 MAX_IMAGES = 32
+# Where each pipeline family takes the LoRA scale per call (UNet, then transformer pipelines).
 SCALE_KWARGS = ("cross_attention_kwargs", "joint_attention_kwargs", "attention_kwargs")
 # What a bad adapter file makes diffusers, peft or safetensors raise while loading it.
 LOAD_ERRORS = (OSError, ValueError, KeyError, RuntimeError, SafetensorError)
@@ -217,12 +217,13 @@ class DiffusersBackend:
         return self.generate_cells(step, starts)
 
     def batch_size(self, step: Generate) -> int:
-        """How many images one call may hold: their latents and activations within a share
-        of the memory (a fixed pixel budget on a CPU)."""
+        """How many images one call may hold: their latents and activations within an eighth
+        of the GPU's memory (a fixed pixel budget on a CPU). From the total, not what is free
+        now, so that the same machine batches the same way again (`reproduce`)."""
         width = int(step.args.get("width") or 0) or self._default_side()
         height = int(step.args.get("height") or 0) or self._default_side()
         if self.device.startswith("cuda"):
-            budget = torch.cuda.mem_get_info(torch.device(self.device))[0] // 4 // BYTES_PER_PIXEL
+            budget = gpu_memory(self.device) // 8 // BYTES_PER_PIXEL
         else:
             budget = CPU_PIXELS
         return int(max(1, min(MAX_IMAGES, budget // (width * height))))

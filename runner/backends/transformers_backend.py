@@ -16,7 +16,7 @@ import torch
 
 from runner import sources
 from runner.backends import CannotMix, Logged, Ticker, lora_mixing
-from runner.backends.devices import resolve_device, resolve_dtype, torch_dtype
+from runner.backends.devices import gpu_memory, resolve_device, resolve_dtype, torch_dtype
 from runner.backends.quiet import ADAPTER_FALSE_ALARMS, captured, fold, one_line
 from runner.backends.results import Completion, ModelSetup
 from runner.errors import StepError
@@ -197,7 +197,9 @@ class TransformersBackend:
         return self.layers
 
     def batch_size(self, step: Generate) -> int:
-        """How many cells one call may hold: their KV cache within a share of the memory."""
+        """How many cells one call may hold: their KV cache within an eighth of the GPU's
+        memory (a fixed budget on a CPU). From the total, not what is free now, so that the
+        same machine batches the same way again (`reproduce`)."""
         config = self.model.config
         layers = getattr(config, "num_hidden_layers", None) or 32
         hidden = getattr(config, "hidden_size", None) or 4096
@@ -205,7 +207,7 @@ class TransformersBackend:
         longest = max(len(self.tokenizer(p)["input_ids"]) for p in step.prompts)
         new = step.args.get("max_new_tokens", self.model.generation_config.max_new_tokens) or 20
         if self.device.startswith("cuda"):
-            budget = torch.cuda.mem_get_info(torch.device(self.device))[0] // 4
+            budget = gpu_memory(self.device) // 8
         else:
             budget = CPU_CACHE_BYTES
         return int(max(1, min(MAX_BATCH, budget // (per_token * (longest + new)))))
