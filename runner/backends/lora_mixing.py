@@ -5,7 +5,8 @@ so a forward pre-hook on every LoRA layer hands it in, as peft's own
 `LoraModel._enable_peft_forward_hooks` does. A row of several adapters is not one adapter:
 `merge` makes it one, peft's `add_weighted_adapter(combination_type="cat")` written for a
 model without a PeftModel: A stacked, B side by side, each B scaled by its weight and its
-own alpha / r, so the merged delta is sum of weight x delta.
+own alpha / r, so the merged delta is sum of weight x delta. It lives only in the step's
+batches (the sliced forward below runs it), never in the model: nothing to delete.
 """
 
 from __future__ import annotations
@@ -17,7 +18,9 @@ from typing import Any
 import torch
 
 BASE = "__base__"  # peft's name for "no adapter" in adapter_names
-TEMPORARY = "__compare_"  # the prefix of merged adapters; deleted at the end of the step
+TEMPORARY = "__compare_"  # the prefix of merged adapters' names, in one step's batches
+# A merged adapter: for each LoRA layer it touches, its (A, B), run at scale 1.
+Merged = dict[Any, tuple[torch.Tensor, torch.Tensor]]
 MAX_MERGED_RANK = 512  # a larger cat rank costs more than a batch of its own row saves
 
 
@@ -54,26 +57,18 @@ def mergeable(layers: list[Any], names: list[str]) -> bool:
         used = [n for n in names if n in layer.lora_A or n in layer.lora_embedding_A]
         if not used:
             continue
-        if not isinstance(layer, Linear) or getattr(layer, "fan_in_fan_out", False):
+        if type(layer) is not Linear or getattr(layer, "fan_in_fan_out", False):
             return False
         total = max(total, sum(layer.r[n] for n in used))
     return 0 < total <= MAX_MERGED_RANK
 
 
-def merge(layers: list[Any], name: str, weights: dict[str, float]) -> None:
-    """Add adapter NAME = sum of weight x delta of each adapter in WEIGHTS, at scale 1.
-
-    Added layer by layer (peft's `update_layer`), not through `add_adapter`, which walks
-    and checks the whole model: the adapter lives for one step and never enters
-    `peft_config`; `forget` deletes it from the same layers.
-    """
-    from peft import LoraConfig
-
+def merge(layers: list[Any], weights: dict[str, float]) -> Merged:
+    """Sum of weight x delta of each adapter in WEIGHTS, as one (A, B) per layer at scale 1:
+    what `add_weighted_adapter(combination_type="cat")` would add, without adding it."""
     layers = [m for m in layers if any(a in m.lora_A for a in weights)]
     ranks = {a: max(m.r[a] for m in layers if a in m.lora_A) for a in weights}
-    total = sum(ranks.values())
-    # alpha / r = 1: the weights and alphas are in B already
-    config = LoraConfig(r=total, lora_alpha=total, lora_dropout=0.0, init_lora_weights=False)
+    merged: Merged = {}
     with torch.no_grad():
         for layer in layers:
             a_parts, b_parts = [], []
@@ -86,19 +81,8 @@ def merge(layers: list[Any], name: str, weights: dict[str, float]) -> None:
                     like = next(iter(layer.lora_A.values())).weight
                     a_parts.append(like.new_zeros(ranks[adapter], layer.in_features))
                     b_parts.append(like.new_zeros(layer.out_features, ranks[adapter]))
-            layer.update_layer(name, total, total, config)
-            layer.lora_A[name].weight.copy_(torch.cat(a_parts, dim=0))
-            layer.lora_B[name].weight.copy_(torch.cat(b_parts, dim=1))
-            layer.set_scale(name, 1.0)
-            layer.lora_A[name].eval()
-            layer.lora_B[name].eval()
-
-
-def forget(layers: list[Any], name: str) -> None:
-    """Delete adapter NAME, made by `merge`, from every layer that holds it."""
-    for layer in layers:
-        if name in layer.lora_A:
-            layer.delete_adapter(name)
+            merged[layer] = torch.cat(a_parts, dim=0), torch.cat(b_parts, dim=1)
+    return merged
 
 
 def _initial_scale(layer: Any, adapter: str) -> float:
@@ -116,8 +100,9 @@ def set_scales(layers: list[Any], scales: dict[str, float]) -> None:
 
 
 @contextmanager
-def adapter_names(layers: list[Any], names: list[str]) -> Iterator[None]:
-    """Every LoRA layer's forward runs row i of the batch with adapter NAMES[i].
+def adapter_names(layers: list[Any], names: list[str], merged: dict[str, Merged]) -> Iterator[None]:
+    """Every LoRA layer's forward runs row i of the batch with adapter NAMES[i], where a
+    name may be one of MERGED.
 
     peft's `_mixed_batch_forward` gathers each adapter's rows with a list index in every
     layer at every token, behind a forward hook that hands it the names. Here the rows of
@@ -143,7 +128,7 @@ def adapter_names(layers: list[Any], names: list[str]) -> Iterator[None]:
     hooked = [m for m in layers if m not in sliced]
     handles = [m.register_forward_pre_hook(hook, with_kwargs=True) for m in hooked]
     for layer in sliced:
-        setattr(layer, "forward", _by_slices(layer, runs, len(names)))  # noqa: B010
+        setattr(layer, "forward", _by_slices(layer, runs, len(names), merged))  # noqa: B010
     try:
         yield
     finally:
@@ -153,10 +138,16 @@ def adapter_names(layers: list[Any], names: list[str]) -> Iterator[None]:
             del layer.forward  # peft's own method again
 
 
-def _by_slices(layer: Any, runs: list[tuple[str, int, int]], rows: int) -> Any:
+def _by_slices(
+    layer: Any, runs: list[tuple[str, int, int]], rows: int, merged: dict[str, Merged]
+) -> Any:
     import torch.nn.functional as F
 
     plan = [
+        (start, end, *merged[name][layer], 1.0, None)
+        for name, start, end in runs
+        if name in merged and layer in merged[name]
+    ] + [
         (
             start,
             end,

@@ -50,7 +50,7 @@ class TransformersBackend:
         self.model: Any = None
         self.tokenizer: Any = None
         self.attn_implementation: str | None = None  # as the spec asks; None: transformers'
-        self.temporary: list[str] = []  # merged adapters of a compare step, deleted after it
+        self.merged: dict[str, lora_mixing.Merged] = {}  # a compare step's merged rows
         self.layers: list[Any] | None = None  # the LoRA layers, while a compare mixes
 
     def load_model(self, model: Model, local: Path | str | None) -> None:
@@ -173,22 +173,21 @@ class TransformersBackend:
             return lora_mixing.BASE, 1.0
         layers = self._layers()
         names = list(weights)
+        if any(n == lora_mixing.BASE or n.startswith(lora_mixing.TEMPORARY) for n in names):
+            return None  # an adapter that bears a name with a meaning in a mixed batch
         if not lora_mixing.plain(self.model, layers, names):
             return None
         if len(names) == 1:
             return names[0], weights[names[0]]
         if not MERGE_ROWS or not lora_mixing.mergeable(layers, names):
             return None
-        name = f"{lora_mixing.TEMPORARY}{len(self.temporary)}"
-        with captured(self.ticker.verbose):
-            lora_mixing.merge(layers, name, weights)
-        self.temporary.append(name)
+        name = f"{lora_mixing.TEMPORARY}{len(self.merged)}"
+        self.merged[name] = lora_mixing.merge(layers, weights)
         return name, 1.0
 
     def unmix(self) -> None:
-        """Delete the temporary adapters `mix` made; the caller restores the active ones."""
-        while self.temporary:
-            lora_mixing.forget(self._layers(), self.temporary.pop())
+        """Drop the merged rows `mix` made (they never entered the model)."""
+        self.merged = {}
         self.layers = None
 
     def _layers(self) -> list[Any]:
@@ -218,11 +217,12 @@ class TransformersBackend:
         """`generate` with prompt i run by adapter NAMES[i] (peft's `adapter_names`), each
         adapter at its scale in SCALES."""
         layers = self._layers()
-        lora_mixing.set_scales(layers, {n: w for n, w in scales.items() if n in names})
+        own = {n: w for n, w in scales.items() if n in names and n not in self.merged}
+        lora_mixing.set_scales(layers, own)
         if any(layer.disable_adapters for layer in layers):  # enabling walks the whole model
             self.enable()
         try:
-            with lora_mixing.adapter_names(layers, names):
+            with lora_mixing.adapter_names(layers, names, self.merged):
                 return self.generate(step)
         except ValueError as error:  # peft: "Length of `adapter_names` should be the same..."
             if "adapter_names" not in str(error):
