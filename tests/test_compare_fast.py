@@ -292,3 +292,36 @@ def test_a_mixed_step_leaves_no_trace_in_the_model() -> None:
     assert all("forward" not in vars(layer) for layer in layers)  # peft's forward again
     assert set(backend.model.peft_config) == {"a", "b"}
     assert (backend.merged, backend.layers) == ({}, None)
+
+
+def test_dora_rows_run_a_batch_each_and_still_equal_generate_steps(tmp_path: Path) -> None:
+    # peft will not mix DoRA: its rows fall back to set_adapters + one batch per row
+    text = (
+        "version: 1\ndevice: cpu\nmodel: {family: transformers, path: builtin:tiny-causal-lm}\n"
+        "adapters:\n  a: {path: builtin:tiny-causal-lm-lora-a}\n"
+        "  d:\n    config: {type: lora, r: 4, lora_alpha: 8, init_lora_weights: false,"
+        " use_dora: true, target_modules: [q_proj, v_proj]}\n"
+        "defaults:\n  generate: {max_new_tokens: 6}\n"
+        "steps:\n  - {op: load, adapters: [a, d]}\n"
+        f"  - {{op: compare, id: grid, adapters: [base, d, a, {{d: 0.5}}], prompt: {json.dumps(PROMPTS[:2])}}}\n"
+    )
+    for r, chosen in enumerate([None, "d", "a", "{d: 0.5}"]):
+        text += (
+            "  - op: disable\n"
+            if chosen is None
+            else f"  - {{op: set_adapters, adapters: {chosen}}}\n  - op: enable\n"
+        )
+        text += f"  - {{op: generate, id: r{r}, prompt: {json.dumps(PROMPTS[:2])}}}\n"
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(text)
+    run = runner.run(spec, out=tmp_path / "runs")
+    cells = run.cells("grid")
+    for r in range(4):
+        alone = [t.token_ids for t in run.outputs[f"r{r}"]]  # type: ignore[union-attr]
+        assert [c.token_ids for c in cells[2 * r : 2 * r + 2]] == alone, r
+    execution = next(s for s in run.manifest.steps if s.id == "grid").execution
+    assert [(b["rows"], b["mixed"]) for b in execution["batches"]] == [
+        (["base", "a"], True),
+        (["d"], False),
+        (["d=0.5"], False),
+    ]
