@@ -1,8 +1,9 @@
 """Several LoRA settings in one batch: peft's `adapter_names`, one adapter per batch row.
 
 transformers' PEFT integration has no PeftModel to pass `adapter_names` through `generate`,
-so a forward pre-hook on every LoRA layer hands it in, as peft's own
-`LoraModel._enable_peft_forward_hooks` does. A row of several adapters is not one adapter:
+so for the call each LoRA layer gets it from a forward pre-hook, as peft's own
+`LoraModel._enable_peft_forward_hooks` does, or (vanilla Linear LoRA) a forward of its own
+that runs each adapter's rows as a slice. A row of several adapters is not one adapter:
 `merge` makes it one, peft's `add_weighted_adapter(combination_type="cat")` written for a
 model without a PeftModel: A stacked, B side by side, each B scaled by its weight and its
 own alpha / r, so the merged delta is sum of weight x delta. It lives only in the step's
@@ -21,7 +22,11 @@ BASE = "__base__"  # peft's name for "no adapter" in adapter_names
 TEMPORARY = "__compare_"  # the prefix of merged adapters' names, in one step's batches
 # A merged adapter: for each LoRA layer it touches, its (A, B), run at scale 1.
 Merged = dict[Any, tuple[torch.Tensor, torch.Tensor]]
-MAX_MERGED_RANK = 512  # a larger cat rank costs more than a batch of its own row saves
+# A merged row costs its rows r x (in + out) multiply-adds per layer and token more than a
+# one-adapter row, and r x (in + out) numbers of memory per layer for the step; its own
+# batch would cost the whole base model again. For a 4096-wide model that is 25% of a
+# layer's work at r = 512, so merging pays well below it; above, the row runs alone.
+MAX_MERGED_RANK = 512
 
 
 def lora_layers(model: Any) -> list[Any]:
