@@ -193,6 +193,8 @@ def _hand_out(step: Compare, out: InOrder, jobs: list[tuple[int, int]], made: li
 def by_rows(backend: Backend, step: Compare, cells: list[Cell], done: Done) -> dict[str, Any]:
     """Images: one call per row (bounded by the backend's batch size) with all its cells."""
     assert isinstance(backend, DrawsCells)
+    if not cells:
+        return {"executor": "by_rows", "calls": 0, "batches": []}
     out = InOrder(cells, done)
     per_cell = int(step.args.get("num_images_per_prompt", 1))
     template = cell_step(step, cells[0])
