@@ -1,56 +1,95 @@
-"""A compare step against the same cells written as set_adapters (or disable) + generate
-steps, in one run, so both share the loaded model: the seconds each took, from the manifest.
-The steps come once before the compare and once after (warm-up and drift fall on both
-sides); the compare is set against their mean.
+"""A compare step against the same cells as set_adapters (or disable) + generate steps, and
+against one generate of the prompts on one adapter, in one run so all share the loaded model.
 
-This is the baseline for a faster compare executor (mixed-adapter batches): today a compare
-makes one generate call per cell, so the ratio should be about 1. Not a test: read it.
-`python benchmarks/bench_compare.py [text|image] [--device cuda]`.
+The three blocks alternate (their order rotates each repeat, after one warm-up repeat) so
+drift and noise from other processes fall on all of them; the seconds of each come from the
+manifest, and the medians are compared. Goals on a CPU: text compare / step-by-step <= 0.5
+and compare / one generate <= 1.5; images no slower than step-by-step.
+Not a test: read it. `python benchmarks/bench_compare.py [text|image] [--device cuda]
+[--repeats N] [--threads N]` (`--threads 1` steadies the numbers on a shared CPU, where
+torch's threads otherwise wait on each other).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import statistics
 import sys
 import tempfile
 from pathlib import Path
 
-ROWS = [None, "a", "{a: 0.5, b: 0.5}", "{b: 0.5}", "b"]  # None: base
-LABELS = ["base", "a", "{a: 0.5, b: 0.5}", "{b: 0.5}", "b"]
-PROMPTS = ["a red cube on a table", "a cabin in the snow", "the cat", "once upon a time"]
-SEEDS = [0, 1]
-MODELS = {
-    "text": ("transformers", "tiny-causal-lm", "{max_new_tokens: 16}"),
-    "image": ("diffusers", "tiny-sd", "{num_inference_steps: 4}"),
+ROWS = ["base", "a", "b", "{a: 0.5, b: 0.5}"]
+TEXT_PROMPTS = [
+    "the cat",
+    "once upon a time",
+    "a red cube on a table",
+    "in the beginning there was",
+    "the weather today is",
+    "my favourite food is a bowl of hot",
+    "x",
+    "she opened the door and saw",
+]
+KINDS = {  # family, model, generate defaults, prompts, seeds
+    "text": ("transformers", "tiny-causal-lm", "{max_new_tokens: 16}", TEXT_PROMPTS, [0]),
+    "image": (
+        "diffusers",
+        "tiny-sd",
+        "{num_inference_steps: 4}",
+        ["a red cube on a table", "a cabin in the snow"],
+        [0, 1],
+    ),
 }
+BLOCKS = ("compare", "steps", "one")
 
 
-def spec(kind: str, device: str) -> str:
-    family, model, defaults = MODELS[kind]
-    return (
+def spec(kind: str, device: str, repeats: int) -> tuple[str, list[str]]:
+    """The spec's text, and the block (or "") each of its steps belongs to, in order."""
+    family, model, defaults, prompts, seeds = KINDS[kind]
+    text = (
         f"version: 1\nname: bench-compare-{kind}\ndevice: {device}\n"
         f"model: {{family: {family}, path: builtin:{model}}}\n"
         f"adapters:\n  a: {{path: builtin:{model}-lora-a}}\n  b: {{path: builtin:{model}-lora-b}}\n"
         f"defaults:\n  generate: {defaults}\n"
         "steps:\n  - {op: load, adapters: [a, b]}\n"
-        + as_steps()
-        + f"  - op: compare\n    adapters: [{', '.join(['base', *LABELS[1:]])}]\n"
-        f"    prompt: {json.dumps(PROMPTS)}\n    seed: {json.dumps(SEEDS)}\n" + as_steps()
     )
+    owners = [""]
+    for repeat in range(repeats + 1):  # repeat 0 warms up
+        for block in BLOCKS[repeat % 3 :] + BLOCKS[: repeat % 3]:
+            steps = globals()[f"as_{block}"](prompts, seeds)
+            text += "".join(steps)
+            owners += [block if repeat else ""] * len(steps)
+    return text, owners
 
 
-def as_steps() -> str:
-    text = ""
+def as_compare(prompts: list[str], seeds: list[int]) -> list[str]:
+    return [
+        f"  - op: compare\n    adapters: [{', '.join(ROWS)}]\n"
+        f"    prompt: {json.dumps(prompts)}\n    seed: {json.dumps(seeds)}\n"
+    ]
+
+
+def as_steps(prompts: list[str], seeds: list[int]) -> list[str]:
+    steps = []
     for row in ROWS:
-        if row is None:
-            text += "  - op: disable\n"
+        if row == "base":
+            steps.append("  - op: disable\n")
         else:
-            text += f"  - op: set_adapters\n    adapters: {row}\n  - op: enable\n"
-        for prompt in PROMPTS:
-            for seed in SEEDS:
-                text += f"  - {{op: generate, prompt: {json.dumps(prompt)}, seed: {seed}}}\n"
-    return text
+            steps += [f"  - op: set_adapters\n    adapters: {row}\n", "  - op: enable\n"]
+        for prompt in prompts:
+            for seed in seeds:
+                steps.append(f"  - {{op: generate, prompt: {json.dumps(prompt)}, seed: {seed}}}\n")
+    return steps
+
+
+def as_one(prompts: list[str], seeds: list[int]) -> list[str]:
+    """One generate of every prompt on one adapter (images: as many images per prompt as
+    there are seeds): the work of one row, what a compare's speed is set against."""
+    images = f", num_images_per_prompt: {len(seeds)}" if len(seeds) > 1 else ""
+    return [
+        "  - {op: set_adapters, adapters: a}\n",
+        f"  - {{op: generate, prompt: {json.dumps(prompts)}, seed: 0{images}}}\n",
+    ]
 
 
 def main() -> None:
@@ -59,20 +98,37 @@ def main() -> None:
 
     args = sys.argv[1:]
     device = args[args.index("--device") + 1] if "--device" in args else "cpu"
-    kinds = [a for a in args if a in MODELS] or list(MODELS)
+    repeats = int(args[args.index("--repeats") + 1]) if "--repeats" in args else 5
+    if "--threads" in args:
+        import torch
+
+        torch.set_num_threads(int(args[args.index("--threads") + 1]))
+    kinds = [a for a in args if a in KINDS] or list(KINDS)
     out = Path(tempfile.mkdtemp(prefix="runner-bench-compare-"))
     for kind in kinds:
+        text, owners = spec(kind, device, repeats)
         file = out / f"{kind}.yaml"
-        file.write_text(spec(kind, device))
+        file.write_text(text)
         run = runner.run(file, out=out / "runs")
         steps = run.manifest.steps
-        compared = sum(s.seconds for s in steps if s.op == "compare")
-        ops = ("generate", "set_adapters", "enable", "disable")
-        alone = sum(s.seconds for s in steps if s.op in ops) / 2
-        cells = len(run.cells(next(s.index for s in steps if s.op == "compare")))
+        assert len(steps) == len(owners)
+        seconds: dict[str, list[float]] = {b: [] for b in BLOCKS}
+        current: dict[str, float] = {}
+        for step, owner, following in zip(steps, owners, [*owners[1:], ""], strict=True):
+            if owner:
+                current[owner] = current.get(owner, 0.0) + step.seconds
+                if following != owner:  # the block ends here
+                    seconds[owner].append(current.pop(owner))
+        median = {b: statistics.median(s) for b, s in seconds.items()}
+        compared = next(s for s in steps if s.op == "compare")
+        _, _, _, prompts, seeds = KINDS[kind]
+        cells = len(ROWS) * len(prompts) * len(seeds)
         print(
-            f"{kind}: compare of {cells} cells {compared:.2f} s, the same as steps "
-            f"{alone:.2f} s (mean of before and after), ratio {compared / alone:.2f}"
+            f"{kind}: {cells} cells, median of {repeats}: compare {median['compare']:.3f} s, "
+            f"step by step {median['steps']:.3f} s, one generate {median['one']:.3f} s; "
+            f"compare / step-by-step {median['compare'] / median['steps']:.2f}, "
+            f"compare / one generate {median['compare'] / median['one']:.2f}; "
+            f"executor {compared.execution['executor']}, {compared.execution['calls']} calls"
         )
 
 

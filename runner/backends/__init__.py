@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from runner.backends.results import Completion, ModelSetup, Picture
 
@@ -73,6 +73,47 @@ class Backend(Protocol):
 
     def unload_adapters(self) -> None:
         """Remove every adapter, so that the model computes exactly what a fresh load does."""
+
+
+class CannotMix(Exception):
+    """The model refuses a mixed batch at run time (e.g. a layer sees the batch flattened,
+    as OPT's fc1 does); nothing was made, the caller runs the rows one setting at a time.
+    Control flow between the executor and a backend, never shown to the user."""
+
+
+@runtime_checkable
+class MixesAdapters(Protocol):
+    """A backend that runs different adapter settings for different rows of one batch."""
+
+    def deterministic(self, args: dict[str, Any]) -> bool:
+        """Whether a cell's output depends on neither its seed nor its batch (greedy)."""
+
+    def mix(self, weights: dict[str, float] | None) -> tuple[str, float] | None:
+        """The (adapter, scale) that runs WEIGHTS (None: base) as one batch row; None where
+        it cannot be mixed. May make a temporary adapter, which `unmix` deletes."""
+
+    def unmix(self) -> None:
+        """Delete what `mix` made."""
+
+    def batch_size(self, step: Generate) -> int:
+        """How many prompts like the step's one call may hold."""
+
+    def generate_mixed(
+        self, step: Generate, names: list[str], scales: dict[str, float]
+    ) -> list[Completion]:
+        """`generate` with prompt i run by adapter NAMES[i], each at its scale in SCALES;
+        raises CannotMix when the model refuses."""
+
+
+@runtime_checkable
+class DrawsCells(Protocol):
+    """A backend that draws many (prompt, seed) cells of one adapter setting in one call."""
+
+    def batch_size(self, step: Generate) -> int:
+        """How many images like the step's one call may hold."""
+
+    def generate_cells(self, step: Generate, seeds: list[int]) -> list[Picture]:
+        """`generate` with prompt i seeded SEEDS[i]: its image k from SEEDS[i] + k."""
 
 
 def create_backend(

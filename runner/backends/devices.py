@@ -43,3 +43,8 @@ def resolve_dtype(dtype: str, device: str) -> str:
 
 def torch_dtype(name: str) -> torch.dtype:
     return {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}[name]
+
+
+def gpu_memory(device: str) -> int:
+    """The total memory of a CUDA DEVICE in bytes: what batch sizes are drawn from."""
+    return int(torch.cuda.get_device_properties(torch.device(device)).total_memory)

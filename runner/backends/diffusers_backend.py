@@ -14,12 +14,17 @@ from safetensors import SafetensorError
 
 from runner import sources
 from runner.backends import Logged, Ticker, scheduling
-from runner.backends.devices import resolve_device, resolve_dtype, torch_dtype
+from runner.backends.devices import gpu_memory, resolve_device, resolve_dtype, torch_dtype
 from runner.backends.quiet import ADAPTER_FALSE_ALARMS, ANSI, captured, fold, one_line
 from runner.backends.results import ModelSetup, Picture
 from runner.errors import StepError
 from runner.spec.types import Adapter, Generate, Model, Scheduler
 
+# A compare's images per pipeline call: pixels at a time on a CPU, bytes per pixel of the
+# GPU memory's eighth (latents, activations and the VAE's decoding, roughly).
+CPU_PIXELS = 16 * 512 * 512
+BYTES_PER_PIXEL = 4096
+MAX_IMAGES = 32
 # Where each pipeline family takes the LoRA scale per call (UNet, then transformer pipelines).
 SCALE_KWARGS = ("cross_attention_kwargs", "joint_attention_kwargs", "attention_kwargs")
 # What a bad adapter file makes diffusers, peft or safetensors raise while loading it.
@@ -212,6 +217,31 @@ class DiffusersBackend:
 
     def generate(self, step: Generate) -> list[Picture]:
         """One pipeline call; image k of the step draws from a CPU generator seeded seed + k."""
+        per_prompt = int(step.args.get("num_images_per_prompt", 1))
+        starts = [step.seed + i * per_prompt for i in range(len(step.prompts))]
+        return self.generate_cells(step, starts)
+
+    def batch_size(self, step: Generate) -> int:
+        """How many images one call may hold: their latents and activations within an eighth
+        of the GPU's memory (a fixed pixel budget on a CPU). From the total, not what is free
+        now, so that the same machine batches the same way again (`reproduce`)."""
+        width = int(step.args.get("width") or 0) or self._default_side()
+        height = int(step.args.get("height") or 0) or self._default_side()
+        if self.device.startswith("cuda"):
+            budget = gpu_memory(self.device) // 8 // BYTES_PER_PIXEL
+        else:
+            budget = CPU_PIXELS
+        return int(max(1, min(MAX_IMAGES, budget // (width * height))))
+
+    def _default_side(self) -> int:
+        unet = getattr(self.pipe, "unet", None) or getattr(self.pipe, "transformer", None)
+        size = getattr(getattr(unet, "config", None), "sample_size", None)
+        scale = getattr(self.pipe, "vae_scale_factor", 8)
+        return int(size * scale) if isinstance(size, int) else 1024
+
+    def generate_cells(self, step: Generate, seeds: list[int]) -> list[Picture]:
+        """One pipeline call; image k of prompt i draws from a CPU generator seeded
+        SEEDS[i] + k (a compare's cells, each with its own seed, in one batch)."""
         pipe = self.pipe
         args = dict(step.args)
         own = args.pop("scheduler", None)  # this step's own scheduler, as the spec wrote it
@@ -235,7 +265,9 @@ class DiffusersBackend:
             args["negative_prompt"] = [args["negative_prompt"]] * len(step.prompts)
         negatives: list[str] | None = args.get("negative_prompt")  # one per prompt
         count = len(step.prompts) * per_prompt
-        generators = [torch.Generator("cpu").manual_seed(step.seed + k) for k in range(count)]
+        drawn = [seed + k for seed in seeds for k in range(per_prompt)]
+        assert len(drawn) == count
+        generators = [torch.Generator("cpu").manual_seed(seed) for seed in drawn]
         if "callback_on_step_end" in accepted:
             args["callback_on_step_end"] = self._tick
         if scheduler is not None:
@@ -286,7 +318,7 @@ class DiffusersBackend:
             Picture(
                 image,
                 step.prompts[k // per_prompt],
-                step.seed + k,
+                drawn[k],
                 {
                     **params,
                     "negative_prompt": negatives[k // per_prompt] if negatives else None,

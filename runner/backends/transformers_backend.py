@@ -15,8 +15,8 @@ from typing import Any
 import torch
 
 from runner import sources
-from runner.backends import Logged, Ticker
-from runner.backends.devices import resolve_device, resolve_dtype, torch_dtype
+from runner.backends import CannotMix, Logged, Ticker, lora_mixing
+from runner.backends.devices import gpu_memory, resolve_device, resolve_dtype, torch_dtype
 from runner.backends.quiet import ADAPTER_FALSE_ALARMS, captured, fold, one_line
 from runner.backends.results import Completion, ModelSetup
 from runner.errors import StepError
@@ -25,6 +25,11 @@ from runner.spec.types import Adapter, Generate, Model
 # A config adapter is made right after torch.manual_seed(CONFIG_SEED): by hand, that is
 # `torch.manual_seed(0); model.add_adapter(LoraConfig(**options), adapter_name=name)`.
 CONFIG_SEED = 0
+# A compare makes one adapter of a several-adapter row (cat-merged) to mix it with others;
+# False runs such rows as batches of their own.
+MERGE_ROWS = True
+MAX_BATCH = 64  # rows of one mixed generate call; more buys nothing on a CPU
+CPU_CACHE_BYTES = 2 << 30  # the KV cache a CPU batch may take
 
 
 class TransformersBackend:
@@ -45,6 +50,8 @@ class TransformersBackend:
         self.model: Any = None
         self.tokenizer: Any = None
         self.attn_implementation: str | None = None  # as the spec asks; None: transformers'
+        self.merged: dict[str, lora_mixing.Merged] = {}  # a compare step's merged rows
+        self.layers: list[Any] | None = None  # the LoRA layers, while a compare mixes
 
     def load_model(self, model: Model, local: Path | str | None) -> None:
         """Load a local folder or the hub id `model.path`; an adapter folder loads the base
@@ -183,6 +190,79 @@ class TransformersBackend:
             text = self.tokenizer.decode(ids, skip_special_tokens=True)
             completions.append(Completion(prompt, text, ids, step.seed))
         return completions
+
+    # --- compare: mixed-adapter batches (the MixesAdapters capability) -------------------
+
+    def deterministic(self, args: dict[str, Any]) -> bool:
+        """Greedy with one beam: a cell's tokens do not depend on its seed or its batch."""
+        config = self.model.generation_config
+        sampled = args.get("do_sample", config.do_sample)
+        beams = args.get("num_beams", config.num_beams) or 1
+        return not sampled and int(beams) == 1
+
+    def mix(self, weights: dict[str, float] | None) -> tuple[str, float] | None:
+        """The adapter that runs WEIGHTS as one row of a mixed batch and its scale there:
+        the adapter itself for one adapter, a temporary cat-merged one for several; None
+        where peft cannot mix it (DoRA, merged layers, other PEFT types)."""
+        if weights is None:
+            return lora_mixing.BASE, 1.0
+        layers = self._layers()
+        names = list(weights)
+        if any(n == lora_mixing.BASE or n.startswith(lora_mixing.TEMPORARY) for n in names):
+            return None  # an adapter that bears a name with a meaning in a mixed batch
+        if not lora_mixing.plain(self.model, layers, names):
+            return None
+        if len(names) == 1:
+            return names[0], weights[names[0]]
+        if not MERGE_ROWS or not lora_mixing.mergeable(layers, names):
+            return None
+        name = f"{lora_mixing.TEMPORARY}{len(self.merged)}"
+        self.merged[name] = lora_mixing.merge(layers, weights)
+        return name, 1.0
+
+    def unmix(self) -> None:
+        """Drop the merged rows `mix` made (they never entered the model)."""
+        self.merged = {}
+        self.layers = None
+
+    def _layers(self) -> list[Any]:
+        if self.layers is None:
+            self.layers = lora_mixing.lora_layers(self.model)
+        return self.layers
+
+    def batch_size(self, step: Generate) -> int:
+        """How many cells one call may hold: their KV cache within an eighth of the GPU's
+        memory (a fixed budget on a CPU). From the total, not what is free now, so that the
+        same machine batches the same way again (`reproduce`)."""
+        config = self.model.config
+        layers = getattr(config, "num_hidden_layers", None) or 32
+        hidden = getattr(config, "hidden_size", None) or 4096
+        per_token = 2 * layers * hidden * torch.empty((), dtype=self.model.dtype).element_size()
+        longest = max(len(self.tokenizer(p)["input_ids"]) for p in step.prompts)
+        new = step.args.get("max_new_tokens", self.model.generation_config.max_new_tokens) or 20
+        if self.device.startswith("cuda"):
+            budget = gpu_memory(self.device) // 8
+        else:
+            budget = CPU_CACHE_BYTES
+        return int(max(1, min(MAX_BATCH, budget // (per_token * (longest + new)))))
+
+    def generate_mixed(
+        self, step: Generate, names: list[str], scales: dict[str, float]
+    ) -> list[Completion]:
+        """`generate` with prompt i run by adapter NAMES[i] (peft's `adapter_names`), each
+        adapter at its scale in SCALES."""
+        layers = self._layers()
+        own = {n: w for n, w in scales.items() if n in names and n not in self.merged}
+        lora_mixing.set_scales(layers, own)
+        if any(layer.disable_adapters for layer in layers):  # enabling walks the whole model
+            self.enable()
+        try:
+            with lora_mixing.adapter_names(layers, names, self.merged):
+                return self.generate(step)
+        except ValueError as error:  # peft: "Length of `adapter_names` should be the same..."
+            if "adapter_names" not in str(error):
+                raise
+            raise CannotMix(one_line(str(error))) from error
 
     def _load_base(
         self, source: str, revision: str | None, trust: bool, tokenizer: str | None = None

@@ -3,18 +3,26 @@
 A cell is one (row, prompt, seed). It must hold what `set_adapters: ROW` (or `disable` for
 `base`) then `generate: {prompt: PROMPT, seed: SEED}` would, so `cell_step` builds exactly
 that generate step. How the cells are carried out is an executor's business: `one_by_one`
-switches adapters a row at a time and generates cell by cell through the backend; a faster
-executor (mixed-adapter batches) can replace it as long as it hands each cell's results to
-`done` in plan order, and returns a record of how it ran them for the step's `execution`.
+switches adapters a row at a time and generates cell by cell through the backend. Faster
+executors, chosen by what the backend can do, hand each cell's results to `done` in plan
+order too, and return a record of how they ran the cells for the step's `execution`:
+
+- `mixed` (a backend that MixesAdapters, text): greedy cells of many rows in one generate
+  call, each batch row run by its own adapter; a cell's tokens depend neither on its seed
+  nor on its batch, so one call per (row, prompt) serves every seed. Rows that need one
+  adapter at two scales go to different batches; rows the backend cannot mix get a batch
+  of their own. Sampled or beam-search cells run one by one.
+- `by_rows` (a backend that DrawsCells, images): one call per row with all its prompts and
+  seeds, identical settings next to each other so the adapters switch as little as can be.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
-from runner.backends import Backend
+from runner.backends import Backend, CannotMix, DrawsCells, MixesAdapters
 from runner.backends.results import Completion, Picture
 from runner.spec.types import Compare, Generate, Row
 
@@ -90,4 +98,142 @@ def one_by_one(backend: Backend, step: Compare, cells: list[Cell], done: Done) -
     return {"executor": "one_by_one", "calls": len(cells)}
 
 
-EXECUTOR: Executor = one_by_one
+class InOrder:
+    """Results that may come in any order, handed to `done` in plan order."""
+
+    def __init__(self, cells: list[Cell], done: Done) -> None:
+        self.cells, self.done = cells, done
+        self.ready: dict[int, list[Any]] = {}
+        self.next = 0
+
+    def put(self, index: int, results: list[Any]) -> None:
+        self.ready[index] = results
+        while self.next in self.ready:
+            self.done(self.cells[self.next], self.ready.pop(self.next))
+            self.next += 1
+
+
+def _index(step: Compare, row: int, prompt: int, seed: int) -> int:
+    return (row * len(step.prompts) + prompt) * len(step.seeds) + seed
+
+
+def _chunks(items: list[Any], size: int) -> list[list[Any]]:
+    return [items[i : i + size] for i in range(0, len(items), max(1, size))]
+
+
+def mixed(backend: Backend, step: Compare, cells: list[Cell], done: Done) -> dict[str, Any]:
+    """Greedy text: many rows in one generate call, each batch row run by its own adapter."""
+    assert isinstance(backend, MixesAdapters)
+    if not backend.deterministic(step.args):
+        return {**one_by_one(backend, step, cells, done), "why": "sampled or beam search"}
+    out = InOrder(cells, done)
+    template = Generate(prompts=step.prompts, batch=True, seed=step.seeds[0], args=step.args)
+    size = backend.batch_size(template)
+    batches: list[dict[str, Any]] = []
+    try:
+        lanes = [backend.mix(None if r.weights is None else dict(r.weights)) for r in step.rows]
+        refused = ""
+        for rows, scales in _groups(lanes):
+            if refused:  # the model refused a mixed batch: these rows go one at a time
+                lanes = [None if r in rows else lane for r, lane in enumerate(lanes)]
+                continue
+            jobs = [(r, p) for r in rows for p in range(len(step.prompts))]
+            chunks = _chunks(jobs, size)
+            try:
+                for chunk in chunks:
+                    names = [lanes[r][0] for r, _ in chunk]  # type: ignore[index]
+                    results = backend.generate_mixed(_prompts(template, chunk), names, scales)
+                    _hand_out(step, out, chunk, results)
+            except CannotMix as why:
+                refused = str(why)  # a cell handed out already comes again, the same
+                lanes = [None if r in rows else lane for r, lane in enumerate(lanes)]
+                continue
+            labels = [step.rows[r].label for r in rows]
+            batches.append({"rows": labels, "mixed": True, "calls": len(chunks)})
+        for r in (r for r, lane in enumerate(lanes) if lane is None):
+            apply_row(backend, step.rows[r])
+            chunks = _chunks([(r, p) for p in range(len(step.prompts))], size)
+            for chunk in chunks:
+                _hand_out(step, out, chunk, backend.generate(_prompts(template, chunk)))
+            batches.append({"rows": [step.rows[r].label], "mixed": False, "calls": len(chunks)})
+    finally:
+        backend.unmix()
+    calls = sum(b["calls"] for b in batches)
+    record = {"executor": "mixed", "calls": calls, "batch_size": size, "batches": batches}
+    return {**record, "why": f"the model refused a mixed batch: {refused}"} if refused else record
+
+
+def _groups(lanes: list[tuple[str, float] | None]) -> list[tuple[list[int], dict[str, float]]]:
+    """Rows that can share batches, and the scale each of their adapters runs at: a row
+    joins the first group where its adapter is absent or already at its scale."""
+    groups: list[tuple[list[int], dict[str, float]]] = []
+    for r, lane in enumerate(lanes):
+        if lane is None:
+            continue
+        name, scale = lane
+        group = next((g for g in groups if g[1].get(name, scale) == scale), None)
+        if group is None:
+            groups.append(group := ([], {}))
+        group[0].append(r)
+        group[1][name] = scale
+    return groups
+
+
+def _prompts(template: Generate, jobs: list[tuple[int, int]]) -> Generate:
+    return replace(template, prompts=tuple(template.prompts[p] for _, p in jobs))
+
+
+def _hand_out(step: Compare, out: InOrder, jobs: list[tuple[int, int]], made: list[Any]) -> None:
+    """One greedy completion per (row, prompt), the same for every seed: relabelled."""
+    for (r, p), completion in zip(jobs, made, strict=True):
+        for s, seed in enumerate(step.seeds):
+            out.put(_index(step, r, p, s), [replace(completion, seed=seed)])
+
+
+def by_rows(backend: Backend, step: Compare, cells: list[Cell], done: Done) -> dict[str, Any]:
+    """Images: one call per row (bounded by the backend's batch size) with all its cells."""
+    assert isinstance(backend, DrawsCells)
+    if not cells:
+        return {"executor": "by_rows", "calls": 0, "batches": []}
+    out = InOrder(cells, done)
+    per_cell = int(step.args.get("num_images_per_prompt", 1))
+    template = cell_step(step, cells[0])
+    size = max(1, backend.batch_size(template) // per_cell)
+    # identical settings next to each other: the adapters switch once per setting
+    order = sorted(range(len(step.rows)), key=lambda r: (step.rows[r].weights or (), r))
+    of_row: dict[int, list[tuple[int, Cell]]] = {}
+    for i, cell in enumerate(cells):
+        of_row.setdefault(cell.row_index, []).append((i, cell))
+    current: Row | None = None
+    batches: list[dict[str, Any]] = []
+    for r in order:
+        row = step.rows[r]
+        if current is None or current.weights != row.weights:
+            apply_row(backend, row)
+            current = row
+        mine = of_row.get(r, [])
+        chunks = _chunks(mine, size)
+        for chunk in chunks:
+            steps = [cell_step(step, c) for _, c in chunk]
+            args = dict(template.args)
+            if "negative_prompt" in args:
+                args["negative_prompt"] = [s.args["negative_prompt"] for s in steps]
+            call = replace(template, prompts=tuple(c.prompt for _, c in chunk), args=args)
+            pictures = backend.generate_cells(call, [c.seed for _, c in chunk])
+            for n, (i, _) in enumerate(chunk):
+                out.put(i, pictures[n * per_cell : (n + 1) * per_cell])
+        batches.append({"rows": [row.label], "calls": len(chunks)})
+    calls = sum(b["calls"] for b in batches)
+    return {"executor": "by_rows", "calls": calls, "batch_size": size, "batches": batches}
+
+
+def fastest(backend: Backend, step: Compare, cells: list[Cell], done: Done) -> dict[str, Any]:
+    """The fastest executor the backend allows; every one makes the same outputs."""
+    if isinstance(backend, MixesAdapters):
+        return mixed(backend, step, cells, done)
+    if isinstance(backend, DrawsCells):
+        return by_rows(backend, step, cells, done)
+    return one_by_one(backend, step, cells, done)
+
+
+EXECUTOR: Executor = fastest
