@@ -60,7 +60,8 @@ def test_a_killed_run_keeps_exactly_its_finished_steps_and_verify_says_so(tmp_pa
     manifest = runner.open_run(run).manifest
     assert manifest.status == "running" and not manifest.finished
     recorded = [s.index for s in manifest.steps]
-    assert recorded == list(range(1, len(recorded) + 1)) and len(recorded) >= 4
+    # killed once step 4's output existed: its journal line may or may not have followed
+    assert recorded == list(range(1, len(recorded) + 1)) and len(recorded) >= 3
     written = sorted(p.parent.name for p in run.glob("outputs/*/completions.jsonl"))
     # every recorded step's output is there; at most the step being written when killed is not
     assert [f"{i:02d}-g{i - 1}" for i in recorded] == written[: len(recorded)]
