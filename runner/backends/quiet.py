@@ -71,16 +71,23 @@ def captured(verbose: bool = False) -> Iterator[list[str]]:
     for name in LOGGERS:
         log = logging.getLogger(name)
         saved.append((log, log.level, log.handlers[:], log.propagate))
-        log.handlers, log.propagate = [handler], False
-        log.setLevel(logging.WARNING)
+        log.handlers, log.propagate, log.level = [handler], False, logging.WARNING
+    _levels_changed()
     try:
         with warnings.catch_warnings(record=True) as caught:  # the filters in force still apply
             yield said
     finally:
         for log, level, handlers, propagate in saved:
-            log.handlers, log.propagate = handlers, propagate
-            log.setLevel(level)
+            log.handlers, log.propagate, log.level = handlers, propagate, level
+        _levels_changed()
         said.extend(str(w.message) for w in caught if not issubclass(w.category, FOR_DEVELOPERS))
+
+
+def _levels_changed() -> None:
+    """What Logger.setLevel does after each change, done once for all: every logger's cached
+    answer to isEnabledFor is dropped. (Once per block, not once per logger: with the
+    thousands of loggers transformers makes, that was a millisecond a generate step.)"""
+    logging.Logger.manager._clear_cache()  # type: ignore[attr-defined]
 
 
 def fold(ticker: Ticker, what: str, said: list[str], ignore: re.Pattern[str] = NOT_NEWS) -> None:
