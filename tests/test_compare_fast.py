@@ -140,28 +140,10 @@ def tiny_opt(folder: Path, b_targets: list[str]) -> tuple[Path, Path, Path]:
     """A random tiny OPT and two LoRAs of different ranks on different modules."""
     import torch
     from peft import LoraConfig, PeftModel
-    from transformers import AutoModelForCausalLM, AutoTokenizer, OPTConfig, OPTForCausalLM
+    from test_oracle_spec import tiny
+    from transformers import AutoModelForCausalLM
 
-    from runner import builtin
-
-    tokenizer = AutoTokenizer.from_pretrained(builtin.resolve("tiny-causal-lm"))
-    torch.manual_seed(0)
-    config = OPTConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        ffn_dim=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        word_embed_proj_dim=32,
-        max_position_embeddings=64,
-        pad_token_id=tokenizer.pad_token_id,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        init_std=0.2,
-    )
-    base = folder / "opt"
-    OPTForCausalLM(config).save_pretrained(base)
-    tokenizer.save_pretrained(base)
+    base = tiny("opt", folder / "opt")
     adapters = []
     for name, seed, r, targets in (
         ("a", 1, 4, ["q_proj", "v_proj"]),
@@ -277,7 +259,9 @@ def test_a_mixed_step_leaves_no_trace_in_the_model() -> None:
     )
     for name in ("a", "b"):
         path = f"builtin:tiny-causal-lm-lora-{name}"
-        backend.load_adapter(Adapter(name=name, path=path), builtin.resolve(path[8:]))
+        backend.load_adapter(
+            Adapter(name=name, path=path), builtin.resolve(path.removeprefix(builtin.PREFIX))
+        )
     rows = (
         Row("base", None),
         Row("a=0.5, b=0.5", (("a", 0.5), ("b", 0.5))),
