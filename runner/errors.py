@@ -28,6 +28,12 @@ def printable(text: str) -> str:
     return _UNPRINTABLE.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
 
 
+def describe(exc: BaseException) -> str:
+    """An unexpected library error as one line: its type and the first line of its text."""
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")
+
+
 class RunnerError(Exception):
     """An error caused by the user's input or environment, reported without a traceback."""
 

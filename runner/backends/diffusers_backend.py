@@ -17,7 +17,7 @@ from runner.backends import Logged, Ticker, scheduling
 from runner.backends.devices import gpu_memory, resolve_device, resolve_dtype, torch_dtype
 from runner.backends.quiet import ADAPTER_FALSE_ALARMS, ANSI, captured, fold, one_line
 from runner.backends.results import ModelSetup, Picture
-from runner.errors import StepError
+from runner.errors import StepError, describe
 from runner.spec.types import Adapter, Generate, Model, Scheduler
 
 # A compare's images per pipeline call: pixels at a time on a CPU, bytes per pixel of the
@@ -56,8 +56,7 @@ def root_cause(exc: BaseException) -> str:
     the stacktrace above", and no stack trace is shown."""
     while exc.__cause__ is not None:
         exc = exc.__cause__
-    lines = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {lines[0] if lines else ''}".rstrip(": ")
+    return describe(exc)
 
 
 class DiffusersBackend:

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from runner.backends.results import SchedulerUsed
-from runner.errors import StepError
+from runner.errors import StepError, describe
 from runner.spec.types import Scheduler
 
 
@@ -85,9 +85,7 @@ def build(choice: Scheduler, base: Mapping[str, Any]) -> Any:
     try:
         return cls.from_config(base, **choice.options)
     except (ValueError, TypeError, NotImplementedError, KeyError) as exc:
-        text = str(exc).strip().splitlines()
-        reason = f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")
-        raise StepError(f"cannot build {choice.type}: {reason}") from exc
+        raise StepError(f"cannot build {choice.type}: {describe(exc)}") from exc
 
 
 def used(scheduler: Any) -> SchedulerUsed:

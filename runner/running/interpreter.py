@@ -15,7 +15,7 @@ from typing import Any
 from runner import sources
 from runner.backends import Backend, Ticker
 from runner.backends.results import Completion, Picture, SchedulerUsed
-from runner.errors import Interrupted, RunnerError, StepError
+from runner.errors import Interrupted, RunnerError, StepError, describe
 from runner.record import manifest as m
 from runner.record.recorder import Recorder, scheduler_record
 from runner.record.rundir import output_dir
@@ -149,12 +149,6 @@ OPS: dict[str, Callable[[Context, Any], Made]] = {
     "disable": _disable,
     "enable": _enable,
 }
-
-
-def describe(exc: BaseException) -> str:
-    """An unexpected library error as one line: its type and the first line of its text."""
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")
 
 
 @dataclass(frozen=True)
