@@ -37,19 +37,47 @@ def test_logged_and_warned_messages_are_caught_not_printed(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     library = logging.getLogger("diffusers.loaders.peft")
-    root = logging.getLogger("diffusers")
-    handlers, level = root.handlers[:], root.level
     with captured() as said:
         library.warning("Loading adapter weights led to unexpected keys: %s", "a, b")
         library.info("not worth a note")
         warnings.warn("a LoRA for a module that is not there", UserWarning, stacklevel=1)
         warnings.warn("use dtype instead", FutureWarning, stacklevel=1)
+        with captured() as inner:
+            library.warning("said inside the inner block")
     assert said == [
         "Loading adapter weights led to unexpected keys: a, b",
         "a LoRA for a module that is not there",
     ]
-    assert (root.handlers, root.level) == (handlers, level)  # put back as they were
+    assert inner == ["said inside the inner block"]
     assert capsys.readouterr().err == ""
+
+
+class Kept(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+def test_outside_a_block_the_libraries_log_where_and_at_the_level_they_did() -> None:
+    root = logging.getLogger("transformers")
+    saved = root.handlers[:], root.level, root.propagate
+    kept = Kept()
+    root.handlers, root.level, root.propagate = [kept], logging.WARNING, False
+    try:
+        with captured():
+            root.warning("in the block")
+        root.setLevel(logging.ERROR)  # as `set_verbosity_error()` does, after the block
+        with captured() as said:
+            logging.getLogger("transformers.generation").warning("caught although below ERROR")
+        logging.getLogger("transformers.generation").warning("below the level: dropped")
+        logging.getLogger("transformers.generation").error("shown as before")
+    finally:
+        root.handlers, root.level, root.propagate = saved
+    assert said == ["caught although below ERROR"]
+    assert kept.messages == ["shown as before"]
 
 
 def test_verbose_catches_nothing() -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -10,7 +9,7 @@ from pathlib import Path
 from runner.errors import RunDirError
 from runner.record import manifest as m
 from runner.record.files import sha256_file
-from runner.record.rundir import SUMS
+from runner.record.rundir import SUMS, files_under
 
 _SUM_LINE = re.compile(r"([0-9a-f]{64}) [ *](.+)")
 
@@ -51,15 +50,6 @@ def read_sums(run_dir: Path) -> dict[str, str]:
         safe_path(run_dir, match[2])
         sums[match[2]] = match[1]
     return sums
-
-
-def files_under(run_dir: Path) -> list[str]:
-    """Every file under a run directory as a relpath with '/'; a symlinked folder counts as one."""
-    found = []
-    for top, dirs, files in os.walk(run_dir):
-        links = [d for d in dirs if os.path.islink(os.path.join(top, d))]
-        found += [Path(top, f).relative_to(run_dir).as_posix() for f in files + links]
-    return sorted(found)
 
 
 def digest(path: Path) -> str | None:

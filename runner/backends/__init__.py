@@ -116,14 +116,10 @@ class DrawsCells(Protocol):
         """`generate` with prompt i seeded SEEDS[i]: its image k from SEEDS[i] + k."""
 
 
-def create_backend(
-    family: str, device: str, dtype: str, trust_remote_code: bool, ticker: Ticker | None = None
-) -> Backend:
-    """The backend for FAMILY; importing it is what loads the heavy libraries.
-
-    First a broken pair of library versions is refused in one line, and (unless the ticker
-    is verbose) the libraries' own progress bars and logs are turned off.
-    """
+def prepare_libraries(family: str, ticker: Ticker | None = None) -> None:
+    """Before anything of FAMILY's libraries runs, a builtin model's making included: a broken
+    pair of library versions is refused in one line, and (unless the ticker is verbose)
+    the libraries' own progress bars and logs are turned off."""
     from runner import compat
 
     versions = compat.installed()
@@ -133,6 +129,13 @@ def create_backend(
         from runner.backends.quiet import silence
 
         silence(family)
+
+
+def create_backend(
+    family: str, device: str, dtype: str, trust_remote_code: bool, ticker: Ticker | None = None
+) -> Backend:
+    """The backend for FAMILY, once `prepare_libraries` has run; importing it is what loads
+    the heavy libraries."""
     if family == "transformers":
         from runner.backends.transformers_backend import TransformersBackend
 

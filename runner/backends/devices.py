@@ -41,6 +41,20 @@ def resolve_dtype(dtype: str, device: str) -> str:
     return "float32" if device == "cpu" else "float16"
 
 
+def seed(device: str, value: int) -> None:
+    """`torch.manual_seed(VALUE)` for a run on DEVICE.
+
+    On a CPU the CPU generator is the only one a run draws from, so it alone is seeded:
+    `torch.manual_seed` would also queue a seed for CUDA, XPU and MTIA, each with a
+    traceback of the caller's stack, which in the runner's deep stack costs more than a
+    one-token generate step of a small model.
+    """
+    if device == "cpu":
+        torch.default_generator.manual_seed(value)
+    else:
+        torch.manual_seed(value)
+
+
 def torch_dtype(name: str) -> torch.dtype:
     return {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}[name]
 

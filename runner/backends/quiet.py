@@ -15,6 +15,7 @@ import re
 import warnings
 from collections import Counter
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -45,14 +46,13 @@ def silence(family: str) -> None:
     from transformers.utils import logging as library_logging
 
     disable_progress_bars()
-    libraries = [library_logging]
+    library_logging.set_verbosity_error()  # before diffusers, whose import makes it log
+    library_logging.disable_progress_bar()
     if family == "diffusers":
         from diffusers.utils import logging as diffusers_logging
 
-        libraries.append(diffusers_logging)
-    for library in libraries:
-        library.set_verbosity_error()
-        library.disable_progress_bar()
+        diffusers_logging.set_verbosity_error()
+        diffusers_logging.disable_progress_bar()
 
 
 @contextlib.contextmanager
@@ -66,28 +66,77 @@ def captured(verbose: bool = False) -> Iterator[list[str]]:
     if verbose:
         yield said
         return
-    handler = _Collect(said)
-    saved = []
-    for name in LOGGERS:
-        log = logging.getLogger(name)
-        saved.append((log, log.level, log.handlers[:], log.propagate))
-        log.handlers, log.propagate, log.level = [handler], False, logging.WARNING
-    _levels_changed()
+    _ROUTE.install()
+    _ROUTE.sinks.append(said)
     try:
         with warnings.catch_warnings(record=True) as caught:  # the filters in force still apply
             yield said
     finally:
-        for log, level, handlers, propagate in saved:
-            log.handlers, log.propagate, log.level = handlers, propagate, level
-        _levels_changed()
+        _ROUTE.sinks.remove(said)
         said.extend(str(w.message) for w in caught if not issubclass(w.category, FOR_DEVELOPERS))
 
 
-def _levels_changed() -> None:
-    """What Logger.setLevel does after each change, done once for all: every logger's cached
-    answer to isEnabledFor is dropped. (Once per block, not once per logger: with the
-    thousands of loggers transformers makes, that was a millisecond a generate step.)"""
-    logging.Logger.manager._clear_cache()  # type: ignore[attr-defined]
+@dataclass
+class _Before:
+    """A library's logger as it was before the route took it over."""
+
+    level: int
+    handlers: list[logging.Handler]
+    propagate: bool
+
+
+class _Route(logging.Handler):
+    """The one handler of the libraries' loggers once a block was captured: a record goes to
+    the innermost `captured` block, and outside any block where it went before, when the
+    logger's level then let it through.
+
+    Taking the loggers over once, rather than in and out for each block, keeps their levels
+    still: every change of a level drops the cached answer of every logger in the process
+    (thousands, once transformers is imported), which made a small model's generate step a
+    fifth of a millisecond slower.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(logging.NOTSET)
+        self.sinks: list[list[str]] = []
+        self.before: dict[str, _Before] = {}
+
+    def install(self) -> None:
+        """Take over the loggers not taken yet, or whose level was set since."""
+        changed = False
+        for name in LOGGERS:
+            log = logging.getLogger(name)
+            if log.handlers == [self] and log.level == logging.WARNING and not log.propagate:
+                continue
+            others = [h for h in log.handlers if h is not self]
+            if self in log.handlers:  # changed since, e.g. by `set_verbosity_error()`
+                before = self.before[name]
+                before.handlers += others
+                if log.level != logging.WARNING:
+                    before.level = log.level
+            else:
+                self.before[name] = _Before(log.level, others, log.propagate)
+            log.handlers, log.propagate, log.level = [self], False, logging.WARNING
+            changed = True
+        if changed:  # what Logger.setLevel does after a change
+            logging.Logger.manager._clear_cache()  # type: ignore[attr-defined]
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.sinks:
+            self.sinks[-1].append(record.getMessage())
+            return
+        before = self.before[record.name.partition(".")[0]]
+        if record.levelno < (before.level or logging.getLogger().getEffectiveLevel()):
+            return
+        if before.handlers:
+            for handler in before.handlers:
+                if record.levelno >= handler.level:
+                    handler.handle(record)
+        elif before.propagate:
+            logging.getLogger().handle(record)
+
+
+_ROUTE = _Route()
 
 
 def fold(ticker: Ticker, what: str, said: list[str], ignore: re.Pattern[str] = NOT_NEWS) -> None:
@@ -113,12 +162,3 @@ def _short(message: str) -> str:
         found = ", ".join(f"{n} {status.lower()}" for status, n in sorted(counts.items()))
         return one_line(f"{text.splitlines()[0]}: {found or 'see --verbose'}")
     return one_line(text)
-
-
-class _Collect(logging.Handler):
-    def __init__(self, into: list[str]) -> None:
-        super().__init__(logging.WARNING)
-        self.into = into
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.into.append(record.getMessage())

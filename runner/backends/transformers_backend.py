@@ -13,10 +13,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from transformers import StoppingCriteria, StoppingCriteriaList
 
 from runner import sources
 from runner.backends import CannotMix, Logged, Ticker, lora_mixing
-from runner.backends.devices import gpu_memory, resolve_device, resolve_dtype, torch_dtype
+from runner.backends.devices import gpu_memory, resolve_device, resolve_dtype, seed, torch_dtype
 from runner.backends.quiet import ADAPTER_FALSE_ALARMS, captured, fold, one_line
 from runner.backends.results import Completion, ModelSetup
 from runner.errors import StepError
@@ -171,7 +172,7 @@ class TransformersBackend:
         else:
             batch = self.tokenizer(prompts, padding=True, return_tensors="pt")
         input_ids = batch["input_ids"].to(self.device)
-        torch.manual_seed(step.seed)
+        seed(self.device, step.seed)
         with captured(self.ticker.verbose) as said:
             out = self.model.generate(
                 input_ids=input_ids,
@@ -305,7 +306,7 @@ class TransformersBackend:
         assert adapter.config is not None
         try:
             config = LoraConfig(**adapter.config.options)
-            torch.manual_seed(CONFIG_SEED)
+            seed(self.device, CONFIG_SEED)
             self.model.add_adapter(config, adapter_name=adapter.name)
         except (TypeError, ValueError) as error:
             raise StepError(f"cannot add a LoRA from its config: {one_line(str(error))}") from error
@@ -345,19 +346,21 @@ class TransformersBackend:
                     f"{len(problems)} weights {what} {problems[0]}"
                 )
 
-    def _counter(self, prompt: int, args: dict[str, Any]) -> Any:
+    def _counter(self, prompt: int, args: dict[str, Any]) -> StoppingCriteriaList:
         """A stopping criterion that never stops: it counts new tokens for the ticker."""
-        from transformers import StoppingCriteria, StoppingCriteriaList
-
         total = args.get("max_new_tokens", self.model.generation_config.max_new_tokens)
-        ticker = self.ticker
+        return StoppingCriteriaList([_Count(self.ticker, prompt, total)])
 
-        class Count(StoppingCriteria):
-            def __call__(self, input_ids: torch.Tensor, scores: Any, **kwargs: Any) -> Any:
-                ticker.tick(input_ids.shape[1] - prompt, total, "new tokens")
-                return torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
 
-        return StoppingCriteriaList([Count()])
+class _Count(StoppingCriteria):
+    """Never stops; tells TICKER how many of TOTAL new tokens a call has made."""
+
+    def __init__(self, ticker: Ticker, prompt: int, total: int | None) -> None:
+        self.ticker, self.prompt, self.total = ticker, prompt, total
+
+    def __call__(self, input_ids: torch.Tensor, scores: Any, **kwargs: Any) -> torch.Tensor:
+        self.ticker.tick(input_ids.shape[1] - self.prompt, self.total, "new tokens")
+        return torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
 
 
 def _adapter_files(adapter: Adapter, local: Path | None) -> tuple[Path, Path]:

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-import warnings
 from pathlib import Path
 
 from runner import cache_home
+from runner.backends.quiet import captured
 from runner.builtin.entry import PREFIX, Builtin
 
 __all__ = ["PREFIX", "Builtin", "cache_root", "catalog", "resolve"]
@@ -40,11 +40,9 @@ def resolve(name: str) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=target.parent))
     try:
-        with (
-            warnings.catch_warnings()
-        ):  # the libraries' deprecation notes are not the user's to act on
-            warnings.simplefilter("ignore", FutureWarning)
-            entry.make(work, resolve(entry.base) if entry.base else None)
+        base = resolve(entry.base) if entry.base else None
+        with captured():  # what the libraries say while we make our own model is not news
+            entry.make(work, base)
         try:
             work.rename(target)
         except OSError:  # another process made it first

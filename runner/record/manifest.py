@@ -12,9 +12,11 @@ RunDirError line, "not a runner manifest: ...", never an AttributeError later.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import types
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -151,71 +153,156 @@ class Manifest:
 
 
 def to_json(value: Any) -> bytes:
-    """Standard JSON (never NaN or Infinity), indented, UTF-8, with a final newline."""
-    is_record = dataclasses.is_dataclass(value) and not isinstance(value, type)
-    plain = dataclasses.asdict(value) if is_record else value  # type: ignore[arg-type]
-    text = json.dumps(plain, indent=2, ensure_ascii=False, allow_nan=False)
+    """Standard JSON (never NaN or Infinity), indented, UTF-8, with a final newline; records
+    (dataclasses) as mappings of their fields."""
+    text = json.dumps(value, indent=2, ensure_ascii=False, allow_nan=False, default=_plain)
     return (text + "\n").encode("utf-8")
 
 
 def manifest_bytes(manifest: Manifest) -> bytes:
     """The manifest as written, `schema_version` first."""
-    data = dataclasses.asdict(manifest)
-    return to_json({"schema_version": data.pop("schema_version"), **data})
+    return to_json({"schema_version": manifest.schema_version, **_plain(manifest)})
 
 
 def journal_line(step: StepRecord) -> bytes:
-    text = json.dumps(dataclasses.asdict(step), ensure_ascii=False, allow_nan=False)
+    text = json.dumps(step, ensure_ascii=False, allow_nan=False, default=_plain)
     return (text + "\n").encode("utf-8")
 
 
+def _plain(record: Any) -> dict[str, Any]:
+    """A record's fields, for json.dumps to go on with (what dataclasses.asdict gives,
+    without copying every value first)."""
+    if not dataclasses.is_dataclass(record) or isinstance(record, type):
+        raise TypeError(f"{type(record).__name__} is not JSON serializable")
+    return {name: getattr(record, name) for name in _names(type(record))}
+
+
+@functools.cache
+def _names(kind: type) -> tuple[str, ...]:
+    return tuple(f.name for f in dataclasses.fields(kind))
+
+
 class _Malformed(Exception):
-    pass
+    """What is off (" is 3, expected a mapping") and where, as a path built on the way out."""
+
+    def __init__(self, problem: str) -> None:
+        super().__init__(problem)
+        self.problem, self.path = problem, ""
+
+    def under(self, segment: str) -> _Malformed:
+        self.path = segment + self.path
+        return self
+
+    def message(self, root: str) -> str:
+        return f"{root}{self.path}{self.problem}"
 
 
-def _convert(value: Any, kind: Any, where: str) -> Any:
-    """VALUE checked against the type annotation KIND; dataclasses are built from mappings."""
-    origin = typing.get_origin(kind)
+def _same(value: Any) -> Any:
+    return value
+
+
+@functools.cache
+def _reader(kind: Any) -> Callable[[Any], Any]:
+    """A function that checks a JSON value against the type annotation KIND and builds it
+    (dataclasses from mappings); made once per type, since a manifest holds thousands of
+    records of a few types."""
     if kind is Any:
-        return value
+        return _same
+    origin, args = typing.get_origin(kind), typing.get_args(kind)
     if origin in (typing.Union, types.UnionType):
-        options = typing.get_args(kind)
-        if value is None and type(None) in options:
+        return _union_reader([_reader(a) for a in args if a is not type(None)], type(None) in args)
+    if dataclasses.is_dataclass(kind):
+        return _record_reader(kind)
+    if origin is dict:
+        return _dict_reader(_reader(args[1]))
+    if origin is list:
+        return _list_reader(_reader(args[0]))
+    return _scalar_reader(kind)
+
+
+def _union_reader(options: list[Callable[[Any], Any]], nullable: bool) -> Callable[[Any], Any]:
+    def read(value: Any) -> Any:
+        if value is None and nullable:
             return None
         for option in options:
-            if option is not type(None):
-                try:
-                    return _convert(value, option, where)
-                except _Malformed:
-                    continue
-        raise _Malformed(f"{where} is {_shown(value)}")
-    if dataclasses.is_dataclass(kind):
+            try:
+                return option(value)
+            except _Malformed:
+                continue
+        raise _Malformed(f" is {_shown(value)}")
+
+    return read
+
+
+def _record_reader(kind: Any) -> Callable[[Any], Any]:
+    hints = typing.get_type_hints(kind)
+    fields = [
+        (
+            f.name,
+            _reader(hints[f.name]),
+            f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING,
+        )
+        for f in dataclasses.fields(kind)
+    ]
+
+    def read(value: Any) -> Any:
         if not isinstance(value, dict):
-            raise _Malformed(f"{where} is {_shown(value)}, expected a mapping")
-        hints = typing.get_type_hints(kind)
-        fields = {f.name: f for f in dataclasses.fields(kind)}
+            raise _Malformed(f" is {_shown(value)}, expected a mapping")
         kwargs = {}
-        for name, f in fields.items():
+        for name, field_reader, required in fields:
             if name in value:
-                kwargs[name] = _convert(value[name], hints[name], f"{where}.{name}")
-            elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-                raise _Malformed(f"{where} has no {name!r}")
-        return kind(**kwargs)  # type: ignore[operator]
-    if origin is dict:
+                try:
+                    kwargs[name] = field_reader(value[name])
+                except _Malformed as error:
+                    raise error.under(f".{name}") from None
+            elif required:
+                raise _Malformed(f" has no {name!r}")
+        return kind(**kwargs)
+
+    return read
+
+
+def _dict_reader(item: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    def read(value: Any) -> Any:
         if not isinstance(value, dict):
-            raise _Malformed(f"{where} is {_shown(value)}, expected a mapping")
-        item = typing.get_args(kind)[1]
-        return {str(k): _convert(v, item, f"{where}.{k}") for k, v in value.items()}
-    if origin is list:
+            raise _Malformed(f" is {_shown(value)}, expected a mapping")
+        if item is _same:
+            return dict(value)
+        built = {}
+        for key, v in value.items():
+            try:
+                built[str(key)] = item(v)
+            except _Malformed as error:
+                raise error.under(f".{key}") from None
+        return built
+
+    return read
+
+
+def _list_reader(item: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    def read(value: Any) -> Any:
         if not isinstance(value, list):
-            raise _Malformed(f"{where} is {_shown(value)}, expected a list")
-        item = typing.get_args(kind)[0]
-        return [_convert(v, item, f"{where}[{i}]") for i, v in enumerate(value)]
-    if kind is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if isinstance(value, kind) and not (kind is int and isinstance(value, bool)):
-        return value
-    raise _Malformed(f"{where} is {_shown(value)}, expected {kind.__name__}")
+            raise _Malformed(f" is {_shown(value)}, expected a list")
+        built = []
+        for i, v in enumerate(value):
+            try:
+                built.append(item(v))
+            except _Malformed as error:
+                raise error.under(f"[{i}]") from None
+        return built
+
+    return read
+
+
+def _scalar_reader(kind: type) -> Callable[[Any], Any]:
+    def read(value: Any) -> Any:
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, kind) and not (kind is int and isinstance(value, bool)):
+            return value
+        raise _Malformed(f" is {_shown(value)}, expected {kind.__name__}")
+
+    return read
 
 
 def _shown(value: Any) -> str:
@@ -229,9 +316,9 @@ def parse(data: Any) -> Manifest:
         version = data.get("schema_version") if isinstance(data, dict) else None
         raise ValueError(f"schema_version is {_shown(version)}, expected {SCHEMA_VERSION}")
     try:
-        return typing.cast(Manifest, _convert(data, Manifest, "manifest"))
+        return typing.cast(Manifest, _reader(Manifest)(data))
     except _Malformed as exc:
-        raise ValueError(str(exc)) from None
+        raise ValueError(exc.message("manifest")) from None
 
 
 def read(run_dir: Path) -> Manifest:
@@ -265,7 +352,7 @@ def read_journal(run_dir: Path) -> list[StepRecord]:
         if not line.strip():
             continue
         try:
-            steps.append(_convert(json.loads(line), StepRecord, f"journal line {number}"))
+            steps.append(_reader(StepRecord)(json.loads(line)))
         except (ValueError, _Malformed):
             if number < len(lines) - 1:  # only the last line can be cut short
                 raise RunDirError(f"{run_dir / JOURNAL}:{number}: not a step record") from None

@@ -1,14 +1,14 @@
 """What a run records: its manifest, its step journal and the step outputs.
 
 Recording is linear in the work: the manifest is written whole when the run starts, when
-its inputs are known and when it ends; each finished step is one fsynced journal line.
+its inputs are known and when it ends; each finished step is one journal line. Every file
+reaches the operating system before the step is recorded (a killed process loses nothing)
+and the disk soon after, through a Syncer, so the steps never wait for it.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,11 +18,9 @@ from runner import __version__
 from runner.backends.results import Completion, ModelSetup, Picture, SchedulerUsed
 from runner.record import manifest as m
 from runner.record import rundir
-from runner.record.files import sha256_bytes, write_atomic
+from runner.record.files import Syncer, sha256_bytes, write_atomic
 from runner.record.samplers import sampler_name
 from runner.spec.types import Adapter, Spec, resolved
-
-SYNC_SECONDS = 0.5
 
 if TYPE_CHECKING:
     from runner.record.cellwriter import CellWriter
@@ -36,7 +34,7 @@ class Recorder:
     manifest: m.Manifest
     sums: dict[str, str] = field(default_factory=dict)  # relpath -> sha256 of what it wrote
     _journal: BinaryIO | None = None
-    _synced: float = 0.0  # time.monotonic() of the journal's last fsync
+    _syncer: Syncer = field(default_factory=Syncer)
 
     @classmethod
     def start(
@@ -70,19 +68,22 @@ class Recorder:
 
     def write(self, rel: str, data: bytes) -> m.Output:
         """Write one file of the run, whole or not at all."""
-        digest = write_atomic(self.run / rel, data)
+        digest = write_atomic(self.run / rel, data, self._syncer)
         self.sums[rel] = digest
         return m.Output(rel, digest)
 
-    def save(self) -> None:
-        """Write the manifest whole; while running, its steps live in the journal."""
+    def save(self) -> bytes:
+        """Write the manifest whole and return it; while running, its steps live in the
+        journal."""
         steps = self.manifest.steps
         if not self.manifest.finished:
             self.manifest.steps = []
         try:
-            self.write(m.MANIFEST, m.manifest_bytes(self.manifest))
+            data = m.manifest_bytes(self.manifest)
+            self.write(m.MANIFEST, data)
         finally:
             self.manifest.steps = steps
+        return data
 
     def prepared(
         self,
@@ -105,19 +106,14 @@ class Recorder:
     def step(self, record: m.StepRecord) -> None:
         """Append one finished (or stopped) step to the journal.
 
-        The line reaches the operating system at once, so a killed process loses nothing.
-        Against power loss it is fsynced at most every SYNC_SECONDS (group commit): the
-        outputs themselves are fsynced file by file, and a step whose line was lost is only
-        computed again, never recorded wrongly.
+        The line reaches the operating system at once, after the step's outputs, so a
+        killed process loses nothing; the syncer puts it on disk.
         """
         if self._journal is None:
             self._journal = open(self.run / m.JOURNAL, "ab")  # noqa: SIM115 - closed in finish
         self._journal.write(m.journal_line(record))
         self._journal.flush()
-        now = time.monotonic()
-        if now - self._synced >= SYNC_SECONDS:
-            os.fsync(self._journal.fileno())
-            self._synced = now
+        self._syncer.keep(self._journal.fileno())
         self.manifest.steps.append(record)
 
     def finish(self, status: str, error: m.Failure | None = None) -> None:
@@ -127,18 +123,18 @@ class Recorder:
             rundir.utc_now(),
             error,
         )
-        self.save()
+        self._report(self.save())
+        self._syncer.close()  # every file of the run on disk, before the list of them
         if self._journal is not None:
             self._journal.close()
         (self.run / m.JOURNAL).unlink(missing_ok=True)
-        self._report()
         rundir.write_sums(self.run, self.sums)
 
-    def _report(self) -> None:
-        """report.html from the record as it reads back, so `runner report` gives the same."""
+    def _report(self, manifest: bytes) -> None:
+        """report.html from the manifest as it reads back, so `runner report` gives the same."""
         from runner.report.html import REPORT, page
 
-        self.write(REPORT, page(self.run, m.parse(json.loads(m.manifest_bytes(self.manifest)))))
+        self.write(REPORT, page(self.run, m.parse(json.loads(manifest))))
 
     def outputs(
         self,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -51,13 +52,24 @@ def write_sums(run: Path, known: dict[str, str]) -> None:
 
     KNOWN holds the sha256 of files the run wrote itself, so they are not read again. A
     signal can land between creating a temporary file and the `try` that removes it, so
-    partial files are swept away first: what is listed is exactly what is there.
+    partial files are swept away: what is listed is exactly what is there.
     """
-    for partial in run.rglob(f".*{PARTIAL}"):
-        partial.unlink(missing_ok=True)
     lines = []
-    for file in sorted(p for p in run.rglob("*") if p.is_file()):
-        rel = file.relative_to(run).as_posix()
-        if rel != SUMS:
+    for rel in files_under(run):
+        file = run / rel
+        if rel.rpartition("/")[2].startswith(".") and rel.endswith(PARTIAL):
+            file.unlink(missing_ok=True)
+        elif rel != SUMS and file.is_file():
             lines.append(f"{known.get(rel) or sha256_file(file)}  {rel}\n")
     write_atomic(run / SUMS, "".join(lines).encode("utf-8"))
+
+
+def files_under(run_dir: Path) -> list[str]:
+    """Every file under a run directory as a relpath with '/'; a symlinked folder counts as one."""
+    found = []
+    for top, dirs, files in os.walk(run_dir):
+        links = [d for d in dirs if os.path.islink(os.path.join(top, d))]
+        folder = os.path.relpath(top, run_dir).replace(os.sep, "/")
+        prefix = "" if folder == "." else folder + "/"
+        found += [prefix + name for name in files + links]
+    return sorted(found)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from runner import sources
-from runner.backends import Backend, Ticker, create_backend, resolve
+from runner.backends import Backend, Ticker, create_backend, prepare_libraries, resolve
 from runner.record import manifest as m
 from runner.spec.types import Spec
 
@@ -78,7 +78,8 @@ class ModelCache:
         """The spec's model on DEVICE in DTYPE: the kept one when it matches, else a new load."""
         from runner.record.identity import identify
 
-        source = sources.model_source(spec.model, spec.base_dir)
+        prepare_libraries(spec.model.family, ticker)
+        source = sources.model_source(spec.model, spec.base_dir)  # may make a builtin
         # An adapter folder given as the model comes with its adapter attached; such a
         # model is loaded for each run rather than rebuilt from a shared base.
         local = Path(source) if Path(source).exists() else None
