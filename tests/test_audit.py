@@ -397,17 +397,28 @@ def test_diff_of_runs_that_differ_only_by_seed_names_the_seed(tmp_path: Path) ->
 
 
 @pytest.mark.parametrize(
-    "change",
-    [{"steps": [1, 2]}, {"settings": "cpu"}, {"schema_version": 7}, {"inputs": {"model": []}}],
+    ("change", "named"),
+    [
+        ({"steps": [1, 2]}, "manifest.steps[0] is 1, expected a mapping"),
+        ({"settings": "cpu"}, 'manifest.settings is "cpu"'),
+        ({"schema_version": 7}, "schema_version is 7, expected 1"),
+        ({"inputs": {"model": []}}, "manifest.inputs.model is []"),
+        ({"steps": [{"index": 1}]}, "manifest.steps[0] has no 'op'"),
+        (
+            {"inputs": {"adapters": {"a": {"path": None, "files": {"x": 3}}}}},
+            "adapters.a.files.x is 3",
+        ),
+    ],
 )
 def test_a_malformed_manifest_is_one_line_in_diff_and_verify(
-    tmp_path: Path, change: dict[str, Any]
+    tmp_path: Path, change: dict[str, Any], named: str
 ) -> None:
     a = make_run(tmp_path, "a")
     b = make_run(tmp_path, "b", meta=change)
     with pytest.raises(RunDirError, match="not a runner manifest") as caught:
         audit.diff(a, b)
     assert "\n" not in str(caught.value) and str(b / "manifest.json") in str(caught.value)
+    assert named in str(caught.value)
 
 
 def test_diff_refuses_a_dir_without_manifest(tmp_path: Path) -> None:

@@ -39,7 +39,7 @@ def pins(path: Path) -> dict[str, str]:
 
 def test_the_distribution_is_not_the_unrelated_runner_on_the_index() -> None:
     assert PROJECT["name"] == DISTRIBUTION == "peft-runner"
-    assert PROJECT["scripts"] == {"runner": "runner.cli:main"}
+    assert PROJECT["scripts"] == {"runner": "runner.cli:entry"}
 
 
 @pytest.mark.parametrize("conflict", CONFLICTS, ids=lambda c: f"{c.library}-{c.other}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import signal
@@ -87,6 +88,7 @@ def test_the_manifest_of_a_long_spec_holds_every_step_once_and_the_journal_is_go
     spec = write(tmp_path, LM + "steps:\n" + steps(40))
     done = runner.run(spec, out=tmp_path / "runs")
     assert done.status == "succeeded"
+    assert gc.get_freeze_count() == 0  # the heap frozen while the steps ran is thawed
     assert not (done.dir / m.JOURNAL).exists()
     data = json.loads((done.dir / "manifest.json").read_text())
     assert [s["index"] for s in data["steps"]] == list(range(1, 41))
@@ -180,3 +182,15 @@ def test_the_api_loads_no_deep_learning_library(tmp_path: Path) -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_a_heap_the_caller_froze_stays_frozen(tmp_path: Path) -> None:
+    gc.freeze()
+    try:
+        assert (
+            runner.run(write(tmp_path, LM + "steps:\n" + steps(1)), out=tmp_path).status
+            == "succeeded"
+        )
+        assert gc.get_freeze_count() > 0  # not thawed by the run (objects may have died)
+    finally:
+        gc.unfreeze()
