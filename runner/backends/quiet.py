@@ -72,7 +72,7 @@ def captured(verbose: bool = False) -> Iterator[list[str]]:
         with warnings.catch_warnings(record=True) as caught:  # the filters in force still apply
             yield said
     finally:
-        _ROUTE.sinks.remove(said)
+        _ROUTE.sinks[:] = [sink for sink in _ROUTE.sinks if sink is not said]  # not ==
         said.extend(str(w.message) for w in caught if not issubclass(w.category, FOR_DEVELOPERS))
 
 
