@@ -44,7 +44,7 @@ def write_atomic(path: Path, data: bytes, syncer: Syncer | None = None) -> str:
             f.write(data)
         if syncer is None:
             os.fsync(fd)
-        os.fchmod(fd, 0o644)  # mkstemp makes files private; run directories are for sharing
+        os.chmod(tmp, 0o644)  # mkstemp makes files private; run directories are for sharing
         os.replace(tmp, path)
     except BaseException:
         os.close(fd)
