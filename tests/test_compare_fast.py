@@ -82,8 +82,9 @@ def check(run: runner.Run) -> dict[str, Any]:
     return step.execution
 
 
-def test_mixed_batches_equal_generate_steps_on_the_builtin_lm(tmp_path: Path) -> None:
-    spec = tmp_path / "spec.yaml"
+def builtin_spec(folder: Path) -> Path:
+    """The compare spec on the builtin LM and its two builtin LoRAs."""
+    spec = folder / "spec.yaml"
     spec.write_text(
         spec_text(
             "builtin:tiny-causal-lm",
@@ -91,6 +92,11 @@ def test_mixed_batches_equal_generate_steps_on_the_builtin_lm(tmp_path: Path) ->
             "builtin:tiny-causal-lm-lora-b",
         )
     )
+    return spec
+
+
+def test_mixed_batches_equal_generate_steps_on_the_builtin_lm(tmp_path: Path) -> None:
+    spec = builtin_spec(tmp_path)
     execution = check(runner.run(spec, out=tmp_path / "runs"))
     assert execution["executor"] == "mixed"
     batches = execution["batches"]
@@ -109,14 +115,7 @@ def test_without_merging_weighted_rows_get_batches_of_their_own(
     from runner.backends import transformers_backend
 
     monkeypatch.setattr(transformers_backend, "MERGE_ROWS", False)
-    spec = tmp_path / "spec.yaml"
-    spec.write_text(
-        spec_text(
-            "builtin:tiny-causal-lm",
-            "builtin:tiny-causal-lm-lora-a",
-            "builtin:tiny-causal-lm-lora-b",
-        )
-    )
+    spec = builtin_spec(tmp_path)
     execution = check(runner.run(spec, out=tmp_path / "runs"))
     alone = [b["rows"] for b in execution["batches"] if not b["mixed"]]
     assert alone == [["a=0.5, b=0.8"], ["a, b"]]
