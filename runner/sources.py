@@ -125,6 +125,33 @@ def weight_name_problem(weight_name: str) -> str | None:
     return None
 
 
+def subfolder_problem(subfolder: str) -> str | None:
+    """Why SUBFOLDER is not a relative folder path that stays inside its repo or folder."""
+    parts = subfolder.split("/")
+    if (
+        not subfolder
+        or subfolder.startswith("/")
+        or "\\" in subfolder
+        or _CONTROL.search(subfolder)
+        or any(part in ("", ".", "..") for part in parts)
+    ):
+        return f"'{subfolder}' must be a relative folder inside 'path' (parts joined by '/', no '..')"
+    return None
+
+
+def in_subfolder(local: Path, subfolder: str | None) -> Path:
+    """LOCAL's SUBFOLDER (LOCAL itself when None); SourceError when it is no folder there."""
+    if subfolder is None:
+        return local
+    problem = subfolder_problem(subfolder)
+    if problem:
+        raise SourceError(None, problem)
+    inner = local / subfolder
+    if not inner.is_dir():
+        raise SourceError(local, f"holds no folder '{subfolder}' (subfolder)")
+    return inner
+
+
 def named_weight(folder: Path, weight_name: str) -> Path:
     """The file WEIGHT_NAME in the local adapter FOLDER; SourceError when it is not there."""
     problem = weight_name_problem(weight_name)
@@ -299,8 +326,38 @@ def model_source(model: Model, base_dir: Path) -> str:
     if local is not None:
         return str(local)
     _hub_id(model.path)
+    adapter_repo = _hub_adapter_repo(model.path, model.revision)
+    if adapter_repo is not None:  # as from_pretrained on an adapter repository: its base
+        return str(adapter_repo)
     _cached_when_offline(model.path, model.revision)
     return model.path
+
+
+def _hub_adapter_repo(repo_id: str, revision: str | None) -> Path | None:
+    """The cached folder of hub repo REPO_ID when it is an adapter repository (it holds
+    adapter_config.json), fetched as need be; None for any other repo (a full model).
+
+    Offline, the cache alone answers: a repo whose adapter_config.json is not cached is
+    taken for a model, and the model's own check then says whether it is cached.
+    """
+    import huggingface_hub
+    from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, LocalEntryNotFoundError
+
+    try:
+        huggingface_hub.hf_hub_download(repo_id, ADAPTER_CONFIG, revision=revision)
+    except (LocalEntryNotFoundError, EntryNotFoundError):
+        return None
+    except HfHubHTTPError as exc:
+        raise SourceError(None, f"the hub refused '{repo_id}': {exc}") from None
+    try:  # what a PEFT adapter folder holds: its config and safetensors weights
+        folder = huggingface_hub.snapshot_download(
+            repo_id, revision=revision, allow_patterns=["*.json", "*.safetensors"]
+        )
+    except LocalEntryNotFoundError:
+        raise _not_cached(repo_id) from None
+    except HfHubHTTPError as exc:
+        raise SourceError(None, f"the hub refused '{repo_id}': {exc}") from None
+    return Path(folder)
 
 
 def adapter_local(adapter: Adapter, base_dir: Path) -> Path | None:
@@ -312,10 +369,10 @@ def adapter_local(adapter: Adapter, base_dir: Path) -> Path | None:
         return None
     name = builtin_name(adapter.path)
     if name is not None:
-        return builtin.resolve(name)
+        return in_subfolder(builtin.resolve(name), adapter.subfolder)
     local = on_disk(adapter.path, base_dir)
     if local is not None:
-        return local
+        return in_subfolder(local, adapter.subfolder) if local.is_dir() else local
     _hub_id(adapter.path)
     return _from_hub(adapter)
 
@@ -349,23 +406,27 @@ def _from_hub(adapter: Adapter) -> Path:
     from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, LocalEntryNotFoundError
 
     assert adapter.path is not None
+    subfolder = adapter.subfolder
+    if subfolder is not None and subfolder_problem(subfolder):
+        raise SourceError(None, str(subfolder_problem(subfolder)))
     try:
         if adapter.weight_name:
             file = huggingface_hub.hf_hub_download(
-                adapter.path, adapter.weight_name, revision=adapter.revision
+                adapter.path, adapter.weight_name, subfolder=subfolder, revision=adapter.revision
             )
             with contextlib.suppress(EntryNotFoundError):  # PEFT folders need it; LoRA files don't
                 huggingface_hub.hf_hub_download(
-                    adapter.path, ADAPTER_CONFIG, revision=adapter.revision
+                    adapter.path, ADAPTER_CONFIG, subfolder=subfolder, revision=adapter.revision
                 )
             return Path(file).parent
-        patterns = ["*.json", "*.safetensors"]
+        inside = f"{subfolder}/" if subfolder else ""
+        patterns = [f"{inside}*.json", f"{inside}*.safetensors"]
         if adapter.allow_pickle:
-            patterns += [f"*{suffix}" for suffix in PICKLE_SUFFIXES]
+            patterns += [f"{inside}*{suffix}" for suffix in PICKLE_SUFFIXES]
         folder = huggingface_hub.snapshot_download(
             adapter.path, revision=adapter.revision, allow_patterns=patterns
         )
-        return Path(folder)
+        return in_subfolder(Path(folder), subfolder)
     except LocalEntryNotFoundError:
         raise _not_cached(adapter.path) from None
     except HfHubHTTPError as exc:

@@ -108,7 +108,7 @@ def input_changes(ma: m.Manifest, mb: m.Manifest) -> list[str]:
                     f"{'absent' if b is None else 'declared'}"
                 )
             continue
-        for field_name in ("path", "revision", "resolved"):
+        for field_name in ("path", "subfolder", "revision", "resolved"):
             va, vb = getattr(a, field_name), getattr(b, field_name)
             if va != vb:
                 lines.append(f"{name} {field_name} {show(va)} -> {show(vb)}")

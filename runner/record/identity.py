@@ -163,7 +163,9 @@ def hub_snapshot(repo_id: str, revision: str | None, cache_dir: Path | None = No
     return snapshot if _COMMIT.fullmatch(commit) and snapshot.is_dir() else None
 
 
-def identify(written: str, local: Path | None, revision: str | None) -> Identity:
+def identify(
+    written: str, local: Path | None, revision: str | None, subfolder: str | None = None
+) -> Identity:
     """The path, resolved folder, hub commit and file hashes of a model or adapter.
 
     `local` is the file or folder that was loaded; when None and `written` is a hub id,
@@ -183,4 +185,6 @@ def identify(written: str, local: Path | None, revision: str | None) -> Identity
         finally:
             cache.save()
     resolved = os.path.abspath(local) if local is not None else None
-    return Identity(path=written, resolved=resolved, revision=commit, files=files)
+    return Identity(
+        path=written, resolved=resolved, revision=commit, files=files, subfolder=subfolder
+    )

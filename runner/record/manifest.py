@@ -81,6 +81,7 @@ class Identity:
     revision: str | None = None  # the hub commit it resolved to
     files: dict[str, str] = field(default_factory=dict)  # relpath -> sha256
     config: dict[str, Any] | None = None  # an adapter built from a PEFT config
+    subfolder: str | None = None  # the folder of `path` that was loaded, as the spec names it
 
 
 @dataclass

@@ -204,7 +204,7 @@ class Recorder:
             config = {"type": adapter.config.type, **adapter.config.options}
             entry = m.Identity(path=None, config=config)
         else:
-            entry = identify(adapter.path or "", local, adapter.revision)
+            entry = identify(adapter.path or "", local, adapter.revision, adapter.subfolder)
         self.inputs_adapter(name, entry)
 
 

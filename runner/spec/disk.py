@@ -48,12 +48,18 @@ def _components(doc: Document, model: dict[str, Any], local: Path | None) -> lis
 def adapter_problems(
     doc: Document, here: Path_, adapter: dict[str, Any], family: Any, base_dir: Path
 ) -> list[Located]:
-    """An adapter's path and weight_name: there, readable, and no pickle unless allowed."""
+    """An adapter's path, subfolder and weight_name: there, readable, and no pickle unless
+    allowed."""
     path, weight = adapter.get("path"), adapter.get("weight_name")
+    subfolder = adapter.get("subfolder")
     if isinstance(weight, str):
         problem = sources.weight_name_problem(weight)
         if problem:
             return [doc.problem((*here, "weight_name"), problem)]
+    if isinstance(subfolder, str):
+        problem = sources.subfolder_problem(subfolder)
+        if problem:
+            return [doc.problem((*here, "subfolder"), problem)]
     if not isinstance(path, str):
         return []
     problems = _source(doc, (*here, "path"), path, base_dir, kind="adapter", family=family)
@@ -61,6 +67,11 @@ def adapter_problems(
         return problems
     weight = weight if isinstance(weight, str) else None
     local = sources.on_disk(path, base_dir)
+    if local is not None and isinstance(subfolder, str) and local.is_dir():
+        try:
+            local = sources.in_subfolder(local, subfolder)
+        except SourceError as exc:
+            return [doc.problem((*here, "subfolder"), _said(exc, path, local))]
     if local is not None and weight is not None and local.is_dir():
         try:
             sources.named_weight(local, weight)

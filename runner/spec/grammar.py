@@ -715,6 +715,11 @@ def _properties(steps: dict[str, Any]) -> dict[str, Any]:
                         "library's default file.",
                         "type": _NULLABLE_STRING,
                     },
+                    "subfolder": {
+                        "description": "A folder inside `path` (a hub repo or a local folder) "
+                        "that holds the adapter, e.g. loras/style. Default: none.",
+                        "type": _NULLABLE_STRING,
+                    },
                     "revision": {
                         "description": "Hub revision: branch, tag or commit. Default: main.",
                         "type": _NULLABLE_STRING,

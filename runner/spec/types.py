@@ -59,6 +59,7 @@ class Adapter:
     revision: str | None = None
     allow_pickle: bool = False
     config: LoraConfig | None = None
+    subfolder: str | None = None  # a folder inside path (a hub repo or a local folder)
     line: int = 0
 
 
@@ -170,6 +171,7 @@ def from_document(
             name=name,
             path=entry.get("path"),
             weight_name=entry.get("weight_name"),
+            subfolder=entry.get("subfolder"),
             revision=entry.get("revision"),
             allow_pickle=entry.get("allow_pickle", False),
             config=LoraConfig(config["type"], {k: v for k, v in config.items() if k != "type"})
