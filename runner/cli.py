@@ -6,6 +6,7 @@ import gc
 import re
 import signal
 import sys
+import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import wraps
@@ -15,11 +16,29 @@ from typing import Any
 import click
 
 from runner import __version__
-from runner.errors import Interrupted, Refused, RunnerError, SpecError, StepError
+from runner.errors import Interrupted, Refused, RunnerError, SpecError, StepError, describe
 
-EXIT_OK, EXIT_INVALID, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_OK, EXIT_INVALID, EXIT_FAILED, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+BY_COMMAND = -1  # a run-directory or filesystem error: the command says what it means
+# The one table from an error to its exit code: the first class it is an instance of wins.
+EXIT_CODES: tuple[tuple[type[BaseException], int], ...] = (
+    (Interrupted, EXIT_INTERRUPTED),
+    (KeyboardInterrupt, EXIT_INTERRUPTED),
+    (SpecError, EXIT_INVALID),
+    (Refused, EXIT_INVALID),
+    (StepError, EXIT_FAILED),
+    (RunnerError, BY_COMMAND),
+    (OSError, BY_COMMAND),
+    (Exception, EXIT_INTERNAL),  # a bug of the runner: shown with its traceback
+)
 DEVICE = re.compile(r"(auto|cpu|cuda|cuda:[0-9]+|mps)")
 LOCAL_RAY = "local"  # what `--ray` alone stands for: start a Ray on this machine
+
+
+def exit_code(exc: BaseException, failed: int = EXIT_INVALID) -> int:
+    """EXC's exit code by EXIT_CODES; FAILED where the table leaves it to the command."""
+    code = next((code for kind, code in EXIT_CODES if isinstance(exc, kind)), EXIT_INTERNAL)
+    return failed if code == BY_COMMAND else code
 
 
 def _errors(failed: int = EXIT_INVALID) -> Callable[[Callable[..., int]], Callable[..., None]]:
@@ -33,32 +52,36 @@ def _errors(failed: int = EXIT_INVALID) -> Callable[[Callable[..., int]], Callab
             try:
                 with _interruptible():
                     code = command(*args, **kwargs)
-            except (Interrupted, KeyboardInterrupt) as exc:
-                kept = getattr(exc, "run_dir", None)
-                click.echo(
-                    "interrupted" + (f"; what finished is kept in {kept}" if kept else ""), err=True
-                )
-                if kept:
-                    click.echo(str(kept))
-                code = EXIT_INTERRUPTED
-            except SpecError as exc:
-                click.echo(str(exc), err=True)
-                code = EXIT_INVALID
-            except Exception as exc:
-                if debug or not isinstance(exc, (RunnerError, OSError)):
-                    raise
-                click.echo(f"error: {_one_line(exc)}", err=True)
-                kept = getattr(exc, "run_dir", None)
-                if kept:
-                    click.echo(f"what finished is kept in {kept}", err=True)
-                code = EXIT_FAILED if isinstance(exc, StepError) else failed
-                if isinstance(exc, Refused):
-                    code = EXIT_INVALID
+            except (Exception, KeyboardInterrupt, Interrupted) as exc:
+                code = exit_code(exc, failed)
+                _say(exc, code, debug)
             sys.exit(code)
 
         return wrapper
 
     return decorate
+
+
+def _say(exc: BaseException, code: int, debug: bool) -> None:
+    """What the user reads on stderr about EXC, which ends the command with CODE."""
+    kept = getattr(exc, "run_dir", None)
+    if code == EXIT_INTERRUPTED:
+        click.echo("interrupted" + (f"; what finished is kept in {kept}" if kept else ""), err=True)
+        if kept:
+            click.echo(str(kept))
+        return
+    if code == EXIT_INTERNAL or debug:
+        click.echo("".join(traceback.format_exception(exc)).rstrip(), err=True)
+    if code == EXIT_INTERNAL:
+        click.echo(
+            f"internal error (a bug of the runner, please report it): {describe(exc)}", err=True
+        )
+    elif isinstance(exc, SpecError):
+        click.echo(str(exc), err=True)
+    else:
+        click.echo(f"error: {_one_line(exc)}", err=True)
+    if kept:
+        click.echo(f"what finished is kept in {kept}", err=True)
 
 
 def _one_line(exc: BaseException) -> str:
@@ -303,9 +326,15 @@ def reproduce(run_dir: Path, out: Path | None) -> int:
         new_run, report = run_again(run_dir, out, shown.line, shown)
     click.echo(f"reproduced into {new_run}")
     click.echo(format_outputs(report.outputs))
-    if report.outputs_same:
+    if report.other_inputs:
+        click.echo("inputs changed since the run, so this is no reproduction:")
+        click.echo("\n".join(f"  {line}" for line in report.other_inputs))
+    if report.reproduced:
         click.echo("every output is identical")
         return EXIT_OK
+    if report.outputs_same:
+        click.echo("every output is identical, but from other inputs")
+        return EXIT_INVALID
     causes = likely_causes(read(run_dir), read(new_run))
     click.echo("outputs differ; what else differs between the runs:")
     click.echo("\n".join(f"  {c}" for c in causes) or "  nothing recorded differs")

@@ -10,6 +10,8 @@ RunnerError              any error a user can act on (never shown with a traceba
 └── Refused              refused before anything ran (resuming a run whose spec or
                          inputs changed)                                  -> exit 1
 Interrupted (BaseException) SIGINT or SIGTERM arrived                      -> exit 130
+any other exception      a bug of the runner: recorded in the manifest, printed with its
+                         traceback as "internal error"                    -> exit 3
 """
 
 from __future__ import annotations
@@ -32,6 +34,12 @@ def describe(exc: BaseException) -> str:
     """An unexpected library error as one line: its type and the first line of its text."""
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")
+
+
+def environmental(exc: BaseException) -> bool:
+    """EXC comes from the machine, not from a bug: a full disk, a missing file, no memory
+    (MemoryError, or torch's OutOfMemoryError, a RuntimeError known here by its name)."""
+    return isinstance(exc, (OSError, MemoryError)) or type(exc).__name__ == "OutOfMemoryError"
 
 
 class RunnerError(Exception):

@@ -135,7 +135,7 @@ def subfolder_problem(subfolder: str) -> str | None:
         or _CONTROL.search(subfolder)
         or any(part in ("", ".", "..") for part in parts)
     ):
-        return f"'{subfolder}' must be a relative folder inside 'path' (parts joined by '/', no '..')"
+        return f"'{subfolder}' must be a relative folder inside 'path' ('/' between parts, no '..')"
     return None
 
 

@@ -23,7 +23,11 @@ from runner import builtin
 pytestmark = pytest.mark.models
 
 ROOT = Path(__file__).resolve().parent.parent
-BASE_ID, LORA_ID, SHELF_ID = "facebook/opt-350m", "peft-internal-testing/opt-350m-lora", "someone/shelf"
+BASE_ID, LORA_ID, SHELF_ID = (
+    "facebook/opt-350m",
+    "peft-internal-testing/opt-350m-lora",
+    "someone/shelf",
+)
 COMMITS = {
     BASE_ID: "1" * 40,
     LORA_ID: "2" * 40,

@@ -9,7 +9,7 @@ import difflib
 import json
 import math
 import re
-from dataclasses import asdict, dataclass, is_dataclass
+from dataclasses import asdict, dataclass, field, is_dataclass
 from pathlib import Path
 from typing import Any
 
@@ -92,8 +92,10 @@ def setup_changes(ma: m.Manifest, mb: m.Manifest) -> list[str]:
     return lines
 
 
-def input_changes(ma: m.Manifest, mb: m.Manifest) -> list[str]:
-    """Model and adapter identities: path, revision, and each file's sha256."""
+def input_changes(ma: m.Manifest, mb: m.Manifest, *, where: bool = True) -> list[str]:
+    """Model and adapter identities: path, revision, and each file's sha256; with
+    where=False, not the folder each was found in (another machine keeps its cache
+    elsewhere): only what makes them other inputs."""
     ada, adb = ma.inputs.adapters, mb.inputs.adapters
     pairs = [("model", ma.inputs.model, mb.inputs.model)] + [
         (f"adapter '{n}'", ada.get(n), adb.get(n))
@@ -108,7 +110,7 @@ def input_changes(ma: m.Manifest, mb: m.Manifest) -> list[str]:
                     f"{'absent' if b is None else 'declared'}"
                 )
             continue
-        for field_name in ("path", "subfolder", "revision", "resolved"):
+        for field_name in ("path", "subfolder", "revision", "resolved")[: None if where else 3]:
             va, vb = getattr(a, field_name), getattr(b, field_name)
             if va != vb:
                 lines.append(f"{name} {field_name} {show(va)} -> {show(vb)}")
@@ -174,10 +176,18 @@ class DiffReport:
     inputs: list[str]
     steps: list[str]
     outputs: list[OutputDiff]
+    # What makes the inputs other inputs (a file's sha256, a revision), wherever they lie.
+    other_inputs: list[str] = field(default_factory=list)
 
     @property
     def outputs_same(self) -> bool:
         return all(d.status == "same" for d in self.outputs)
+
+    @property
+    def reproduced(self) -> bool:
+        """Run B reproduces run A: the same outputs from the same inputs. The same outputs
+        from other inputs are no reproduction."""
+        return self.outputs_same and not self.other_inputs
 
     @property
     def same(self) -> bool:
@@ -205,10 +215,16 @@ class DiffReport:
 
 
 def format_outputs(diffs: list[OutputDiff]) -> str:
-    """A line per differing output, then a count of identical ones."""
+    """A line per differing output (and per differing cell of a compare, the first ones
+    named and the rest counted), then a count of identical ones."""
     differing = [d for d in diffs if d.status != "same"]
-    head = f"outputs: {len(diffs) - len(differing)} of {len(diffs)} identical"
-    return "\n".join([head] + [f"  {d.path}: {d.detail}" for d in differing])
+    lines = [f"outputs: {len(diffs) - len(differing)} of {len(diffs)} identical"]
+    for d in differing:
+        lines.append(f"  {d.path}: {d.detail}")
+        lines += [f"    {cell}" for cell in d.cells]
+        if d.cells_differing > len(d.cells):
+            lines.append(f"    ... and {d.cells_differing - len(d.cells)} more cells")
+    return "\n".join(lines)
 
 
 def spec_diff(run_a: Path, run_b: Path) -> list[str]:
@@ -237,4 +253,5 @@ def diff(run_a: Path, run_b: Path) -> DiffReport:
         inputs=unique(input_changes(ma, mb), seen),
         steps=unique(step_changes(ma, mb), seen),
         outputs=compare_outputs(run_a, run_b, ma, mb),
+        other_inputs=input_changes(ma, mb, where=False),
     )

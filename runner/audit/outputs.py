@@ -1,14 +1,20 @@
-"""Output by output, how two runs compare: text by tokens, images by pixels."""
+"""Output by output, how two runs compare: text by tokens, images by pixels and text chunks,
+a compare step's cells by row, prompt, seed and image with every field."""
 
 from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from runner.audit.checksums import digest, safe_path
+from runner.errors import RunDirError, printable
+from runner.record.cells import FILE as CELLS
 from runner.record.manifest import Manifest, read
+
+MAX_CELLS_SHOWN = 20  # differing cells named one by one; the rest are counted
 
 
 @dataclass
@@ -24,6 +30,8 @@ class OutputDiff:
     token: int | None = None  # text: first differing token position in that prompt
     max_diff: float | None = None  # image: largest absolute pixel difference
     psnr: float | None = None  # image: dB, inf when identical
+    cells: list[str] = field(default_factory=list)  # compare: the first differing cells, named
+    cells_differing: int = 0  # compare: how many cells differ in all
 
 
 def compare_text(a: Path, b: Path, diff: OutputDiff) -> None:
@@ -56,7 +64,8 @@ def compare_text(a: Path, b: Path, diff: OutputDiff) -> None:
 
 
 def compare_image(a: Path, b: Path, diff: OutputDiff) -> None:
-    """Fill `diff` from two images: max absolute pixel difference and PSNR."""
+    """Fill `diff` from two images: max absolute pixel difference and PSNR, then the PNG
+    text chunks (prompt, seed, adapters, infotext...) key by key."""
     import numpy as np
     from PIL import Image
 
@@ -68,7 +77,8 @@ def compare_image(a: Path, b: Path, diff: OutputDiff) -> None:
                 return
             mode = ia.mode if ia.mode == ib.mode else "RGBA"
             pa, pb = (np.asarray(i if i.mode == mode else i.convert(mode)) for i in (ia, ib))
-    except OSError as e:
+            ta, tb = (dict(getattr(i, "text", {}) or {}) for i in (ia, ib))
+    except (OSError, ValueError) as e:
         diff.status, diff.detail = "differs", f"unreadable: {e}"
         return
     peak = float(np.iinfo(pa.dtype).max) if np.issubdtype(pa.dtype, np.integer) else 1.0
@@ -76,9 +86,86 @@ def compare_image(a: Path, b: Path, diff: OutputDiff) -> None:
     mse = float(np.mean(delta**2))
     diff.max_diff = float(delta.max()) if delta.size else 0.0
     diff.psnr = math.inf if mse == 0 else 10 * math.log10(peak**2 / mse)
+    details = []
     if mse:
-        diff.status = "differs"
-        diff.detail = f"max abs diff {diff.max_diff:g}, PSNR {diff.psnr:.2f} dB"
+        details.append(f"max abs diff {diff.max_diff:g}, PSNR {diff.psnr:.2f} dB")
+    chunks = sorted(k for k in set(ta) | set(tb) if ta.get(k) != tb.get(k))
+    if chunks:
+        details.append(f"PNG text {', '.join(printable(str(k)) for k in chunks)} differ")
+    if details:
+        diff.status, diff.detail = "differs", "; ".join(details)
+
+
+Key = tuple[str, str, Any, int]
+
+
+def _cells(file: Path) -> dict[Key, dict[str, Any]]:
+    """A cells.jsonl by (row, prompt, seed, image of that cell), each with every field."""
+    found: dict[Key, dict[str, Any]] = {}
+    for number, text in enumerate(file.read_text(encoding="utf-8").splitlines(), 1):
+        if not text.strip():
+            continue
+        cell = json.loads(text)
+        if not isinstance(cell, dict):
+            raise ValueError(f"line {number} is no JSON object")
+        head = (str(cell.get("row")), str(cell.get("prompt")), cell.get("seed"))
+        image = sum(1 for key in found if key[:3] == head)
+        found[(*head, image)] = cell
+    return found
+
+
+def _named(key: Key) -> str:
+    row, prompt, seed, image = key
+    shown = prompt if len(prompt) <= 40 else prompt[:39] + "…"
+    tail = f" / image {image}" if image else ""
+    quoted = json.dumps(shown, ensure_ascii=False)
+    return printable(f"row {row} / prompt {quoted} / seed {seed}{tail}")
+
+
+def _picture(run: Path, folder: str, cell: dict[str, Any]) -> Path | None:
+    name = cell.get("image")
+    if not isinstance(name, str) or "/" in name:
+        return None
+    try:
+        path = safe_path(run, f"{folder}/{name}")
+    except RunDirError:
+        return None
+    return path if path.is_file() else None
+
+
+def compare_cells(
+    run_a: Path, run_b: Path, rel: str, diff: OutputDiff, shown: int = MAX_CELLS_SHOWN
+) -> None:
+    """Fill `diff` from two compare steps' cells.jsonl: cell by cell, matched by row, prompt,
+    seed and image, every field and (for images) the PNG's pixels and text chunks."""
+    folder = rel.rpartition("/")[0]
+    try:
+        a, b = _cells(safe_path(run_a, rel)), _cells(safe_path(run_b, rel))
+    except (OSError, ValueError) as e:
+        diff.status, diff.detail = "differs", f"unreadable: {e}"
+        return
+    lines = []
+    for key in list(a) + [k for k in b if k not in a]:
+        ca, cb = a.get(key), b.get(key)
+        if ca is None or cb is None:
+            lines.append(f"{_named(key)}: only in {'A' if cb is None else 'B'}")
+            continue
+        fields = sorted(k for k in set(ca) | set(cb) if k != "image" and ca.get(k) != cb.get(k))
+        what = [f"{', '.join(printable(str(f)) for f in fields)} differ"] if fields else []
+        if "image" in ca or "image" in cb:
+            pa, pb = _picture(run_a, folder, ca), _picture(run_b, folder, cb)
+            if pa is None or pb is None:
+                what.append("image missing from " + ("A" if pa is None else "B"))
+            else:
+                pictured = OutputDiff(rel, "image", "same")
+                compare_image(pa, pb, pictured)
+                if pictured.status != "same":
+                    what.append(f"image: {pictured.detail}")
+        if what:
+            lines.append(f"{_named(key)}: {'; '.join(what)}")
+    if lines:
+        diff.status, diff.cells_differing, diff.cells = "differs", len(lines), lines[:shown]
+        diff.detail = f"{len(lines)} of {len(set(a) | set(b))} cells differ"
 
 
 def compare_outputs(
@@ -96,6 +183,8 @@ def compare_outputs(
             diff.status, diff.detail = "only_a", "missing from B"
         elif rel not in outs_a or not a.is_file():
             diff.status, diff.detail = "only_b", "missing from A"
+        elif Path(rel).name == CELLS:
+            compare_cells(run_a, run_b, rel, diff)
         elif kind == "text":
             compare_text(a, b, diff)
         elif kind == "image":

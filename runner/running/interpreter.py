@@ -17,7 +17,7 @@ from typing import Any
 from runner import sources
 from runner.backends import Backend, Ticker
 from runner.backends.results import Completion, Picture, SchedulerUsed
-from runner.errors import Interrupted, RunnerError, StepError, describe
+from runner.errors import Interrupted, RunnerError, StepError, describe, environmental
 from runner.record import manifest as m
 from runner.record.recorder import Recorder, scheduler_record
 from runner.record.rundir import output_dir
@@ -205,6 +205,10 @@ def execute(
         except Exception as exc:
             message = str(exc) if isinstance(exc, RunnerError) else describe(exc)
             recorder.finish("failed", m.Failure(index, where, message))
+            if not isinstance(exc, RunnerError) and not environmental(exc):
+                # a bug of the runner: recorded as failed, then raised with its traceback
+                exc.run_dir = recorder.run  # type: ignore[attr-defined]
+                raise
             error = StepError(f"{where}: {message}")
             error.run_dir = recorder.run
             raise error from exc
