@@ -345,7 +345,8 @@ def test_compare_outputs_measures_image_differences(tmp_path: Path) -> None:
     a = make_run(tmp_path, "a", images=[base, base])
     b = make_run(tmp_path, "b", seed=1, images=[base, moved])  # metadata differs in both
     first, second = compare.compare_outputs(a, b)[1:]
-    assert first.status == "same" and first.psnr == math.inf and first.max_diff == 0
+    assert first.psnr == math.inf and first.max_diff == 0  # the same pixels, other text
+    assert first.status == "differs" and first.detail.startswith("PNG text ")
     assert second.status == "differs" and second.max_diff == 10
     assert second.psnr == pytest.approx(10 * math.log10(255**2 / (100 / 48)))
     c = make_run(tmp_path, "c", images=[np.zeros((8, 4, 3)), base])
@@ -386,7 +387,9 @@ def test_diff_of_runs_that_differ_only_by_seed_names_the_seed(tmp_path: Path) ->
     a = make_run(tmp_path, "a", seed=0)
     b = make_run(tmp_path, "b", seed=1)
     report = audit.diff(a, b)
-    assert not report.same and report.outputs_same
+    assert not report.same
+    # the same pixels and tokens; the images' PNG text records the other seed
+    assert [d.status for d in report.outputs] == ["same", "differs"]
     assert "-seed: 0" in report.spec and "+seed: 1" in report.spec
     assert "seed 0 -> 1" in report.settings
     assert report.environment == [] and report.inputs == []
