@@ -102,7 +102,8 @@ def _row(
 
 
 def size_problems(doc: Document, data: dict[str, Any]) -> list[Located]:
-    """Compare steps with more cells than their max_cells (default grammar.MAX_CELLS)."""
+    """Compare steps with more cells than their max_cells (default grammar.MAX_CELLS), or
+    than grammar.CELLS_CEILING, counted arithmetically: no row is built to count them."""
     steps, defaults = data.get("steps"), data.get("defaults")
     generate = defaults.get("generate") if isinstance(defaults, dict) else None
     merged_defaults = generate if isinstance(generate, dict) else {}
@@ -123,16 +124,30 @@ def _size(doc: Document, here: Path_, step: dict[str, Any]) -> list[Located]:
         isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in (per_prompt, limit)
     ):
         return []  # the schema reports a count that is not a positive integer
-    row_count = sum(rows.count(r) for r in written)
+    ceiling = grammar.CELLS_CEILING
+    # Each factor and the running sum stop at the ceiling + 1: the shape printed is exact
+    # up to there, and counting never builds a huge number.
+    row_count = 0
+    for row in written:
+        row_count = min(row_count + rows.count(row, ceiling), ceiling + 1)
     n_prompts = len(prompts) if isinstance(prompts, list) else 1
     n_seeds = len(seeds) if isinstance(seeds, list) else 1
-    cells = row_count * n_prompts * n_seeds * per_prompt
-    if cells <= limit:
-        return []
+    cells = row_count * n_prompts * n_seeds * min(per_prompt, ceiling + 1)
+    if cells <= min(limit, ceiling):
+        return []  # a max_cells above the ceiling is the schema's to report
     shape = " x ".join(
-        _counted(n, what)
+        _counted(n, what, ceiling)
         for n, what in ((row_count, "row"), (n_prompts, "prompt"), (n_seeds, "seed"))
-    ) + (f" x {per_prompt} images" if per_prompt > 1 else "")
+    ) + (f" x {_up_to(per_prompt, ceiling)} images" if per_prompt > 1 else "")
+    if cells > ceiling:
+        made = _up_to(cells, ceiling) if row_count > ceiling or per_prompt > ceiling else cells
+        return [
+            doc.problem(
+                (*here, "adapters"),
+                f"makes {made} cells ({shape}); one compare step makes at most "
+                f"{ceiling}: split it into several compare steps",
+            )
+        ]
     return [
         doc.problem(
             (*here, "max_cells") if "max_cells" in step else (*here, "adapters"),
@@ -142,5 +157,9 @@ def _size(doc: Document, here: Path_, step: dict[str, Any]) -> list[Located]:
     ]
 
 
-def _counted(n: int, what: str) -> str:
-    return f"{n} {what}" + "s" * (n != 1)
+def _up_to(n: int, ceiling: int) -> str:
+    return f"more than {ceiling}" if n > ceiling else str(n)
+
+
+def _counted(n: int, what: str, ceiling: int) -> str:
+    return f"{_up_to(n, ceiling)} {what}" + "s" * (n != 1)
