@@ -62,8 +62,8 @@ def test_a_huge_max_cells_is_refused_fast_without_building_rows(tmp_path: Path) 
     messages = {p.path: p.message for p in problems}
     assert messages["steps[1].max_cells"] == "must be <= 100000, found 1000000000000000000000"
     assert messages["steps[1].adapters"] == (
-        "makes more than 100000 cells (more than 100000 rows x 1 prompt x 1 seed); one compare "
-        "step makes at most 100000: split it into several compare steps"
+        "makes 1000000 cells (1000000 rows x 1 prompt x 1 seed); one compare step makes at "
+        "most 100000: split it into several compare steps"
     )
 
 
@@ -108,8 +108,8 @@ def test_an_astronomical_product_of_weight_lists_is_counted_with_early_exit(
     problems, seconds, _ = _validate_timed(file)
     assert seconds < 10
     assert [p.message for p in problems if p.path == "steps[1].adapters"] == [
-        "makes more than 100000 cells (more than 100000 rows x 1 prompt x 1 seed); one "
-        "compare step makes at most 100000: split it into several compare steps"
+        "makes more than 1000000000000 cells (more than 1000000000000 rows x 1 prompt x 1 "
+        "seed); one compare step makes at most 100000: split it into several compare steps"
     ]
 
 

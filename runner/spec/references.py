@@ -101,6 +101,10 @@ def _row(
     return problems
 
 
+# Rows are counted exactly up to this many; past it the refusal says "more than".
+COUNTED = 10**12
+
+
 def size_problems(doc: Document, data: dict[str, Any]) -> list[Located]:
     """Compare steps with more cells than their max_cells (default grammar.MAX_CELLS), or
     than grammar.CELLS_CEILING, counted arithmetically: no row is built to count them."""
@@ -125,22 +129,22 @@ def _size(doc: Document, here: Path_, step: dict[str, Any]) -> list[Located]:
     ):
         return []  # the schema reports a count that is not a positive integer
     ceiling = grammar.CELLS_CEILING
-    # Each factor and the running sum stop at the ceiling + 1: the shape printed is exact
-    # up to there, and counting never builds a huge number.
+    # The row count stops at COUNTED + 1: the shape printed is exact up to there, and
+    # counting a product of weight lists never builds an astronomically large number.
     row_count = 0
     for row in written:
-        row_count = min(row_count + rows.count(row, ceiling), ceiling + 1)
+        row_count = min(row_count + rows.count(row, COUNTED), COUNTED + 1)
     n_prompts = len(prompts) if isinstance(prompts, list) else 1
     n_seeds = len(seeds) if isinstance(seeds, list) else 1
-    cells = row_count * n_prompts * n_seeds * min(per_prompt, ceiling + 1)
+    cells = row_count * n_prompts * n_seeds * per_prompt
     if cells <= min(limit, ceiling):
         return []  # a max_cells above the ceiling is the schema's to report
     shape = " x ".join(
-        _counted(n, what, ceiling)
+        _counted(n, what)
         for n, what in ((row_count, "row"), (n_prompts, "prompt"), (n_seeds, "seed"))
-    ) + (f" x {_up_to(per_prompt, ceiling)} images" if per_prompt > 1 else "")
+    ) + (f" x {per_prompt} images" if per_prompt > 1 else "")
     if cells > ceiling:
-        made = _up_to(cells, ceiling) if row_count > ceiling or per_prompt > ceiling else cells
+        made = f"more than {COUNTED}" if row_count > COUNTED else cells
         return [
             doc.problem(
                 (*here, "adapters"),
@@ -157,9 +161,6 @@ def _size(doc: Document, here: Path_, step: dict[str, Any]) -> list[Located]:
     ]
 
 
-def _up_to(n: int, ceiling: int) -> str:
-    return f"more than {ceiling}" if n > ceiling else str(n)
-
-
-def _counted(n: int, what: str, ceiling: int) -> str:
-    return f"{_up_to(n, ceiling)} {what}" + "s" * (n != 1)
+def _counted(n: int, what: str) -> str:
+    number = f"more than {COUNTED}" if n > COUNTED else str(n)
+    return f"{number} {what}" + "s" * (n != 1)
