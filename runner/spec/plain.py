@@ -21,6 +21,7 @@ from typing import Any
 from runner.errors import Located
 from runner.spec.composer import MAX_DEPTH, Path_, format_path
 from runner.spec.document import MAX_BYTES
+from runner.spec.grammar import MAX_SEED
 
 FILE = "<dict>"
 # The widest integer any field of the grammar takes is a seed (< 2**63); a few bits more still
@@ -95,7 +96,7 @@ class _Walk:
                 self.fail(
                     path,
                     f"an integer of {value.bit_length()} bits is past every bound "
-                    "of the spec (at most 9223372036854775807)",
+                    f"of the spec (at most {MAX_SEED})",
                 )
             return
         if isinstance(value, float):
