@@ -37,14 +37,15 @@ def validate(spec: str | Path | dict[str, Any]) -> list[Located]:
 def load_spec(spec: str | Path | dict[str, Any], *, base_dir: Path | None = None) -> Spec:
     """The typed spec from a YAML file or a dict; raises SpecError (with .problems).
 
-    A dict is checked exactly as a file holding it would be; relative paths in it resolve
-    against BASE_DIR, by default the working directory.
+    A dict is checked exactly as a file holding it would be, once it is JSON-shaped (numpy
+    numbers, sets, bytes, non-string keys, cycles, NaN are problems too); its problems are
+    located by JSON path, without lines. Relative paths in it resolve against BASE_DIR, by
+    default the working directory.
     """
-    from runner.spec.load import load, load_bytes
+    from runner.spec.load import load, load_data
 
     if isinstance(spec, dict):
-        text = json.dumps(spec, ensure_ascii=False, indent=1)  # JSON is YAML, with lines
-        return load_bytes(text.encode("utf-8"), Path("<dict>.yaml"), base_dir or Path.cwd())
+        return load_data(spec, base_dir or Path.cwd())
     return load(Path(spec), base_dir=base_dir)
 
 

@@ -48,7 +48,11 @@ class RunnerError(Exception):
 
 @dataclass(frozen=True, order=True)
 class Located:
-    """One spec problem at FILE:LINE:COL, pointing at the json path of the field."""
+    """One spec problem at FILE:LINE:COL, pointing at the json path of the field.
+
+    Line 0 is no position: a spec given as data has no lines, and its problem reads
+    `FILE: PATH: MESSAGE`.
+    """
 
     line: int
     col: int
@@ -57,7 +61,8 @@ class Located:
     file: str = ""
 
     def __str__(self) -> str:
-        return printable(f"{self.file}:{self.line}:{self.col}: {self.path}: {self.message}")
+        where = f"{self.file}:{self.line}:{self.col}" if self.line else self.file
+        return printable(f"{where}: {self.path}: {self.message}")
 
 
 class SpecError(RunnerError):

@@ -3,6 +3,14 @@
 The `parameters` chunk follows the layout AUTOMATIC1111's web UI writes and reads back
 ("PNG Info"), so other tools show the prompt, seed and settings; the other chunks hold the
 same facts as plain values, and the adapters as JSON, for programs.
+
+Text written into the infotext can never forge a field: a prompt line (or negative prompt
+line) that starts with something shaped like a key of the format (`Steps:`, `Negative
+prompt:`, any `Words:` as A1111's settings pattern reads a key) starts with U+200B ZERO
+WIDTH SPACE instead, and `Negative prompt:` anywhere in the text (sd-parsers splits there)
+gets one before its colon. NUL, which a PNG text chunk cannot carry (it ends the keyword),
+is written as U+FFFD REPLACEMENT CHARACTER in every chunk. The manifest and cells.jsonl
+hold the real prompt.
 """
 
 from __future__ import annotations
@@ -24,6 +32,29 @@ if TYPE_CHECKING:
 
 # AUTOMATIC1111's pattern for one `Key: value` of the last infotext line; values may be quoted.
 _PARAM = re.compile(r'\s*(\w[\w \-/]+):\s*("(?:\\.|[^\\"])+"|[^,]*)(?:,|$)')
+# Where a line starts for any reader: str.splitlines()'s breaks, a superset of "\n".
+_BREAKS = re.compile("([\n\r\v\f\x1c-\x1e\x85\u2028\u2029])")
+# A line that starts with a key of the format (after the whitespace readers strip).
+_KEY_START = re.compile("\\s*\\w[\\w \\-/]*\u200b?:")
+_INERT = "\u200b"  # zero width space: the key no longer reads as one, the text looks the same
+NEGATIVE = "Negative prompt:"
+
+
+def inert(text: str) -> str:
+    """TEXT as infotext may hold it: no line of it starts with a key of the format (such a
+    line starts with U+200B), and `Negative prompt:` stands nowhere in it (U+200B goes
+    before its colon)."""
+    text = text.replace(NEGATIVE, NEGATIVE[:-1] + _INERT + ":")
+    parts = _BREAKS.split(text)
+    for index in range(0, len(parts), 2):  # lines; the odd parts are the breaks
+        if _KEY_START.match(parts[index]):
+            parts[index] = _INERT + parts[index]
+    return "".join(parts)
+
+
+def _chunk(value: str) -> str:
+    """A text chunk's value as written: NUL would end its keyword, so it becomes U+FFFD."""
+    return value.replace("\x00", "\ufffd")
 
 
 def _quote(value: Any) -> str:
@@ -66,9 +97,9 @@ def infotext(picture: Picture, adapters: dict[str, float] | None, runner_version
         "Lora scale": params.get("lora_scale") if adapters else None,
         "Version": f"runner {runner_version}",
     }
-    lines = [picture.prompt]
+    lines = [inert(picture.prompt)]
     if params.get("negative_prompt"):
-        lines.append(f"Negative prompt: {_text(params['negative_prompt'])}")
+        lines.append(f"{NEGATIVE} {inert(_text(params['negative_prompt']))}")
     lines.append(", ".join(f"{k}: {_quote(v)}" for k, v in fields.items() if v is not None))
     return "\n".join(lines)
 
@@ -125,7 +156,7 @@ def png_bytes(
         chunks["row"] = row
     info = PngInfo()
     for key, value in chunks.items():
-        info.add_text(key, value)  # falls back to UTF-8 iTXt for text latin-1 cannot hold
+        info.add_text(key, _chunk(value))  # falls back to UTF-8 iTXt for text latin-1 cannot hold
     buffer = io.BytesIO()
     # Fixed settings and no timestamp chunk: the same picture gives the same bytes.
     picture.image.save(buffer, format="PNG", pnginfo=info, compress_level=6)

@@ -27,6 +27,7 @@ GAP = 4
 PAD = 8
 PROMPT_LINES = 3  # longer prompts are cut to this many lines, with "..."
 LABEL_WIDTH = 280  # px at most for the setting on the left
+MAX_LABEL = 2_000  # characters of a label at most: more would never fit its lines anyway
 INK, PALE, PAPER = (20, 20, 20), (96, 96, 96), (255, 255, 255)
 
 
@@ -54,36 +55,65 @@ def _width(text: str, size: int) -> float:
     return font(size).getlength(text)
 
 
+def _label(text: str) -> tuple[str, bool]:
+    """TEXT cleaned and cut to MAX_LABEL characters; True when something was cut."""
+    # Cleaning looks at a bounded start of the text only: what lies past it is cut anyway
+    # (a run of whitespace that long is as good as a cut).
+    head = text[: 4 * MAX_LABEL]
+    cleaned = _clean(head)
+    cut = len(cleaned) > MAX_LABEL or len(head) < len(text)
+    return cleaned[:MAX_LABEL].rstrip(), cut
+
+
 def wrap(text: str, width: float, size: int, max_lines: int) -> list[str]:
-    """TEXT in lines no wider than WIDTH px, at most MAX_LINES; what is cut ends in '...'."""
-    words = _clean(text).split(" ")
+    """TEXT in lines no wider than WIDTH px, at most MAX_LINES; what is cut ends in '...'.
+
+    The text is cut to MAX_LABEL characters first, and lines stop at MAX_LINES: the time
+    taken grows with what is drawn, never with the length of a prompt.
+    """
+    label, cut = _label(text)
     lines: list[str] = []
     current = ""
-    for word in words:
+    for word in label.split(" "):
+        if len(lines) > max_lines:
+            cut = True
+            break
         trial = f"{current} {word}".strip()
         if _width(trial, size) <= width:
             current = trial
             continue
         if current:
             lines.append(current)
-        while _width(word, size) > width and len(word) > 1:  # a word wider than a line
-            cut = max(1, _fits(word, width, size))
-            lines.append(word[:cut])
-            word = word[cut:]
+        while len(word) > 1 and len(lines) <= max_lines:  # a word wider than a line
+            fit = _fits(word, width, size)
+            if fit >= len(word):
+                break
+            lines.append(word[: max(1, fit)])
+            word = word[max(1, fit) :]
         current = word
     if current:
         lines.append(current)
-    if len(lines) > max_lines:
-        last = lines[max_lines - 1]
+    if len(lines) > max_lines or cut:
+        last = lines[min(len(lines), max_lines) - 1] if lines else ""
         while last and _width(last + "...", size) > width:
             last = last[:-1]
-        lines = [*lines[: max_lines - 1], last.rstrip() + "..."]
+        lines = [*lines[: min(len(lines), max_lines) - 1], last.rstrip() + "..."]
     return lines or [""]
 
 
 def _fits(word: str, width: float, size: int) -> int:
-    """How many leading characters of WORD fit in WIDTH px."""
-    low, high = 0, len(word)
+    """How many leading characters of WORD fit in WIDTH px (all of it: len(WORD)).
+
+    The prefixes measured grow from small ones, so a long word costs about what fits of it,
+    not its whole length for every line cut from it.
+    """
+    high = 1
+    while high < len(word) and _width(word[:high], size) <= width:
+        high *= 2
+    high = min(high, len(word))
+    if _width(word[:high], size) <= width:
+        return high
+    low, high = high // 2, high - 1
     while low < high:
         mid = (low + high + 1) // 2
         if _width(word[:mid], size) <= width:
@@ -101,7 +131,7 @@ def layout(size: tuple[int, int], rows: list[str], columns: list[str]) -> Layout
     font_size = max(13, min(28, tile_w // 14))
     line = _line_height(font_size)
     label_w = min(LABEL_WIDTH, max(tile_w, 120))
-    widest = max((_width(_clean(r), font_size) for r in rows), default=0)
+    widest = max((_width(_label(r)[0], font_size) for r in rows), default=0)
     left = int(min(label_w, widest)) + 2 * PAD
     lines = max(len(wrap(c, tile_w - PAD, font_size, PROMPT_LINES)) for c in columns) + 1
     top = lines * line + 2 * PAD

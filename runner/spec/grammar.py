@@ -245,6 +245,9 @@ MODEL_OPTIONS: dict[str, tuple[str, dict[str, Any]]] = {
 GENERATING = ("generate", "compare")
 # More cells than this in one compare step need the step's explicit `max_cells`.
 MAX_CELLS = 10_000
+# No compare step makes more cells than this, whatever its `max_cells`: each cell is an
+# output, a line of cells.jsonl and a tile of the grid, and the rows are built in memory.
+CELLS_CEILING = 100_000
 
 
 def family_of(argument: str) -> str | None:
@@ -401,9 +404,11 @@ def _definitions() -> dict[str, Any]:
                 },
                 max_cells={
                     "description": f"Allow more cells (rows x prompts x seeds x images) than "
-                    f"{MAX_CELLS}. Default {MAX_CELLS}.",
+                    f"{MAX_CELLS}, up to {CELLS_CEILING}, the most one compare step may make. "
+                    f"Default {MAX_CELLS}.",
                     "type": "integer",
                     "minimum": 1,
+                    "maximum": CELLS_CEILING,
                 },
                 **{k: s for k, (_, s) in ARGUMENTS.items()},
             ),

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from runner.errors import Located, SpecError
+from runner.spec import plain
 from runner.spec.checks import meaning_problems
 from runner.spec.document import MAX_BYTES, read
 from runner.spec.schema import schema_problems
@@ -34,6 +36,19 @@ def load_bytes(raw: bytes, file: Path, base_dir: Path) -> Spec:
     if problems:
         raise SpecError(_unique(problems))
     return from_document(doc.data, doc.values, file, raw, base_dir)
+
+
+def load_data(data: dict[str, Any], base_dir: Path) -> Spec:
+    """The typed spec from Python data, checked as a file holding it as JSON would be; its
+    problems are located by JSON path alone (`<dict>: steps[0].seed: ...`)."""
+    problems = plain.problems(data)
+    if problems:
+        raise SpecError(problems)
+    raw = plain.as_text(data).encode("utf-8")
+    try:
+        return load_bytes(raw, Path(f"{plain.FILE}.yaml"), base_dir)
+    except SpecError as exc:
+        raise SpecError(_unique([plain.unplaced(p) for p in exc.problems])) from None
 
 
 def _unique(problems: list[Located]) -> list[Located]:

@@ -101,8 +101,13 @@ def _row(
     return problems
 
 
+# Rows are counted exactly up to this many; past it the refusal says "more than".
+COUNTED = 10**12
+
+
 def size_problems(doc: Document, data: dict[str, Any]) -> list[Located]:
-    """Compare steps with more cells than their max_cells (default grammar.MAX_CELLS)."""
+    """Compare steps with more cells than their max_cells (default grammar.MAX_CELLS), or
+    than grammar.CELLS_CEILING, counted arithmetically: no row is built to count them."""
     steps, defaults = data.get("steps"), data.get("defaults")
     generate = defaults.get("generate") if isinstance(defaults, dict) else None
     merged_defaults = generate if isinstance(generate, dict) else {}
@@ -123,16 +128,30 @@ def _size(doc: Document, here: Path_, step: dict[str, Any]) -> list[Located]:
         isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in (per_prompt, limit)
     ):
         return []  # the schema reports a count that is not a positive integer
-    row_count = sum(rows.count(r) for r in written)
+    ceiling = grammar.CELLS_CEILING
+    # The row count stops at COUNTED + 1: the shape printed is exact up to there, and
+    # counting a product of weight lists never builds an astronomically large number.
+    row_count = 0
+    for row in written:
+        row_count = min(row_count + rows.count(row, COUNTED), COUNTED + 1)
     n_prompts = len(prompts) if isinstance(prompts, list) else 1
     n_seeds = len(seeds) if isinstance(seeds, list) else 1
     cells = row_count * n_prompts * n_seeds * per_prompt
-    if cells <= limit:
-        return []
+    if cells <= min(limit, ceiling):
+        return []  # a max_cells above the ceiling is the schema's to report
     shape = " x ".join(
         _counted(n, what)
         for n, what in ((row_count, "row"), (n_prompts, "prompt"), (n_seeds, "seed"))
     ) + (f" x {per_prompt} images" if per_prompt > 1 else "")
+    if cells > ceiling:
+        made = f"more than {COUNTED}" if row_count > COUNTED else cells
+        return [
+            doc.problem(
+                (*here, "adapters"),
+                f"makes {made} cells ({shape}); one compare step makes at most "
+                f"{ceiling}: split it into several compare steps",
+            )
+        ]
     return [
         doc.problem(
             (*here, "max_cells") if "max_cells" in step else (*here, "adapters"),
@@ -143,4 +162,5 @@ def _size(doc: Document, here: Path_, step: dict[str, Any]) -> list[Located]:
 
 
 def _counted(n: int, what: str) -> str:
-    return f"{n} {what}" + "s" * (n != 1)
+    number = f"more than {COUNTED}" if n > COUNTED else str(n)
+    return f"{number} {what}" + "s" * (n != 1)

@@ -9,7 +9,6 @@ values varying slowest). Validation, the typed spec and the run all read rows th
 from __future__ import annotations
 
 import itertools
-import math
 from typing import Any
 
 BASE = "base"
@@ -28,11 +27,19 @@ def names(row: Any) -> list[tuple[tuple[str | int, ...], str]]:
     return []
 
 
-def count(row: Any) -> int:
-    """How many rows ROW expands to, without expanding it (a hostile product stays cheap)."""
+def count(row: Any, cap: int) -> int:
+    """How many rows ROW expands to, without expanding it; past CAP, some number above CAP.
+
+    The product of many weight lists is astronomically large; it stops growing at CAP + 1.
+    """
     if not isinstance(row, dict):
         return 1
-    return math.prod(len(w) if isinstance(w, list) else 1 for w in row.values())
+    total = 1
+    for weights in row.values():
+        total *= len(weights) if isinstance(weights, list) else 1
+        if total > cap:
+            return cap + 1
+    return total
 
 
 def expand(row: Any) -> list[Weights | None]:
