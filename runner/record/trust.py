@@ -53,7 +53,7 @@ def rel_problem(rel: object) -> str | None:
         return "is an absolute path"
     parts = rel.split("/")
     if ".." in parts:
-        return "leaves the run directory ('..')"
+        return "goes outside the run directory ('..')"
     if any(part in ("", ".") for part in parts):
         return "is not a plain relative path"
     return None
