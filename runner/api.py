@@ -121,13 +121,13 @@ class Run:
         raise KeyError(f"no compare step {step!r} in {self.dir} (compare steps: {known or 'none'})")
 
     def _cells(self, record: StepRecord) -> list[Cell]:
-        from runner.audit.checksums import safe_path
         from runner.record import cells
+        from runner.record.trust import run_file
 
         listed = [o.path for o in record.outputs if o.path.endswith("/" + cells.FILE)]
         if not listed:
             return []
-        file = safe_path(self.dir, listed[0])
+        folder = listed[0].rpartition("/")[0]
         return [
             Cell(
                 c.row,
@@ -136,9 +136,9 @@ class Run:
                 c.seed,
                 c.text,
                 c.token_ids,
-                None if c.image is None else safe_path(file.parent, c.image),
+                None if c.image is None else run_file(self.dir, f"{folder}/{c.image}"),
             )
-            for c in cells.read(file)
+            for c in cells.read_run(self.dir, listed[0])
         ]
 
 
@@ -176,14 +176,15 @@ def _as_outputs(cells: list[Cell]) -> list[Text] | list[Picture]:
 
 
 def _read_outputs(run_dir: Path, paths: list[str]) -> list[Text] | list[Picture]:
-    from runner.audit.checksums import safe_path
+    from runner.record.trust import CELLS_LIMIT, read_run_file, run_file
 
     texts: list[Text] = []
     pictures: list[Picture] = []
     for rel in paths:
-        file = safe_path(run_dir, rel)
+        file = run_file(run_dir, rel)
         if rel.endswith(".jsonl"):
-            for line in file.read_text(encoding="utf-8").splitlines():
+            text = read_run_file(run_dir, rel, CELLS_LIMIT).decode("utf-8")
+            for line in text.splitlines():
                 row = json.loads(line)
                 texts.append(
                     Text(row["prompt"], row["text"], row["token_ids"], row["seed"], row["adapters"])

@@ -17,6 +17,7 @@ from typing import Any
 
 from runner import builtin
 from runner.errors import SourceError
+from runner.record.trust import inside
 from runner.spec.rows import BASE
 from runner.spec.types import Adapter, Model
 
@@ -158,11 +159,19 @@ def named_weight(folder: Path, weight_name: str) -> Path:
     if problem:
         raise SourceError(None, problem)
     file = folder / weight_name
+    if file.is_file() and not inside(folder, file):
+        raise SourceError(file, "is a symlink that leads out of its folder; it is not loaded")
     if not file.is_file():
-        present = sorted(p.name for p in folder.iterdir() if p.is_file() and _is_weight(p))
+        present = sorted(p.name for p in _files(folder) if _is_weight(p))
         held = f" (it holds {', '.join(present)})" if present else ""
         raise SourceError(folder, f"holds no file '{weight_name}'{held}")
     return file
+
+
+def _files(folder: Path, pattern: str = "*") -> list[Path]:
+    """The regular files of FOLDER matching PATTERN whose links stay inside it (or inside its
+    hub cache's blobs/), sorted: the only ones a weight file is chosen from."""
+    return sorted(p for p in folder.glob(pattern) if p.is_file() and inside(folder, p))
 
 
 def _is_weight(path: Path) -> bool:
@@ -192,7 +201,7 @@ def peft_files(local: Path, weight_name: str | None) -> tuple[Path, Path]:
     if weight_name:
         return folder, named_weight(folder, weight_name)
     for name in PEFT_WEIGHTS:
-        if (folder / name).is_file():
+        if (folder / name).is_file() and inside(folder, folder / name):
             return folder, folder / name
     raise SourceError(folder, f"holds no weight file {PEFT_WEIGHTS[0]}")
 
@@ -209,14 +218,14 @@ def lora_file(local: Path, weight_name: str | None) -> Path:
         raise SourceError(local, "does not exist")
     if weight_name:
         return named_weight(local, weight_name)
-    found = sorted(p for p in local.glob("*.safetensors") if p.is_file())
-    if len(found) > 1 and (local / STANDARD_LORA).is_file():
+    found = _files(local, "*.safetensors")
+    if len(found) > 1 and local / STANDARD_LORA in found:
         found = [local / STANDARD_LORA]
     if len(found) > 1:
         names = ", ".join(p.name for p in found)
         raise SourceError(local, f"holds several weight files ({names}); name one in weight_name")
     if not found:
-        found = sorted(p for p in local.iterdir() if p.is_file() and is_pickle(p.name))
+        found = [p for p in _files(local) if is_pickle(p.name)]
     if len(found) != 1:
         raise SourceError(local, "holds no single weight file")
     return found[0]

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from runner.errors import RunDirError
+from runner.errors import RunDirError, printable
 from runner.record import manifest as m
-from runner.record.files import sha256_file
 from runner.record.rundir import SUMS, files_under
+from runner.record.trust import MANIFEST_LIMIT, UnsafePath, read_run_file, rel_problem
+from runner.record.trust import sha256_run_file as _sha256
 
 _SUM_LINE = re.compile(r"([0-9a-f]{64}) [ *](.+)")
 
@@ -22,42 +24,57 @@ class VerifyReport:
     missing: list[str] = field(default_factory=list)
     changed: list[str] = field(default_factory=list)
     extra: list[str] = field(default_factory=list)
+    refused: dict[str, str] = field(default_factory=dict)  # listed, but no file: why
     checked: int = 0
     unfinished: bool = False  # the process died before it recorded its end
     finished_steps: list[int] = field(default_factory=list)  # of an unfinished run
 
 
-def safe_path(run_dir: Path, rel: str) -> Path:
-    """run_dir/rel, refusing relpaths that leave the run directory."""
-    if not rel or rel.startswith("/") or ".." in rel.split("/"):
-        raise RunDirError(f"{run_dir}: path outside the run directory: {rel!r}")
-    return run_dir / rel
-
-
 def read_sums(run_dir: Path) -> dict[str, str]:
     """relpath -> sha256 from a run's SHA256SUMS."""
     if not run_dir.is_dir():
-        raise RunDirError(f"{run_dir}: not a directory")
+        raise RunDirError(printable(f"{run_dir}: not a directory"))
     try:
-        text = (run_dir / SUMS).read_text(encoding="utf-8")
-    except OSError as e:
-        raise RunDirError(f"{run_dir}: not a run directory (no readable {SUMS})") from e
+        text = read_run_file(run_dir, SUMS, MANIFEST_LIMIT).decode("utf-8")
+    except UnsafePath as exc:
+        if exc.missing:
+            raise RunDirError(printable(f"{run_dir}: not a run directory (no {SUMS})")) from None
+        raise
+    except UnicodeDecodeError:
+        raise RunDirError(printable(f"{run_dir / SUMS}: not UTF-8 text")) from None
     sums: dict[str, str] = {}
-    for number, line in enumerate(text.splitlines(), 1):
+    lines = text.split("\n")
+    for number, line in enumerate(lines[:-1] if text.endswith("\n") or not text else lines, 1):
         match = _SUM_LINE.fullmatch(line)
-        if not match:
-            raise RunDirError(f"{run_dir / SUMS}:{number}: not a sha256sum line: {line!r}")
-        safe_path(run_dir, match[2])
+        problem = rel_problem(match[2]) if match else None
+        if not match or problem:
+            why = problem or "not a sha256sum line"
+            raise RunDirError(printable(f"{run_dir / SUMS}:{number}: {why}: {line!r}"))
         sums[match[2]] = match[1]
     return sums
 
 
-def digest(path: Path) -> str | None:
-    """sha256 of a file, or None when it cannot be read as one."""
+def digest(run_dir: Path, rel: str) -> str | None:
+    """sha256 of the file REL of a run, or None when it is no regular file of the run."""
     try:
-        return sha256_file(path)
-    except OSError:
+        return _sha256(run_dir, rel)
+    except UnsafePath:
         return None
+
+
+def _check(run_dir: Path, listed: dict[str, str], report: VerifyReport) -> None:
+    """Each listed file is missing, refused (no regular file: why), changed or intact."""
+    for rel, expected in sorted(listed.items()):
+        try:
+            found = _sha256(run_dir, rel)
+        except UnsafePath as exc:
+            if exc.missing:
+                report.missing.append(rel)
+            else:
+                report.refused[rel] = exc.why
+            continue
+        if found != expected:
+            report.changed.append(rel)
 
 
 def verify(run_dir: Path) -> VerifyReport:
@@ -66,15 +83,14 @@ def verify(run_dir: Path) -> VerifyReport:
     A run whose process died has no SHA256SUMS: it is reported unfinished, with the steps
     its journal recorded and their outputs checked against the journal's sha256.
     """
-    if run_dir.is_dir() and not (run_dir / SUMS).exists() and (run_dir / m.MANIFEST).is_file():
+    if run_dir.is_dir() and not os.path.lexists(run_dir / SUMS) and (run_dir / m.MANIFEST).exists():
         return _unfinished(run_dir)
     sums = read_sums(run_dir)
     on_disk = set(files_under(run_dir)) - {SUMS}
-    missing = sorted(p for p in sums if p not in on_disk)
-    changed = sorted(p for p in sums if p in on_disk and digest(run_dir / p) != sums[p])
-    extra = sorted(on_disk - set(sums))
-    ok = not (missing or changed or extra)
-    return VerifyReport(ok, missing, changed, extra, checked=len(sums))
+    report = VerifyReport(False, extra=sorted(on_disk - set(sums)), checked=len(sums))
+    _check(run_dir, sums, report)
+    report.ok = not (report.missing or report.changed or report.extra or report.refused)
+    return report
 
 
 def _unfinished(run_dir: Path) -> VerifyReport:
@@ -82,30 +98,28 @@ def _unfinished(run_dir: Path) -> VerifyReport:
     if manifest.finished:  # it recorded its end, and SHA256SUMS was then removed
         return VerifyReport(False, missing=[SUMS])
     sums = {out.path: out.sha256 for step in manifest.steps for out in step.outputs}
-    missing = sorted(p for p in sums if not (run_dir / p).is_file())
-    changed = sorted(p for p in sums if p not in missing and digest(run_dir / p) != sums[p])
     finished = [step.index for step in manifest.steps if step.status == "ok"]
-    return VerifyReport(
-        False, missing, changed, checked=len(sums), unfinished=True, finished_steps=finished
-    )
+    report = VerifyReport(False, checked=len(sums), unfinished=True, finished_steps=finished)
+    _check(run_dir, sums, report)
+    return report
 
 
 def format_verify(run_dir: Path, report: VerifyReport) -> str:
-    """One line when intact, else one line per problem file."""
+    """One line when intact, else one line per problem file; every name escaped as error
+    lines are, so that a file named with a newline cannot forge a line."""
+    problems = [f"  missing: {p}" for p in report.missing]
+    problems += [f"  changed: {p}" for p in report.changed]
+    problems += [f"  refused: {p}: {why}" for p, why in report.refused.items()]
+    problems += [f"  extra (not in {SUMS}): {p}" for p in report.extra]
     if report.unfinished:
         steps = ", ".join(map(str, report.finished_steps)) or "none"
-        state = "intact" if not (report.missing or report.changed) else "NOT intact"
-        lines = [
+        state = "NOT intact" if problems else "intact"
+        head = (
             f"{run_dir}: the run did not finish (its process stopped before recording its end);"
             f" finished steps: {steps}; their {report.checked} outputs are {state}"
-        ]
-        lines += [f"  missing: {p}" for p in report.missing]
-        lines += [f"  changed: {p}" for p in report.changed]
-        return "\n".join(lines)
-    if report.ok:
-        return f"{run_dir}: intact ({report.checked} files)"
-    lines = [f"{run_dir}: NOT intact"]
-    for label, paths in (("missing", report.missing), ("changed", report.changed)):
-        lines += [f"  {label}: {p}" for p in paths]
-    lines += [f"  extra (not in {SUMS}): {p}" for p in report.extra]
-    return "\n".join(lines)
+        )
+    elif report.ok:
+        head = f"{run_dir}: intact ({report.checked} files)"
+    else:
+        head = f"{run_dir}: NOT intact"
+    return "\n".join(printable(line) for line in [head, *problems])

@@ -14,8 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from runner.audit.outputs import OutputDiff, compare_outputs
-from runner.errors import RunDirError
+from runner.errors import printable
 from runner.record import manifest as m
+from runner.record.trust import SPEC_LIMIT, read_run_file
 
 
 def show(value: Any, none: str = "none") -> str:
@@ -211,7 +212,7 @@ class DiffReport:
             lines += [f"  {line}" for line in body]
         lines.append(format_outputs(self.outputs))
         lines.append("runs are the same" if self.same else "runs differ")
-        return "\n".join(lines)
+        return "\n".join(printable(line) for line in "\n".join(lines).split("\n"))
 
 
 def format_outputs(diffs: list[OutputDiff]) -> str:
@@ -220,7 +221,7 @@ def format_outputs(diffs: list[OutputDiff]) -> str:
     differing = [d for d in diffs if d.status != "same"]
     lines = [f"outputs: {len(diffs) - len(differing)} of {len(diffs)} identical"]
     for d in differing:
-        lines.append(f"  {d.path}: {d.detail}")
+        lines.append(printable(f"  {d.path}: {d.detail}"))
         lines += [f"    {cell}" for cell in d.cells]
         if d.cells_differing > len(d.cells):
             lines.append(f"    ... and {d.cells_differing - len(d.cells)} more cells")
@@ -229,10 +230,7 @@ def format_outputs(diffs: list[OutputDiff]) -> str:
 
 def spec_diff(run_a: Path, run_b: Path) -> list[str]:
     """Unified diff of the two runs' spec.yaml, labelled a/spec.yaml and b/spec.yaml."""
-    try:
-        a, b = ((r / "spec.yaml").read_bytes() for r in (run_a, run_b))
-    except OSError as e:
-        raise RunDirError(f"no readable spec.yaml: {e}") from e
+    a, b = (read_run_file(r, "spec.yaml", SPEC_LIMIT) for r in (run_a, run_b))
     if a == b:
         return []
     la, lb = (x.decode("utf-8", "replace").splitlines() for x in (a, b))

@@ -9,10 +9,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from runner.audit.checksums import digest, safe_path
-from runner.errors import RunDirError, printable
+from runner.errors import printable
 from runner.record.cells import FILE as CELLS
 from runner.record.manifest import Manifest, read
+from runner.record.trust import CELLS_LIMIT, UnsafePath, open_regular, read_limited, run_file
+from runner.record.trust import sha256_regular as digest
 
 MAX_CELLS_SHOWN = 20  # differing cells named one by one; the rest are counted
 
@@ -38,10 +39,14 @@ def compare_text(a: Path, b: Path, diff: OutputDiff) -> None:
     """Fill `diff` from two completions.jsonl files: first differing prompt and token."""
     try:
         rows_a, rows_b = (
-            [json.loads(line) for line in p.read_text(encoding="utf-8").splitlines() if line]
+            [
+                json.loads(line)
+                for line in read_limited(p, CELLS_LIMIT).decode("utf-8").splitlines()
+                if line
+            ]
             for p in (a, b)
         )
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError, RecursionError) as e:
         diff.status, diff.detail = "differs", f"unreadable: {e}"
         return
     for i, (ra, rb) in enumerate(zip(rows_a, rows_b, strict=False)):
@@ -70,7 +75,12 @@ def compare_image(a: Path, b: Path, diff: OutputDiff) -> None:
     from PIL import Image
 
     try:
-        with Image.open(a) as ia, Image.open(b) as ib:
+        with (
+            open(open_regular(a), "rb") as fa,
+            open(open_regular(b), "rb") as fb,
+            Image.open(fa) as ia,
+            Image.open(fb) as ib,
+        ):
             if ia.size != ib.size:
                 diff.status = "differs"
                 diff.detail = "size {}x{} -> {}x{}".format(*ia.size, *ib.size)
@@ -102,7 +112,8 @@ Key = tuple[str, str, Any, int]
 def _cells(file: Path) -> dict[Key, dict[str, Any]]:
     """A cells.jsonl by (row, prompt, seed, image of that cell), each with every field."""
     found: dict[Key, dict[str, Any]] = {}
-    for number, text in enumerate(file.read_text(encoding="utf-8").splitlines(), 1):
+    text_of = read_limited(file, CELLS_LIMIT).decode("utf-8")
+    for number, text in enumerate(text_of.splitlines(), 1):
         if not text.strip():
             continue
         cell = json.loads(text)
@@ -127,10 +138,9 @@ def _picture(run: Path, folder: str, cell: dict[str, Any]) -> Path | None:
     if not isinstance(name, str) or "/" in name:
         return None
     try:
-        path = safe_path(run, f"{folder}/{name}")
-    except RunDirError:
+        return run_file(run, f"{folder}/{name}")
+    except UnsafePath:
         return None
-    return path if path.is_file() else None
 
 
 def compare_cells(
@@ -140,8 +150,8 @@ def compare_cells(
     seed and image, every field and (for images) the PNG's pixels and text chunks."""
     folder = rel.rpartition("/")[0]
     try:
-        a, b = _cells(safe_path(run_a, rel)), _cells(safe_path(run_b, rel))
-    except (OSError, ValueError) as e:
+        a, b = _cells(run_file(run_a, rel)), _cells(run_file(run_b, rel))
+    except (OSError, ValueError, UnsafePath) as e:
         diff.status, diff.detail = "differs", f"unreadable: {e}"
         return
     lines = []
@@ -178,18 +188,39 @@ def compare_outputs(
         suffix = Path(rel).suffix.lower()
         kind = "text" if suffix == ".jsonl" else "image" if suffix == ".png" else "file"
         diff = OutputDiff(rel, kind, "same", step=outs_a.get(rel, outs_b.get(rel)))
-        a, b = safe_path(run_a, rel), safe_path(run_b, rel)
-        if rel not in outs_b or not b.is_file():
-            diff.status, diff.detail = "only_a", "missing from B"
-        elif rel not in outs_a or not a.is_file():
-            diff.status, diff.detail = "only_b", "missing from A"
+        a, b = _file(run_a, rel, rel in outs_a), _file(run_b, rel, rel in outs_b)
+        if isinstance(b, str):
+            diff.status, diff.detail = "only_a", _absent("B", b)
+        elif isinstance(a, str):
+            diff.status, diff.detail = "only_b", _absent("A", a)
         elif Path(rel).name == CELLS:
             compare_cells(run_a, run_b, rel, diff)
         elif kind == "text":
             compare_text(a, b, diff)
         elif kind == "image":
             compare_image(a, b, diff)
-        elif (hash_a := digest(a)) is None or hash_a != digest(b):
+        elif not _same_bytes(a, b):
             diff.status, diff.detail = "differs", "content differs"
         diffs.append(diff)
     return diffs
+
+
+def _file(run: Path, rel: str, listed: bool) -> Path | str:
+    """The output REL of RUN by the run directory's rule, or why it is not there."""
+    if not listed:
+        return "missing"
+    try:
+        return run_file(run, rel)
+    except UnsafePath as exc:
+        return "missing" if exc.missing else exc.why
+
+
+def _absent(run: str, why: str) -> str:
+    return f"missing from {run}" if why == "missing" else f"{run}: {why}"
+
+
+def _same_bytes(a: Path, b: Path) -> bool:
+    try:
+        return digest(a) == digest(b)
+    except OSError:
+        return False

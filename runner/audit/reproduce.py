@@ -9,8 +9,9 @@ from pathlib import Path
 from runner.audit import diff as audit
 from runner.backends import Ticker
 from runner.record import manifest as m
+from runner.record.trust import SPEC_LIMIT, read_run_file
 from runner.running.interpreter import Overrides, execute
-from runner.spec.load import load
+from runner.spec.load import load_bytes
 
 
 def reproduce(
@@ -25,7 +26,8 @@ def reproduce(
     Returns the new run directory and its comparison with the old one.
     """
     recorded = m.read(run_dir)
-    spec = load(run_dir / "spec.yaml", base_dir=Path(recorded.spec.base_dir))
+    raw = read_run_file(run_dir, "spec.yaml", SPEC_LIMIT)
+    spec = load_bytes(raw, run_dir / "spec.yaml", Path(recorded.spec.base_dir))
     # A spec without `name:` was named after its file, which is spec.yaml in a run directory.
     spec = dataclasses.replace(spec, name=recorded.spec.name)
     settings = recorded.settings

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from runner.record.trust import CELLS_LIMIT, read_limited, read_run_file
+
 FILE = "cells.jsonl"
 GRID = "grid.png"
 
@@ -42,9 +44,25 @@ def line(cell: Cell) -> bytes:
 
 
 def read(file: Path) -> list[Cell]:
-    """Every cell of a cells.jsonl file, in order; raises ValueError naming a bad line."""
+    """Every cell of a cells.jsonl file (a regular file within CELLS_LIMIT), in order;
+    raises OSError, or ValueError naming the file or a bad line."""
+    try:
+        content = read_limited(file, CELLS_LIMIT).decode("utf-8")
+    except ValueError as exc:
+        raise ValueError(f"{file}: {exc}") from None
+    return parse(file, content)
+
+
+def read_run(run_dir: Path, rel: str) -> list[Cell]:
+    """Every cell of the cells.jsonl REL of RUN_DIR, read by the run directory's rule
+    (RunDirError for a link, a FIFO, a file past CELLS_LIMIT); ValueError naming a bad line."""
+    return parse(run_dir / rel, read_run_file(run_dir, rel, CELLS_LIMIT).decode("utf-8"))
+
+
+def parse(file: Path, content: str) -> list[Cell]:
+    """Every cell of CONTENT, read from FILE, in order; raises ValueError naming a bad line."""
     cells = []
-    for number, text in enumerate(file.read_text(encoding="utf-8").splitlines(), 1):
+    for number, text in enumerate(content.splitlines(), 1):
         if not text.strip():
             continue
         try:

@@ -10,7 +10,8 @@ import time
 from collections import deque
 from pathlib import Path
 
-CHUNK = 1 << 20
+from runner.record.trust import sha256_regular
+
 PARTIAL = ".partial"  # a file being written; an interrupt can leave one behind
 
 
@@ -20,14 +21,9 @@ def sha256_bytes(data: bytes) -> str:
 
 
 def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file's content; never cached."""
-    with open(path, "rb") as f:
-        if hasattr(hashlib, "file_digest"):  # 3.11+: reads into one reused buffer
-            return hashlib.file_digest(f, "sha256").hexdigest()
-        digest = hashlib.sha256()
-        while chunk := f.read(CHUNK):
-            digest.update(chunk)
-        return digest.hexdigest()
+    """Hex sha256 of a regular file's content (OSError for a FIFO or a device, which would
+    never end); never cached."""
+    return sha256_regular(path, follow=True)
 
 
 def write_atomic(path: Path, data: bytes, syncer: Syncer | None = None) -> str:

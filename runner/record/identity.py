@@ -20,6 +20,7 @@ from typing import Any
 from runner import cache_home
 from runner.record.files import sha256_file, write_atomic
 from runner.record.manifest import Identity
+from runner.record.trust import inside
 
 CACHE_VERSION = 2  # entries of other versions are not trusted
 _COMMIT = re.compile(r"[0-9a-f]{40}")
@@ -107,22 +108,27 @@ def hash_cache() -> HashCache:
 
 def tracked_files(local: Path) -> dict[str, Path]:
     """relpath -> path of every file a library may read from a model or adapter: every
-    regular file under the folder, following symlinks (hub snapshots link to blobs), except
-    hidden files and folders; or the file itself."""
+    regular file under the folder, except hidden files and folders; or the file itself.
+
+    A symlink counts only while it stays inside the folder, or inside the hub cache's
+    `blobs/` where snapshots link (trust.inside): `lora/etc -> /etc` records nothing of /etc.
+    """
     if local.is_file():
         return {local.name: local}
     found: dict[str, Path] = {}
     seen: set[str] = set()
     for top, dirs, files in os.walk(local, followlinks=True):
         real = os.path.realpath(top)
-        if real in seen:  # a symlink loop
+        if real in seen or not inside(local, Path(top)):  # a symlink loop, or a way out
             dirs[:] = []
             continue
         seen.add(real)
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))  # .git, .cache
+        dirs[:] = sorted(
+            d for d in dirs if not d.startswith(".") and inside(local, Path(top, d))
+        )  # .git, .cache
         for name in files:
             path = Path(top, name)
-            if not name.startswith(".") and path.is_file():
+            if not name.startswith(".") and inside(local, path) and path.is_file():
                 found[path.relative_to(local).as_posix()] = path
     return dict(sorted(found.items()))
 

@@ -21,7 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from runner.errors import RunDirError
+from runner.errors import RunDirError, printable
+from runner.record.trust import JOURNAL_LIMIT, MANIFEST_LIMIT, UnsafePath, read_run_file
 
 SCHEMA_VERSION = 1
 MANIFEST = "manifest.json"
@@ -326,17 +327,21 @@ def read(run_dir: Path) -> Manifest:
     """A run's manifest; for a run that never finished, with the steps its journal holds."""
     file = run_dir / MANIFEST
     if not run_dir.is_dir():
-        raise RunDirError(f"{run_dir}: not a directory")
+        raise RunDirError(printable(f"{run_dir}: not a directory"))
     try:
-        data = json.loads(file.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise RunDirError(f"{run_dir}: not a run directory (no {MANIFEST})") from None
-    except (OSError, ValueError) as exc:
-        raise RunDirError(f"{file}: not a runner manifest: {exc}") from None
+        data = json.loads(read_run_file(run_dir, MANIFEST, MANIFEST_LIMIT))
+    except UnsafePath as exc:
+        if exc.missing:
+            raise RunDirError(
+                printable(f"{run_dir}: not a run directory (no {MANIFEST})")
+            ) from None
+        raise
+    except (ValueError, RecursionError) as exc:
+        raise RunDirError(printable(f"{file}: not a runner manifest: {exc}")) from None
     try:
         manifest = parse(data)
-    except ValueError as exc:
-        raise RunDirError(f"{file}: not a runner manifest: {exc}") from None
+    except (ValueError, RecursionError) as exc:
+        raise RunDirError(printable(f"{file}: not a runner manifest: {exc}")) from None
     if not manifest.finished:
         manifest.steps = read_journal(run_dir)
     return manifest
@@ -345,9 +350,11 @@ def read(run_dir: Path) -> Manifest:
 def read_journal(run_dir: Path) -> list[StepRecord]:
     """The steps a journal holds; a line cut short by a kill is dropped."""
     try:
-        lines = (run_dir / JOURNAL).read_bytes().split(b"\n")
-    except OSError:
-        return []
+        lines = read_run_file(run_dir, JOURNAL, JOURNAL_LIMIT).split(b"\n")
+    except UnsafePath as exc:
+        if exc.missing:
+            return []
+        raise
     steps = []
     for number, line in enumerate(lines, 1):
         if not line.strip():
@@ -356,5 +363,7 @@ def read_journal(run_dir: Path) -> list[StepRecord]:
             steps.append(_reader(StepRecord)(json.loads(line)))
         except (ValueError, _Malformed):
             if number < len(lines) - 1:  # only the last line can be cut short
-                raise RunDirError(f"{run_dir / JOURNAL}:{number}: not a step record") from None
+                raise RunDirError(
+                    printable(f"{run_dir / JOURNAL}:{number}: not a step record")
+                ) from None
     return steps

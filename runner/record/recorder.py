@@ -12,18 +12,22 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar
 
 from runner import __version__
 from runner.backends.results import Completion, ModelSetup, Picture, SchedulerUsed
+from runner.errors import RunDirError, printable
 from runner.record import manifest as m
 from runner.record import rundir
 from runner.record.files import Syncer, sha256_bytes, write_atomic
 from runner.record.samplers import sampler_name
+from runner.record.trust import rel_problem
 from runner.spec.types import Adapter, Spec, resolved
 
 if TYPE_CHECKING:
     from runner.record.cellwriter import CellWriter
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -67,8 +71,16 @@ class Recorder:
         return self.manifest.spec.sha256
 
     def write(self, rel: str, data: bytes) -> m.Output:
-        """Write one file of the run, whole or not at all."""
-        digest = write_atomic(self.run / rel, data, self._syncer)
+        """Write one file of the run, whole or not at all; never outside the run (REL is a
+        plain relative path). A failure (a full disk, a read-only folder) is a RunDirError
+        naming the file."""
+        problem = rel_problem(rel)
+        if problem:
+            raise RunDirError(printable(f"{self.run}: {rel!r} {problem}"))
+        try:
+            digest = write_atomic(self.run / rel, data, self._syncer)
+        except OSError as exc:
+            raise unwritable(self.run / rel, exc) from exc
         self.sums[rel] = digest
         return m.Output(rel, digest)
 
@@ -109,26 +121,44 @@ class Recorder:
         The line reaches the operating system at once, after the step's outputs, so a
         killed process loses nothing; the syncer puts it on disk.
         """
-        if self._journal is None:
-            self._journal = open(self.run / m.JOURNAL, "ab")  # noqa: SIM115 - closed in finish
-        self._journal.write(m.journal_line(record))
-        self._journal.flush()
-        self._syncer.keep(self._journal.fileno())
-        self.manifest.steps.append(record)
+        try:
+            if self._journal is None:
+                self._journal = open(self.run / m.JOURNAL, "ab")  # noqa: SIM115 - see finish
+            self._journal.write(m.journal_line(record))
+            self._journal.flush()
+            self._syncer.keep(self._journal.fileno())
+        except OSError as exc:
+            raise unwritable(self.run / m.JOURNAL, exc) from exc
+        finally:
+            self.manifest.steps.append(record)
 
     def finish(self, status: str, error: m.Failure | None = None) -> None:
-        """Record the end: the whole manifest, then SHA256SUMS; the journal has served."""
+        """Record the end: the whole manifest, then SHA256SUMS; the journal has served.
+
+        A run that failed records what it can: where the disk is full, each part is tried
+        and what cannot be written is left (the journal stays while the manifest could not
+        take its steps). A run that succeeded raises the first failure.
+        """
         self.manifest.status, self.manifest.ended, self.manifest.error = (
             status,
             rundir.utc_now(),
             error,
         )
-        self._report(self.save())
-        self._syncer.close()  # every file of the run on disk, before the list of them
+        strict = status == "succeeded"
+        saved = _attempt(self.save, strict)
+        _attempt(lambda: self._report(saved or m.manifest_bytes(self.manifest)), strict)
+        _attempt(self._syncer.close, strict)  # every file on disk, before the list of them
         if self._journal is not None:
-            self._journal.close()
-        (self.run / m.JOURNAL).unlink(missing_ok=True)
-        rundir.write_sums(self.run, self.sums)
+            _attempt(self._journal.close, strict)
+        if saved is not None:
+            _attempt(lambda: (self.run / m.JOURNAL).unlink(missing_ok=True), strict)
+        _attempt(lambda: self._sums(), strict)
+
+    def _sums(self) -> None:
+        try:
+            rundir.write_sums(self.run, self.sums)
+        except OSError as exc:
+            raise unwritable(self.run / rundir.SUMS, exc) from exc
 
     def _report(self, manifest: bytes) -> None:
         """report.html from the manifest as it reads back, so `runner report` gives the same."""
@@ -206,6 +236,21 @@ class Recorder:
         else:
             entry = identify(adapter.path or "", local, adapter.revision, adapter.subfolder)
         self.inputs_adapter(name, entry)
+
+
+def unwritable(path: Path, exc: OSError) -> RunDirError:
+    """A failed write as one line naming its file: `PATH: cannot be written (why)`."""
+    return RunDirError(printable(f"{path}: cannot be written ({exc.strerror or exc})"))
+
+
+def _attempt(part: Callable[[], T], strict: bool) -> T | None:
+    """PART's result; None when it failed to write and STRICT is false."""
+    try:
+        return part()
+    except (OSError, RunDirError):
+        if strict:
+            raise
+        return None
 
 
 def scheduler_record(used: SchedulerUsed | None) -> m.SchedulerRecord | None:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import os
 from datetime import datetime, timezone
 from pathlib import Path
 
-from runner.errors import RunDirError
+from runner.errors import RunDirError, printable
 from runner.record.files import PARTIAL, sha256_file, write_atomic
+from runner.record.manifest import MANIFEST
+from runner.record.trust import MANIFEST_LIMIT, read_limited
 
 SUMS = "SHA256SUMS"
 
@@ -17,7 +20,16 @@ def utc_now() -> str:
 
 
 def create(out: Path, name: str, spec_sha256: str) -> Path:
-    """Make a new, empty run folder `<name>-<UTC time>-<spec hash>`; never reuse one."""
+    """Make a new, empty run folder `<name>-<UTC time>-<spec hash>`; never reuse one, and
+    never inside another run (its SHA256SUMS would no longer hold)."""
+    enclosing = enclosing_run(out)
+    if enclosing is not None:
+        raise RunDirError(
+            printable(
+                f"--out {out}: is inside the run directory {enclosing}; a run directory holds"
+                " one run (name a folder outside it)"
+            )
+        )
     try:
         out.mkdir(parents=True, exist_ok=True)
     except FileExistsError:
@@ -40,6 +52,27 @@ def create(out: Path, name: str, spec_sha256: str) -> Path:
                 f"--out {out}: permission denied; name a folder you can write"
             ) from None
     raise RunDirError(f"--out {out}: too many runs named {base}")
+
+
+def enclosing_run(out: Path) -> Path | None:
+    """The run directory that OUT is, or lies in, or None: any folder at or above OUT (links
+    resolved) holding a runner's manifest.json."""
+    here = Path(os.path.realpath(out))
+    for folder in (here, *here.parents):
+        if _is_run(folder):
+            return folder
+    return None
+
+
+def _is_run(folder: Path) -> bool:
+    file = folder / MANIFEST
+    if not file.is_file():
+        return False
+    try:
+        data = json.loads(read_limited(file, MANIFEST_LIMIT, follow=True))
+    except (OSError, ValueError, RecursionError):
+        return False
+    return isinstance(data, dict) and {"schema_version", "spec", "runner"} <= data.keys()
 
 
 def output_dir(index: int, step_id: str | None) -> str:

@@ -14,8 +14,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from runner.errors import RunDirError
 from runner.record import manifest as m
 from runner.record.files import write_atomic
+from runner.record.trust import MANIFEST_LIMIT, read_run_file
 from runner.report.markup import e, short
 from runner.report.sections import step_section
 
@@ -117,8 +119,8 @@ def _page(title: str, body: str) -> bytes:
 
 def _resolved(run_dir: Path) -> dict[str, Any]:
     try:
-        data = json.loads((run_dir / "resolved.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        data = json.loads(read_run_file(run_dir, "resolved.json", MANIFEST_LIMIT))
+    except (RunDirError, ValueError, RecursionError):
         return {}
     return data if isinstance(data, dict) else {}
 
@@ -172,7 +174,7 @@ def _facts(manifest: m.Manifest) -> str:
         facts.append(("python", e(f"{env['python']}{where}")))
     commit = manifest.runner.get("git_commit")
     facts.append(
-        ("runner", e(manifest.runner.get("version")) + (f" ({short(commit)})" * bool(commit)))
+        ("runner", e(manifest.runner.get("version")) + (f" ({e(short(commit))})" * bool(commit)))
     )
     rows = "".join(f"<dt>{k}</dt><dd>{v}</dd>" for k, v in facts)
     return f"<dl class=facts>{rows}</dl>"

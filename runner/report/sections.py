@@ -7,8 +7,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from runner.errors import RunDirError
 from runner.record import cells as c
 from runner.record import manifest as m
+from runner.record.trust import CELLS_LIMIT, read_run_file
 from runner.report.markup import e, href, image
 
 
@@ -25,7 +27,7 @@ def step_section(run_dir: Path, step: m.StepRecord) -> str:
             body = f"<p class=why>This step did not finish: {e(step.status)}.</p>"
         else:
             body = SECTIONS.get(step.op, _files)(run_dir, step)
-    except (OSError, ValueError, KeyError, TypeError, IndexError) as exc:
+    except (RunDirError, OSError, ValueError, KeyError, TypeError, IndexError) as exc:
         body = f"<p class=why>Its outputs could not be read: {e(exc)}</p>"
     status = "" if step.status == "ok" else f" {e(step.status)}"
     return f"<section class='step{status}' id='step-{step.index}'>{head}{body}</section>"
@@ -64,7 +66,7 @@ def _files(run_dir: Path, step: m.StepRecord) -> str:
 def _generate(run_dir: Path, step: m.StepRecord) -> str:
     texts = [o for o in step.outputs if o.path.endswith(".jsonl")]
     if texts:
-        return _completions(run_dir / texts[0].path, step)
+        return _completions(read_run_file(run_dir, texts[0].path, CELLS_LIMIT), step)
     pngs = [o.path for o in step.outputs if o.path.endswith(".png")]
     prompts = step.arguments.get("prompt")
     prompts = prompts if isinstance(prompts, list) else [prompts]
@@ -83,9 +85,9 @@ def _generate(run_dir: Path, step: m.StepRecord) -> str:
     return "".join(figures) + _after(step)
 
 
-def _completions(file: Path, step: m.StepRecord) -> str:
+def _completions(content: bytes, step: m.StepRecord) -> str:
     rows = []
-    for text in file.read_text(encoding="utf-8").splitlines():
+    for text in content.decode("utf-8").splitlines():
         if not text.strip():
             continue
         item = json.loads(text)
@@ -105,7 +107,7 @@ def _compare(run_dir: Path, step: m.StepRecord) -> str:
     if not listed:
         return _after(step)
     folder = listed[0].rsplit("/", 1)[0]
-    grid = _rows(c.read(run_dir / listed[0]), step.arguments.get("rows"))
+    grid = _rows(c.read_run(run_dir, listed[0]), step.arguments.get("rows"))
     if not grid or not grid[0][1]:
         return "<p class=muted>No cells.</p>"
     head = "".join(

@@ -197,6 +197,8 @@ def execute(
             for index, step in enumerate(spec.steps, start=1):
                 ctx.index, where = index, f"{spec.file}:{step.line}: step {index} ({step.op})"
                 _run_step(ctx, step, progress)
+            where = f"{spec.file}: the run's record"
+            recorder.finish("succeeded")  # a full disk here still closes the run as failed
         except (Interrupted, KeyboardInterrupt) as exc:
             recorder.finish("interrupted", m.Failure(index, where, "interrupted"))
             stop = exc if isinstance(exc, Interrupted) else Interrupted("SIGINT")
@@ -212,7 +214,6 @@ def execute(
             error = StepError(f"{where}: {message}")
             error.run_dir = recorder.run
             raise error from exc
-        recorder.finish("succeeded")
     return recorder.run
 
 
@@ -281,7 +282,8 @@ def _run_step(ctx: Context, step: Step, progress: Callable[[str], None]) -> None
         stopped = isinstance(exc, (Interrupted, KeyboardInterrupt))
         record.status = "interrupted" if stopped else "failed"
         record.seconds = round(time.perf_counter() - started, 3)
-        ctx.recorder.step(record)
+        with contextlib.suppress(RunnerError):  # a full disk: the step's own error counts
+            ctx.recorder.step(record)
         raise
     seconds = time.perf_counter() - started
     record.seconds = round(seconds, 3)

@@ -12,13 +12,22 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import os
 from collections.abc import Callable
 from pathlib import Path
 
 from runner import sources
-from runner.errors import Refused, RunDirError
+from runner.errors import Refused, RunDirError, printable
 from runner.record import manifest as m
 from runner.record.files import sha256_bytes
+from runner.record.trust import (
+    SPEC_LIMIT,
+    open_regular,
+    read_limited,
+    read_run_file,
+    run_file,
+    sha256_run_file,
+)
 from runner.running.interpreter import Context, Made, Overrides, Setup, execute
 from runner.spec.types import Spec, Step
 
@@ -54,20 +63,33 @@ class Reuse:
         wanted = take(old)
         copies = []
         for output in wanted:
-            try:
-                data = (self.old_run / output.path).read_bytes()
-            except OSError:
-                data = b""
-            if sha256_bytes(data) != output.sha256:
-                self.progress(f"    {output.path} changed in {self.old_run}: making it again")
+            data = _intact(self.old_run, output)
+            if data is None:
+                shown = printable(f"{output.path} changed in {self.old_run}")
+                self.progress(f"    {shown}: making it again")
                 return None
             copies.append((output.path, data))
         written = [ctx.recorder.write(rel, data) for rel, data in copies]
+        origin = os.path.abspath(self.old_run)  # never relative to the working directory
         return Made(
             written,
-            [f"{len(written)} output(s) taken from {self.old_run}"],
-            execution={"outputs_from": str(self.old_run)},
+            [printable(f"{len(written)} output(s) taken from {origin}")],
+            execution={**old.execution, "outputs_from": origin},
         )
+
+
+def _intact(run_dir: Path, output: m.Output) -> bytes | None:
+    """The bytes of OUTPUT of RUN_DIR when it is a regular file of the run (no link, no
+    `..`, no FIFO) whose sha256 is the recorded one; else None. Hashed in chunks first, so
+    that nothing unbounded is read."""
+    try:
+        if sha256_run_file(run_dir, output.path) != output.sha256:
+            return None
+        with open(open_regular(run_file(run_dir, output.path)), "rb") as f:
+            data = f.read()
+    except (RunDirError, OSError, ValueError):
+        return None
+    return data if sha256_bytes(data) == output.sha256 else None
 
 
 def spec_to_resume(run_dir: Path, spec_file: Path | None = None) -> tuple[Path, Path | None]:
@@ -81,18 +103,16 @@ def spec_to_resume(run_dir: Path, spec_file: Path | None = None) -> tuple[Path, 
     if old.status == "succeeded":
         raise Refused(f"{run_dir} succeeded; there is nothing to resume")
     copy = run_dir / "spec.yaml"
-    try:
-        recorded = copy.read_bytes()
-    except OSError as exc:
-        raise RunDirError(f"{copy}: not readable ({exc.strerror})") from None
+    recorded = read_run_file(run_dir, "spec.yaml", SPEC_LIMIT)
     if sha256_bytes(recorded) != old.spec.sha256:
-        raise Refused(f"{copy} is not the spec its manifest records")
+        raise Refused(printable(f"{copy} is not the spec its manifest records"))
     original = Path(old.spec.file)
     chosen = spec_file or (original if original.is_file() else copy)
     try:
-        now = chosen.read_bytes()
-    except OSError as exc:
-        raise RunDirError(f"{chosen}: {exc.strerror}") from None
+        now = recorded if chosen == copy else read_limited(chosen, SPEC_LIMIT, follow=True)
+    except (OSError, ValueError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        raise RunDirError(printable(f"{chosen}: cannot be read ({why})")) from None
     if now != recorded:
         diff = difflib.unified_diff(
             recorded.decode("utf-8", "replace").splitlines(),
@@ -128,7 +148,7 @@ def resume(
         )
     overrides = _recorded_settings(old, device)
     reuse = Reuse(run_dir, {s.index: s for s in old.steps}, progress)
-    setup = Setup(reuse=reuse, origin=m.Origin(resumed_from=str(run_dir)))
+    setup = Setup(reuse=reuse, origin=m.Origin(resumed_from=os.path.abspath(run_dir)))
     return execute(spec, out or run_dir.parent, overrides, progress, setup=setup)
 
 
