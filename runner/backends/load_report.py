@@ -25,11 +25,11 @@ CLOSE = 3  # module names offered for an unmatched key
 # lora_linear_layer), the old attention processors (processor.to_k_lora) and kohya (.alpha).
 _TAIL = re.compile(
     r"(\.lora_[AB](\.[^.]+)?|\.lora(_linear_layer)?\.(down|up)|\.lora_(down|up)|\.lora_magnitude"
-    r"_vector(\.[^.]+)?)\.(weight|bias)$|\.alpha$|\.(weight|bias)\.alpha$"
+    r"_vector(\.[^.]+)?)\.(weight|bias)(\.alpha)?$|\.alpha$"
 )
 # diffusers' old (attention processor) names: the UNet's to_q .. to_out.0, a text encoder's
 # q_proj .. out_proj.
-_OLD = re.compile(r"\.(processor\.)?to_(q|k|v|out)_lora$")
+_OLD = re.compile(r"\.(processor\.)?to_(q|k|v|out)_lora\.(down|up)\.weight(\.alpha)?$")
 
 
 def layers(model: Any, name: str) -> dict[str, Any]:
@@ -45,8 +45,8 @@ def layers(model: Any, name: str) -> dict[str, Any]:
 
 def module_of(key: str) -> str:
     """The module path a LoRA weight's key is for (`a.b.to_q.lora_A.weight` -> `a.b.to_q`)."""
-    stem = _TAIL.sub("", key)
-    return _OLD.sub(_new_name, stem)
+    old = _OLD.sub(_new_name, key)
+    return old if old != key else _TAIL.sub("", key)
 
 
 def _new_name(found: re.Match[str]) -> str:
