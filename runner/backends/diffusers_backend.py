@@ -204,8 +204,10 @@ class DiffusersBackend:
         }
         # diffusers drops the keys that name no module without a word: the state dict it
         # loads, set against the layers it injected, says which they were.
+        unet = getattr(pipe, "unet", None)  # maps kohya's SDXL (sgm) block names, as a load
+        mapping = {"unet_config": unet.config} if unet is not None else {}
         with captured(self.ticker.verbose):
-            state = pipe.lora_state_dict(loaded_from, **options)
+            state = pipe.lora_state_dict(loaded_from, **options, **mapping)
         keys = sorted((state[0] if isinstance(state, tuple) else state).keys())
         missed = load_report.unmatched_keys(components, name, keys)
         if name not in self.adapters():
