@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 from runner.backends.results import Completion, ModelSetup, Picture
 
 if TYPE_CHECKING:
+    from runner.record.manifest import LoadReport
     from runner.spec.types import Adapter, Generate, Model
 
 
@@ -52,8 +53,9 @@ class Backend(Protocol):
     def setup(self) -> ModelSetup:
         """How the model was loaded besides its files (scheduler, components, attention)."""
 
-    def load_adapter(self, adapter: Adapter, local: Path | None) -> None:
-        """Attach one adapter under its name and make it the only active one.
+    def load_adapter(self, adapter: Adapter, local: Path | None) -> LoadReport:
+        """Attach one adapter under its name and make it the only active one; returns what
+        the load did (runner.backends.load_report).
 
         `local` is the resolved local file or folder (None for a hub id, or a config adapter).
         On failure nothing of the adapter stays behind.

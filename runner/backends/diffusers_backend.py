@@ -13,11 +13,13 @@ from diffusers import DiffusionPipeline
 from safetensors import SafetensorError
 
 from runner import sources
-from runner.backends import Logged, Ticker, scheduling
+from runner.backends import Logged, Ticker, load_report, scheduling
 from runner.backends.devices import gpu_memory, resolve_device, resolve_dtype, torch_dtype
 from runner.backends.quiet import ADAPTER_FALSE_ALARMS, ANSI, captured, fold, one_line
 from runner.backends.results import ModelSetup, Picture
 from runner.errors import StepError, describe
+from runner.record import adapter_file
+from runner.record import manifest as m
 from runner.spec.types import Adapter, Generate, Model, Scheduler
 
 # A compare's images per pipeline call: pixels at a time on a CPU, bytes per pixel of the
@@ -152,8 +154,9 @@ class DiffusersBackend:
         """Every adapter name loaded into any component of the pipeline."""
         return {name for names in self.pipe.get_list_adapters().values() for name in names}
 
-    def load_adapter(self, adapter: Adapter, local: Path | None) -> None:
-        """load_lora_weights under the adapter's name; it becomes the only active adapter."""
+    def load_adapter(self, adapter: Adapter, local: Path | None) -> m.LoadReport:
+        """load_lora_weights under the adapter's name; it becomes the only active adapter.
+        Returns what the load did (modules per component, unmatched keys, rank, alpha...)."""
         pipe, name = self.pipe, adapter.name
         if adapter.config is not None:
             raise StepError(
@@ -165,38 +168,55 @@ class DiffusersBackend:
         if name in self.adapters():
             raise StepError("an adapter of that name is already loaded")
         weight_name: str | None
+        file: Path | None = None
+        loaded_from: Any  # a folder or hub id, or a state dict with the metadata's alpha
+        alpha_source, with_alpha = "default", None
         if local is not None:
             file = lora_file(adapter, local)
             source, weight_name = str(file.parent), file.name
+            alpha_source, with_alpha = _alpha(file)
         else:
             source, weight_name = str(adapter.path), adapter.weight_name
             if weight_name and sources.is_pickle(weight_name) and not adapter.allow_pickle:
                 raise StepError(sources.pickle_refusal(weight_name))
         said: list[str] = []
+        loaded_from = source
+        if file is not None and with_alpha is not None:
+            loaded_from, weight_name = with_alpha, None
+        options = {
+            "weight_name": weight_name,
+            "revision": adapter.revision,
+            "use_safetensors": None if adapter.allow_pickle else True,
+        }
         try:
             with captured(self.ticker.verbose) as said:
-                pipe.load_lora_weights(
-                    source,
-                    weight_name=weight_name,
-                    adapter_name=name,
-                    revision=adapter.revision,
-                    use_safetensors=None if adapter.allow_pickle else True,
-                )
+                pipe.load_lora_weights(loaded_from, adapter_name=name, **options)
         except LOAD_ERRORS as exc:
             if name in self.adapters():  # a component that took it before another refused
                 with captured(self.ticker.verbose):
                     pipe.delete_adapters(name)
             reason = misfit(exc, said)
             raise StepError(f"does not fit the model {self.model_path}: {reason}") from exc
+        components = {
+            part: module
+            for part, module in pipe.components.items()
+            if isinstance(module, torch.nn.Module)
+        }
+        # diffusers drops the keys that name no module without a word: the state dict it
+        # loads, set against the layers it injected, says which they were.
+        unet = getattr(pipe, "unet", None)  # maps kohya's SDXL (sgm) block names, as a load
+        mapping = {"unet_config": unet.config} if unet is not None else {}
+        with captured(self.ticker.verbose):
+            state = pipe.lora_state_dict(loaded_from, **options, **mapping)
+        keys = sorted((state[0] if isinstance(state, tuple) else state).keys())
+        missed = load_report.unmatched_keys(components, name, keys)
         if name not in self.adapters():
             # diffusers only logs a warning when no key of the file names a module of the pipeline.
-            raise StepError(
-                f"none of its weights fit a module of {type(pipe).__name__}; "
-                "is it a LoRA for this kind of pipeline?"
-            )
+            raise load_report.no_module_error(components, keys)
         fold(self.ticker, f"adapter '{name}'", said, ADAPTER_FALSE_ALARMS)
         # A component the new LoRA does not touch would keep the previous one active otherwise.
         pipe.set_adapters([name])
+        return load_report.report(components, name, missed, alpha_source, file)
 
     def set_adapters(self, weights: dict[str, float]) -> None:
         self.pipe.set_adapters(list(weights), adapter_weights=list(weights.values()))
@@ -335,6 +355,31 @@ class DiffusersBackend:
         """callback_on_step_end: counts denoising steps, hands the tensors back untouched."""
         self.ticker.tick(index + 1, getattr(pipe, "num_timesteps", None), "denoising steps")
         return tensors
+
+
+def _alpha(file: Path) -> tuple[str, dict[str, Any] | None]:
+    """Where the LoRA's alpha comes from, and the state dict to load in place of the file
+    when it comes from the metadata: a kohya file without `.alpha` tensors whose
+    `ss_network_alpha` says what it was trained with (diffusers would run it at alpha = rank).
+    """
+    found = adapter_file.header(file)
+    if found is None:
+        return "default", None
+    keys = [k for k in found[1] if k != "__metadata__"]
+    if any(k.endswith(".alpha") for k in keys):
+        return "file", None
+    meta = adapter_file.metadata(file)
+    if "lora_adapter_metadata" in meta:  # diffusers saves the LoraConfig beside its weights
+        return "config", None
+    alpha = adapter_file.metadata_alpha(meta)
+    stems = {k.removesuffix(".lora_down.weight") for k in keys if k.endswith(".lora_down.weight")}
+    if alpha is None or not stems:
+        return "default", None
+    from safetensors.torch import load_file
+
+    state: dict[str, Any] = load_file(file)
+    state.update({f"{stem}.alpha": torch.tensor(alpha) for stem in stems})
+    return "metadata", state
 
 
 def misfit(exc: BaseException, said: list[str]) -> str:

@@ -6,6 +6,7 @@ weights are peft's per-layer `set_scale`, as diffusers' `set_weights_and_activat
 
 from __future__ import annotations
 
+import difflib
 import pickle
 import re
 from itertools import pairwise
@@ -16,11 +17,12 @@ import torch
 from transformers import StoppingCriteria, StoppingCriteriaList
 
 from runner import sources
-from runner.backends import CannotMix, Logged, Ticker, lora_mixing
+from runner.backends import CannotMix, Logged, Ticker, load_report, lora_mixing
 from runner.backends.devices import gpu_memory, resolve_device, resolve_dtype, seed, torch_dtype
 from runner.backends.quiet import ADAPTER_FALSE_ALARMS, captured, fold, one_line
 from runner.backends.results import Completion, ModelSetup
 from runner.errors import StepError
+from runner.record import manifest as m
 from runner.spec.types import Adapter, Generate, Model
 
 # A config adapter is made right after torch.manual_seed(CONFIG_SEED): by hand, that is
@@ -74,8 +76,9 @@ class TransformersBackend:
         """The attention implementation the model runs (transformers' choice when not asked)."""
         return ModelSetup(attn_implementation=self.model.config._attn_implementation)
 
-    def load_adapter(self, adapter: Adapter, local: Path | None) -> None:
-        """Attach the adapter and make it the only active one; on failure leave no trace."""
+    def load_adapter(self, adapter: Adapter, local: Path | None) -> m.LoadReport:
+        """Attach the adapter and make it the only active one; on failure leave no trace.
+        Returns what the load did (modules, unmatched keys, rank, alpha, hashes)."""
         naming = sources.name_problem(adapter.name)
         if naming:
             raise StepError(naming)
@@ -85,9 +88,18 @@ class TransformersBackend:
             with captured(self.ticker.verbose) as said:
                 if adapter.config is not None:
                     self._add_from_config(adapter)
+                    missed: list[str] = []
+                    file = None
                 else:
-                    self._load_from_files(adapter, local)
+                    missed, file = self._load_from_files(adapter, local)
             self.model.set_adapter(adapter.name)
+            loaded = load_report.report(
+                {"model": self.model},
+                adapter.name,
+                {"model": missed} if missed else {},
+                "config",
+                file,
+            )
         except BaseException:
             if adapter.name not in known and adapter.name in getattr(self.model, "peft_config", {}):
                 with captured(self.ticker.verbose):
@@ -97,6 +109,7 @@ class TransformersBackend:
             raise
         fold(self.ticker, f"adapter '{adapter.name}'", said, ADAPTER_FALSE_ALARMS)
         self.model.eval()  # new adapter modules (dropout) start in training mode
+        return loaded
 
     def set_adapters(self, weights: dict[str, float]) -> None:
         """Activate exactly these adapters: base + sum of weight x each adapter's delta."""
@@ -310,8 +323,22 @@ class TransformersBackend:
             self.model.add_adapter(config, adapter_name=adapter.name)
         except (TypeError, ValueError) as error:
             raise StepError(f"cannot add a LoRA from its config: {one_line(str(error))}") from error
+        # peft adapts the modules any entry names and says nothing of an entry that names none
+        targets = adapter.config.options.get("target_modules")
+        if isinstance(targets, list):
+            names = [n for n, _ in self.model.named_modules() if n]
+            leaves = sorted({n.rpartition(".")[2] for n in names})
+            for target in targets:
+                if not any(n == target or n.endswith("." + str(target)) for n in names):
+                    near = difflib.get_close_matches(str(target), leaves, n=3, cutoff=0.5)
+                    raise StepError(
+                        f"target_modules entry {target!r} names no module of the model"
+                        + (f"; the closest module names are {', '.join(near)}" if near else "")
+                    )
 
-    def _load_from_files(self, adapter: Adapter, local: Path | None) -> None:
+    def _load_from_files(self, adapter: Adapter, local: Path | None) -> tuple[list[str], Path]:
+        """Load the adapter's files; returns the file's keys that matched no module, and
+        the weight file."""
         from peft import PeftConfig
 
         folder, weights = _adapter_files(adapter, local)
@@ -326,8 +353,8 @@ class TransformersBackend:
         except ValueError as error:  # e.g. its target modules are not in this model
             raise StepError(f"cannot attach it to the model: {one_line(str(error))}") from error
         shapes = [
-            f"{k} is {tuple(f)} in the file but {tuple(m)} in the model"
-            for k, f, m in sorted(info.mismatched_keys)
+            f"{k} is {tuple(f)} in the file but {tuple(mo)} in the model"
+            for k, f, mo in sorted(info.mismatched_keys)
         ]
         extra = sorted(info.unexpected_keys)
         missing = [
@@ -335,16 +362,20 @@ class TransformersBackend:
             for k in sorted(info.missing_keys)
             if any(p.startswith("lora_") and n == adapter.name for p, n in pairwise(k.split(".")))
         ]
+        lora_keys = [k for k in state if "lora_" in k]
+        if extra and len(extra) >= len(lora_keys):  # not one of its weights landed
+            raise load_report.no_module_error({"model": self.model}, extra)
         for problems, what in (
             (shapes, "have other shapes, e.g."),
-            (extra, "have no place in the model, e.g."),
-            (missing, "are missing from the file, e.g."),
+            # beside keys that match no module, the missing ones are their other side
+            ([] if extra else missing, "are missing from the file, e.g."),
         ):
             if problems:  # one line: the libraries' own reports list every layer
                 raise StepError(
                     f"{weights.name} does not fit the model {self.model_path}: "
                     f"{len(problems)} weights {what} {problems[0]}"
                 )
+        return extra, weights
 
     def _counter(self, prompt: int, args: dict[str, Any]) -> StoppingCriteriaList:
         """A stopping criterion that never stops: it counts new tokens for the ticker."""

@@ -57,6 +57,24 @@ class ModelSetup:
 
 
 @dataclass
+class Span:
+    """A value that differs across an adapter's layers: its smallest and largest."""
+
+    min: float
+    max: float
+
+
+@dataclass
+class RowSummary:
+    """One row of a compare with a `base` row: how far it is from base, and whether it is
+    a no-op (every cell equal to its base cell)."""
+
+    row: str
+    noop: bool
+    mean_distance: float | None = None  # images: mean of mean_abs; text: mean of kl
+
+
+@dataclass
 class StepRecord:
     """One step as it ran."""
 
@@ -71,6 +89,7 @@ class StepRecord:
     outputs: list[Output] = field(default_factory=list)
     execution: dict[str, Any] = field(default_factory=dict)  # how the step was carried out
     scheduler: SchedulerRecord | None = None  # the step's own scheduler, when it set one
+    rows: list[RowSummary] | None = None  # a compare with a base row: each other row's distance
 
 
 @dataclass
@@ -83,6 +102,84 @@ class Identity:
     files: dict[str, str] = field(default_factory=dict)  # relpath -> sha256
     config: dict[str, Any] | None = None  # an adapter built from a PEFT config
     subfolder: str | None = None  # the folder of `path` that was loaded, as the spec names it
+
+
+@dataclass
+class AdapterHashes:
+    """The hashes civitai and AUTOMATIC1111 show for a weight file (runner.record.adapter_file)."""
+
+    sha256: str
+    autov2: str  # the first 10 hex of sha256
+    autov3: str | None = None  # safetensors: sha256 of the bytes after the header
+    sshs_model_hash: str | None = None  # what the file's metadata says its autov3 is
+    sshs_model_hash_matches: bool | None = None
+
+
+@dataclass
+class KohyaMetadata:
+    """The kohya-ss training metadata of a file, where it has some."""
+
+    ss_base_model_version: str | None = None
+    ss_network_dim: str | None = None
+    ss_network_alpha: str | None = None
+    ss_resolution: str | None = None
+    top_tags: list[str] = field(default_factory=list)  # the ten most frequent in ss_tag_frequency
+
+
+@dataclass
+class ComponentLoad:
+    """What an adapter changed in one component (unet, text_encoder, ..., model)."""
+
+    modules: int
+    module_names: list[str] = field(default_factory=list)
+    unmatched_keys: list[str] = field(default_factory=list)  # the first 20
+    unmatched_count: int = 0
+
+
+@dataclass
+class LoadReport:
+    """What loading an adapter did (CONTRACT section 9): modules, unmatched keys, rank,
+    alpha and where it came from, scale, kohya metadata, hashes."""
+
+    modules: int
+    components: dict[str, ComponentLoad] = field(default_factory=dict)
+    unmatched_keys: list[str] = field(default_factory=list)  # the first 20, of every component
+    unmatched_count: int = 0
+    rank: int | Span | None = None
+    alpha: float | Span | None = None
+    alpha_source: str | None = None  # config | file | metadata | default
+    scale: float | Span | None = None  # alpha / rank
+    kohya: KohyaMetadata | None = None
+    hashes: AdapterHashes | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    def line(self, name: str) -> str:
+        """The terminal's line: `adapter a: 140 modules (unet 140), 0 keys unmatched, rank 4,
+        alpha 8 (file), scale 2.0`."""
+        parts = ", ".join(f"{p} {c.modules}" for p, c in self.components.items() if c.modules)
+        text = f"adapter {name}: {self.modules} modules" + (f" ({parts})" if parts else "")
+        text += f", {self.unmatched_count} keys unmatched"
+        if self.rank is not None:
+            text += f", rank {_number(self.rank)}"
+        if self.alpha is not None:
+            text += f", alpha {_number(self.alpha)} ({self.alpha_source})"
+        if self.scale is not None:
+            text += f", scale {_number(self.scale, point=True)}"
+        return text
+
+
+def _number(value: float | Span, point: bool = False) -> str:
+    """4, 8 or 0.5 (2.0 with POINT, as a scale reads); a span as 4-8."""
+    if isinstance(value, Span):
+        return f"{_number(value.min, point)}-{_number(value.max, point)}"
+    return str(float(value)) if point else f"{value:g}"
+
+
+@dataclass
+class AdapterRecord:
+    """What the run learnt of one adapter by loading it."""
+
+    load: LoadReport | None = None
 
 
 @dataclass
@@ -139,6 +236,7 @@ class Manifest:
     settings: Settings | None = None
     inputs: Inputs = field(default_factory=Inputs)
     model_setup: ModelSetup | None = None  # scheduler, components left out, attention
+    adapters: dict[str, AdapterRecord] = field(default_factory=dict)  # load reports, by name
     steps: list[StepRecord] = field(default_factory=list)
     error: Failure | None = None
     origin: Origin = field(default_factory=Origin)

@@ -226,6 +226,11 @@ class Recorder:
         self.manifest.inputs.adapters[name] = identity
         self.save()
 
+    def load_report(self, name: str, report: m.LoadReport) -> None:
+        """What loading adapter NAME did (written with the next manifest save)."""
+        self.manifest.adapters.setdefault(name, m.AdapterRecord()).load = report
+        self.save()
+
     def input_identity(self, name: str, adapter: Adapter, local: Path | None) -> None:
         """An adapter's identity, recorded as soon as it is loaded."""
         from runner.record.identity import identify

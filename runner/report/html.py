@@ -184,6 +184,15 @@ def _files(count: int) -> str:
     return f"{count} file" + "s" * (count != 1)
 
 
+def _load(manifest: m.Manifest, name: str | None) -> str:
+    """An adapter's load report (CONTRACT 9): its terminal line and its warnings."""
+    record = manifest.adapters.get(name) if name is not None else None
+    if record is None or record.load is None:
+        return ""
+    warnings = "".join(f"<p class=why>warning: {e(w)}</p>" for w in record.load.warnings)
+    return f"<p class=load>{e(record.load.line(name or ''))}</p>{warnings}"
+
+
 def _inputs(manifest: m.Manifest) -> str:
     entries = [("model", manifest.inputs.model)] + [
         (f"adapter {name}", identity) for name, identity in manifest.inputs.adapters.items()
@@ -207,6 +216,7 @@ def _inputs(manifest: m.Manifest) -> str:
             else ""
         )
         config = f"<code>{e(json.dumps(identity.config))}</code>" if identity.config else ""
+        config += _load(manifest, what.removeprefix("adapter ") if what != "model" else None)
         rows.append(
             f"<tr><th>{e(what)}</th><td>{e(source)}</td><td>{commit}</td>"
             f"<td>{hashes}{config}{files}</td></tr>"

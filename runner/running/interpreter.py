@@ -62,21 +62,27 @@ class Made:
 
 
 def _load(ctx: Context, step: Load) -> Made:
+    made = Made()
     for name in step.adapters:
         adapter = ctx.spec.adapters[name]
         try:
             local = sources.adapter_local(adapter, ctx.spec.base_dir)
-            ctx.backend.load_adapter(adapter, local)
+            report = ctx.backend.load_adapter(adapter, local)
+            if step.strict and report.unmatched_count:
+                raise StepError(f"strict: {report.warnings[0]}")
         except RunnerError as exc:
             raise RunnerError(f"adapter '{name}': {exc}") from exc
         except Exception as exc:
             raise RunnerError(f"adapter '{name}': {describe(exc)}") from exc
         ctx.recorder.input_identity(name, adapter, local)
+        ctx.recorder.load_report(name, report)
+        made.notes.append(report.line(name))
+        made.notes.extend(f"warning: adapter {name}: {w}" for w in report.warnings)
         ctx.state.loaded.append(name)
         ctx.state.active = {name: 1.0}
         if ctx.state.disabled:  # a load must not switch a disabled model back on
             ctx.backend.disable()
-    return Made()
+    return made
 
 
 def _set_adapters(ctx: Context, step: SetAdapters) -> Made:

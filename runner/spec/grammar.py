@@ -352,6 +352,11 @@ def _definitions() -> dict[str, Any]:
                     "items": {"type": "string"},
                     "minItems": 1,
                 },
+                strict={
+                    "description": "Fail the load when some of an adapter's keys match no "
+                    "module of the model (default: a warning).",
+                    "type": "boolean",
+                },
             ),
         },
         "set_adapters": {

@@ -69,6 +69,7 @@ class Load:
     line: int = 0
     id: str | None = None
     op: str = "load"
+    strict: bool = False  # keys that match no module fail the load, not just warn
 
 
 @dataclass(frozen=True)
@@ -184,7 +185,9 @@ def from_document(
         op, at, step_id = raw_step["op"], line("steps", i), raw_step.get("id")
         if op == "load":
             names = raw_step["adapters"]
-            steps.append(Load(tuple([names] if isinstance(names, str) else names), at, step_id))
+            loads = tuple([names] if isinstance(names, str) else names)
+            strict = bool(raw_step.get("strict", False))
+            steps.append(Load(loads, at, step_id, strict=strict))
         elif op == "set_adapters":
             chosen = raw_step["adapters"]
             if isinstance(chosen, str):
