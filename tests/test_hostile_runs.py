@@ -4,6 +4,7 @@ resumed compare keeps its record. Model tier: the tiny builtin LM."""
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import hashlib
 import json
@@ -195,20 +196,9 @@ def hostile(value: Any, keep: Callable[[str], bool]) -> Any:
 
 FIELDS = {
     f.name
-    for kind in (
-        m.Manifest,
-        m.StepRecord,
-        m.Identity,
-        m.Inputs,
-        m.SpecRecord,
-        m.Settings,
-        m.Failure,
-        m.Origin,
-        m.Output,
-        m.ModelSetup,
-        m.SchedulerRecord,
-    )
-    for f in __import__("dataclasses").fields(kind)
+    for kind in vars(m).values()
+    if dataclasses.is_dataclass(kind) and getattr(kind, "__module__", "") == m.__name__
+    for f in dataclasses.fields(kind)
 } | {"version", "git_commit", "libraries", "python", "platform", "rows"}
 
 
