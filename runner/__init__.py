@@ -15,9 +15,6 @@ deep-learning library.
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 from runner.api import (
     Run,
     diff,
@@ -39,13 +36,10 @@ from runner.errors import (
     SpecError,
     StepError,
 )
-
-__version__ = "0.1.0"
-# The name on the package index; `runner` there is an unrelated project. Imports and the
-# command stay `runner`.
-DISTRIBUTION = "peft-runner"
+from runner.meta import DISTRIBUTION, __version__, cache_home
 
 __all__ = [
+    "DISTRIBUTION",
     "Interrupted",
     "Located",
     "Refused",
@@ -54,6 +48,7 @@ __all__ = [
     "RunnerError",
     "SpecError",
     "StepError",
+    "__version__",
     "cache_home",
     "diff",
     "load_spec",
@@ -65,9 +60,3 @@ __all__ = [
     "verify",
     "write_report",
 ]
-
-
-def cache_home() -> Path:
-    """Where the runner keeps its caches: $XDG_CACHE_HOME/runner, default ~/.cache/runner."""
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "runner"

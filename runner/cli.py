@@ -14,8 +14,8 @@ from typing import Any
 
 import click
 
-from runner import __version__
 from runner.errors import Interrupted, Refused, RunnerError, SpecError, StepError
+from runner.meta import __version__
 
 EXIT_OK, EXIT_INVALID, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 2, 130
 DEVICE = re.compile(r"(auto|cpu|cuda|cuda:[0-9]+|mps)")

@@ -120,7 +120,7 @@ def prepare_libraries(family: str, ticker: Ticker | None = None) -> None:
     """Before anything of FAMILY's libraries runs, a builtin model's making included: a broken
     pair of library versions is refused in one line, and (unless the ticker is verbose)
     the libraries' own progress bars and logs are turned off."""
-    from runner import compat
+    from runner.backends import compat
 
     versions = compat.installed()
     compat.check(versions)  # before an import fails on a known pair

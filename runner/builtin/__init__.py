@@ -11,9 +11,9 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from runner import cache_home
 from runner.backends.quiet import captured
 from runner.builtin.entry import PREFIX, Builtin
+from runner.meta import cache_home
 
 __all__ = ["PREFIX", "Builtin", "cache_root", "catalog", "resolve"]
 

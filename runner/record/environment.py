@@ -12,7 +12,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from runner import DISTRIBUTION
+from runner.meta import DISTRIBUTION
 
 LIBRARIES = (
     "torch",
@@ -47,7 +47,7 @@ def library_version(name: str) -> str | None:
         return metadata.version(name)
     except metadata.PackageNotFoundError:
         if name == DISTRIBUTION:  # run from a source tree that is not installed
-            from runner import __version__
+            from runner.meta import __version__
 
             return __version__
         return None

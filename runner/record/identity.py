@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from runner import cache_home
+from runner.meta import cache_home
 from runner.record.files import sha256_file, write_atomic
 from runner.record.manifest import Identity
 

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-from runner import __version__
 from runner.backends.results import Completion, ModelSetup, Picture, SchedulerUsed
+from runner.meta import __version__
 from runner.record import manifest as m
 from runner.record import rundir
 from runner.record.files import Syncer, sha256_bytes, write_atomic
