@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
     from runner.audit.checksums import VerifyReport
     from runner.audit.diff import DiffReport
-    from runner.backends import Ticker
+    from runner.backends.base import Ticker
     from runner.record.manifest import Manifest, StepRecord
     from runner.running.many import Many
     from runner.spec.types import Spec

@@ -219,10 +219,10 @@ def test_cell_writer_writes_pngs_as_they_come_and_a_grid_of_them(tmp_path: Path)
     import numpy as np
     from PIL import Image
 
-    from runner.backends.results import Picture
     from runner.record.cells import read
     from runner.record.recorder import Recorder
     from runner.report import grid
+    from runner.results import Picture
 
     spec = runner.load_spec(
         {

@@ -14,10 +14,10 @@ import pytest
 from PIL import Image
 
 from runner.audit import diff as audit
-from runner.backends.results import Picture, SchedulerUsed
 from runner.record import manifest as m
 from runner.record.pnginfo import infotext, parse_parameters, png_bytes, read_png_metadata
 from runner.record.samplers import sampler_name
+from runner.results import Picture, SchedulerUsed
 from runner.spec import grammar
 from runner.spec.load import load
 from runner.spec.schema import schema

@@ -23,10 +23,10 @@ from click.testing import CliRunner
 from PIL import Image
 
 import runner
-from runner.backends.results import Completion, Picture
 from runner.cli import main
 from runner.record import manifest as m
 from runner.record.recorder import Recorder
+from runner.results import Completion, Picture
 
 HOSTILE = "<script>alert('x')</script> & \"quotes\" <img src=https://evil.example/x.png>"
 SCREENSHOT = Path("/tmp/report-screenshot.png")

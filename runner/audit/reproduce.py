@@ -7,7 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from runner.audit import diff as audit
-from runner.backends import Ticker
+from runner.backends.base import Ticker
 from runner.record import manifest as m
 from runner.running.interpreter import Overrides, execute
 from runner.spec.load import load

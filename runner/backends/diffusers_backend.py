@@ -13,11 +13,12 @@ from diffusers import DiffusionPipeline
 from safetensors import SafetensorError
 
 from runner import sources
-from runner.backends import Logged, Ticker, scheduling
+from runner.backends import scheduling
+from runner.backends.base import Logged, Ticker
 from runner.backends.devices import gpu_memory, resolve_device, resolve_dtype, torch_dtype
 from runner.backends.quiet import ADAPTER_FALSE_ALARMS, ANSI, captured, fold, one_line
-from runner.backends.results import ModelSetup, Picture
 from runner.errors import StepError, describe
+from runner.results import ModelSetup, Picture
 from runner.spec.types import Adapter, Generate, Model, Scheduler
 
 # A compare's images per pipeline call: pixels at a time on a CPU, bytes per pixel of the

@@ -16,11 +16,12 @@ import torch
 from transformers import StoppingCriteria, StoppingCriteriaList
 
 from runner import sources
-from runner.backends import CannotMix, Logged, Ticker, lora_mixing
+from runner.backends import lora_mixing
+from runner.backends.base import CannotMix, Logged, Ticker
 from runner.backends.devices import gpu_memory, resolve_device, resolve_dtype, seed, torch_dtype
 from runner.backends.quiet import ADAPTER_FALSE_ALARMS, captured, fold, one_line
-from runner.backends.results import Completion, ModelSetup
 from runner.errors import StepError
+from runner.results import Completion, ModelSetup
 from runner.spec.types import Adapter, Generate, Model
 
 # A config adapter is made right after torch.manual_seed(CONFIG_SEED): by hand, that is

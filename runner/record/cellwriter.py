@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from runner.backends.results import Completion, Picture
 from runner.meta import __version__
 from runner.record import cells as c
 from runner.record.files import sha256_bytes
+from runner.results import Completion, Picture
 
 if TYPE_CHECKING:
     from PIL.Image import Image

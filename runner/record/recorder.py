@@ -14,12 +14,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-from runner.backends.results import Completion, ModelSetup, Picture, SchedulerUsed
 from runner.meta import __version__
 from runner.record import manifest as m
 from runner.record import rundir
 from runner.record.files import Syncer, sha256_bytes, write_atomic
 from runner.record.samplers import sampler_name
+from runner.results import Completion, ModelSetup, Picture, SchedulerUsed
 from runner.spec.types import Adapter, Spec, resolved
 
 if TYPE_CHECKING:

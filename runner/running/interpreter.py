@@ -15,13 +15,13 @@ from pathlib import Path
 from typing import Any
 
 from runner import sources
-from runner.backends import Backend, Ticker
-from runner.backends.results import Completion, Picture, SchedulerUsed
+from runner.backends.base import Backend, Ticker
 from runner.errors import Interrupted, RunnerError, StepError, describe
 from runner.record import manifest as m
 from runner.record.recorder import Recorder, scheduler_record
 from runner.record.rundir import output_dir
 from runner.record.samplers import sampler_name
+from runner.results import Completion, Picture, SchedulerUsed
 from runner.running import compare
 from runner.running.models import ModelCache
 from runner.spec.types import Compare, Disable, Enable, Generate, Load, SetAdapters, Spec, Step

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from runner import sources
-from runner.backends import Backend, Ticker, create_backend, prepare_libraries, resolve
+from runner.backends import create_backend, prepare_libraries, resolve
+from runner.backends.base import Backend, Ticker
 from runner.record import manifest as m
 from runner.spec.types import Spec
 
