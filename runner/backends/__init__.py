@@ -7,10 +7,18 @@ makes one, importing it (and its libraries) only when asked.
 
 from __future__ import annotations
 
+import importlib
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from runner.backends.base import Backend, Ticker
+
+# family -> (module, class): imported by name when asked, so that this package imports no
+# backend while both backends import runner.backends.base.
+BACKENDS = {
+    "transformers": ("runner.backends.transformers_backend", "TransformersBackend"),
+    "diffusers": ("runner.backends.diffusers_backend", "DiffusersBackend"),
+}
 
 
 def prepare_libraries(family: str, ticker: Ticker | None = None) -> None:
@@ -33,13 +41,11 @@ def create_backend(
 ) -> Backend:
     """The backend for FAMILY, once `prepare_libraries` has run; importing it is what loads
     the heavy libraries."""
-    if family == "transformers":
-        from runner.backends.transformers_backend import TransformersBackend
-
-        return TransformersBackend(device, dtype, trust_remote_code, ticker)
-    from runner.backends.diffusers_backend import DiffusersBackend
-
-    return DiffusersBackend(device, dtype, trust_remote_code, ticker)
+    module, name = BACKENDS[family]
+    made: Backend = getattr(importlib.import_module(module), name)(
+        device, dtype, trust_remote_code, ticker
+    )
+    return made
 
 
 def _peft_needed() -> str | None:

@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from runner import sources
 from runner.backends.base import Backend, Ticker
 from runner.errors import Interrupted, RunnerError, StepError, describe
 from runner.record import manifest as m
@@ -24,6 +23,7 @@ from runner.record.samplers import sampler_name
 from runner.results import Completion, Picture, SchedulerUsed
 from runner.running import compare
 from runner.running.models import ModelCache
+from runner.sources import hub
 from runner.spec.types import Compare, Disable, Enable, Generate, Load, SetAdapters, Spec, Step
 
 
@@ -65,7 +65,7 @@ def _load(ctx: Context, step: Load) -> Made:
     for name in step.adapters:
         adapter = ctx.spec.adapters[name]
         try:
-            local = sources.adapter_local(adapter, ctx.spec.base_dir)
+            local = hub.adapter_local(adapter, ctx.spec.base_dir)
             ctx.backend.load_adapter(adapter, local)
         except RunnerError as exc:
             raise RunnerError(f"adapter '{name}': {exc}") from exc

@@ -15,11 +15,11 @@ import difflib
 from collections.abc import Callable
 from pathlib import Path
 
-from runner import sources
 from runner.errors import Refused, RunDirError
 from runner.record import manifest as m
 from runner.record.files import sha256_bytes
 from runner.running.interpreter import Context, Made, Overrides, Setup, execute
+from runner.sources import hub
 from runner.spec.types import Spec, Step
 
 
@@ -138,7 +138,7 @@ def input_changes(spec: Spec, old: m.Manifest) -> list[str]:
 
     lines: list[str] = []
     if old.inputs.model is not None:
-        source = sources.model_source(spec.model, spec.base_dir)
+        source = hub.model_source(spec.model, spec.base_dir)
         local = Path(source) if Path(source).exists() else None
         now = identify(spec.model.path, local, spec.model.revision)
         lines += _changed("model", old.inputs.model, now)
@@ -151,7 +151,7 @@ def input_changes(spec: Spec, old: m.Manifest) -> list[str]:
             if before.config != config:
                 lines.append(f"adapter '{name}' config differs")
             continue
-        local = sources.adapter_local(adapter, spec.base_dir)
+        local = hub.adapter_local(adapter, spec.base_dir)
         now = identify(adapter.path or "", local, adapter.revision)
         lines += _changed(f"adapter '{name}'", before, now)
     return lines

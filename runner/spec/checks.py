@@ -9,8 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from runner import sources
 from runner.errors import Located
+from runner.sources import names
 from runner.spec import disk, references
 from runner.spec.document import Document, Path_
 from runner.spec.grammar import GENERATING, MAX_SEED
@@ -46,7 +46,7 @@ def _adapter(
 ) -> list[Located]:
     here: Path_ = ("adapters", name)
     problems = []
-    naming = sources.name_problem(name)
+    naming = names.name_problem(name)
     if naming:
         problems.append(doc.problem(here, naming, key=True))
     has_path, has_config = "path" in adapter, "config" in adapter
