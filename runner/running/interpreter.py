@@ -236,7 +236,8 @@ def _prepare(
     ticker: Ticker | None = None,
 ) -> tuple[Backend, State]:
     """Settings, environment and the model; an adapter folder as model brings `default`."""
-    from runner.record.environment import apply_determinism, capture
+    from runner.backends.determinism import apply_determinism
+    from runner.record.environment import capture
 
     # Before the backend starts CUDA: CUBLAS_WORKSPACE_CONFIG is read when cuBLAS starts.
     applied = apply_determinism(
