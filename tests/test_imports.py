@@ -19,6 +19,8 @@ PACKAGE = Path(__file__).resolve().parent.parent / "runner"
 # the longest prefix that matches a module decides its layer.
 LAYERS: list[tuple[str, ...]] = [
     ("runner.meta", "runner.errors"),
+    # What a backend makes (completions, pictures): plain data that backends hand to record.
+    ("runner.results",),
     # What the builtins are (names, kinds, makers that import their libraries inside).
     (
         "runner.builtin.entry",

@@ -12,9 +12,9 @@ from click.testing import CliRunner
 import runner
 from runner.cli import main
 from runner.record import manifest as m
-from runner.record import orphan
 from runner.record.recorder import Recorder
-from runner.running import ray_worker
+from runner.running import orphan, ray_worker
+from runner.running.ending import finish
 from runner.running.interpreter import Overrides
 from runner.running.many import Many, Outcome, grouped, table
 from runner.running.schedule import Plan
@@ -155,7 +155,7 @@ def test_a_parent_finishes_a_dead_runs_record_from_its_journal(tmp_path: Path) -
 def test_an_old_manifest_without_origin_reads(tmp_path: Path) -> None:
     typed = runner.load_spec(spec(tmp_path))
     recorder = Recorder.start(tmp_path / "runs", typed)
-    recorder.finish("succeeded")
+    finish(recorder, "succeeded")
     data = m.manifest_bytes(recorder.manifest).decode()
     assert '"origin"' in data
     import json

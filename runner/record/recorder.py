@@ -12,7 +12,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import Any, BinaryIO
 
 from runner.meta import __version__
 from runner.record import manifest as m
@@ -21,9 +21,6 @@ from runner.record.files import Syncer, sha256_bytes, write_atomic
 from runner.record.samplers import sampler_name
 from runner.results import Completion, ModelSetup, Picture, SchedulerUsed
 from runner.spec.types import Adapter, Spec, resolved
-
-if TYPE_CHECKING:
-    from runner.record.cellwriter import CellWriter
 
 
 @dataclass
@@ -110,31 +107,28 @@ class Recorder:
         killed process loses nothing; the syncer puts it on disk.
         """
         if self._journal is None:
-            self._journal = open(self.run / m.JOURNAL, "ab")  # noqa: SIM115 - closed in finish
+            self._journal = open(self.run / m.JOURNAL, "ab")  # noqa: SIM115 - closed in seal
         self._journal.write(m.journal_line(record))
         self._journal.flush()
         self._syncer.keep(self._journal.fileno())
         self.manifest.steps.append(record)
 
-    def finish(self, status: str, error: m.Failure | None = None) -> None:
-        """Record the end: the whole manifest, then SHA256SUMS; the journal has served."""
+    def end(self, status: str, error: m.Failure | None = None) -> bytes:
+        """Record the end in the manifest, written whole; returns it as written."""
         self.manifest.status, self.manifest.ended, self.manifest.error = (
             status,
             rundir.utc_now(),
             error,
         )
-        self._report(self.save())
+        return self.save()
+
+    def seal(self) -> None:
+        """Every file of the run on disk, the journal gone (it has served), then SHA256SUMS."""
         self._syncer.close()  # every file of the run on disk, before the list of them
         if self._journal is not None:
             self._journal.close()
         (self.run / m.JOURNAL).unlink(missing_ok=True)
         rundir.write_sums(self.run, self.sums)
-
-    def _report(self, manifest: bytes) -> None:
-        """report.html from the manifest as it reads back, so `runner report` gives the same."""
-        from runner.report.html import REPORT, page
-
-        self.write(REPORT, page(self.run, m.parse(json.loads(manifest))))
 
     def outputs(
         self,
@@ -184,12 +178,6 @@ class Recorder:
             )
             for k, picture in enumerate(items)
         ]
-
-    def cell_writer(self, folder: str, rows: list[str]) -> CellWriter:
-        """A writer for a compare step's cells, a row per label of ROWS, as they are made."""
-        from runner.record.cellwriter import CellWriter
-
-        return CellWriter(self, folder, rows)
 
     def inputs_adapter(self, name: str, identity: m.Identity) -> None:
         """An adapter's identity, recorded as soon as it is loaded."""

@@ -22,6 +22,8 @@ from runner.record.rundir import output_dir
 from runner.record.samplers import sampler_name
 from runner.results import Completion, Picture, SchedulerUsed
 from runner.running import compare
+from runner.running.cellwriter import CellWriter
+from runner.running.ending import finish
 from runner.running.models import ModelCache
 from runner.sources import hub
 from runner.spec.types import Compare, Disable, Enable, Generate, Load, SetAdapters, Spec, Step
@@ -109,7 +111,7 @@ def _generate(ctx: Context, step: Generate) -> Made:
 def _compare(ctx: Context, step: Compare) -> Made:
     cells = compare.plan(step)
     folder = output_dir(ctx.index, step.id or "compare")
-    writer = ctx.recorder.cell_writer(folder, [row.label for row in step.rows])
+    writer = CellWriter(ctx.recorder, folder, [row.label for row in step.rows])
 
     def done(cell: compare.Cell, results: list[Completion] | list[Picture]) -> None:
         weights = None if cell.row.weights is None else dict(cell.row.weights)
@@ -198,17 +200,17 @@ def execute(
                 ctx.index, where = index, f"{spec.file}:{step.line}: step {index} ({step.op})"
                 _run_step(ctx, step, progress)
         except (Interrupted, KeyboardInterrupt) as exc:
-            recorder.finish("interrupted", m.Failure(index, where, "interrupted"))
+            finish(recorder, "interrupted", m.Failure(index, where, "interrupted"))
             stop = exc if isinstance(exc, Interrupted) else Interrupted("SIGINT")
             stop.run_dir = recorder.run
             raise stop from None
         except Exception as exc:
             message = str(exc) if isinstance(exc, RunnerError) else describe(exc)
-            recorder.finish("failed", m.Failure(index, where, message))
+            finish(recorder, "failed", m.Failure(index, where, message))
             error = StepError(f"{where}: {message}")
             error.run_dir = recorder.run
             raise error from exc
-        recorder.finish("succeeded")
+        finish(recorder, "succeeded")
     return recorder.run
 
 

@@ -21,8 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from runner.errors import Interrupted, RunnerError
-from runner.record import orphan, rundir
+from runner.record import rundir
 from runner.record.files import sha256_bytes
+from runner.running import orphan
 from runner.running.interpreter import Overrides
 from runner.running.many import Many, Outcome, group_key, pending
 from runner.running.ray_worker import Job, Worker

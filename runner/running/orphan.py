@@ -11,9 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from runner.record import manifest as m
-from runner.record import rundir
-from runner.record.files import write_atomic
 from runner.record.recorder import Recorder
+from runner.running.ending import finish
 from runner.spec.types import Spec
 
 
@@ -25,20 +24,13 @@ def close(run_dir: Path, spec: Spec, status: str, message: str) -> None:
     """
     if not (run_dir / m.MANIFEST).exists():  # killed before its first record
         recorder = Recorder.start(run_dir.parent, spec, folder=run_dir)
-        recorder.finish(status, m.Failure(0, where(spec, 0), message))
+        finish(recorder, status, m.Failure(0, where(spec, 0), message))
         return
     manifest = m.read(run_dir)
     if manifest.finished:
         return
     index = _stopped_at(manifest, len(spec.steps))
-    manifest.status, manifest.ended = status, rundir.utc_now()
-    manifest.error = m.Failure(index, where(spec, index), message)
-    write_atomic(run_dir / m.MANIFEST, m.manifest_bytes(manifest))
-    (run_dir / m.JOURNAL).unlink(missing_ok=True)
-    from runner.report.html import REPORT, page
-
-    write_atomic(run_dir / REPORT, page(run_dir, manifest))
-    rundir.write_sums(run_dir, {})
+    finish(Recorder(run_dir, manifest), status, m.Failure(index, where(spec, index), message))
 
 
 def _stopped_at(manifest: m.Manifest, total: int) -> int:

@@ -1,0 +1,20 @@
+"""The end of a run, one sequence wherever a run ends: the manifest whole, the report page
+from the manifest as it reads back (so `runner report` gives the same page), then every
+file on disk and SHA256SUMS over them. A run ends through `finish`; a parent closes a run
+whose process died through `runner.running.orphan`, which ends it the same way.
+"""
+
+from __future__ import annotations
+
+import json
+
+from runner.record import manifest as m
+from runner.record.recorder import Recorder
+from runner.report.html import REPORT, page
+
+
+def finish(recorder: Recorder, status: str, error: m.Failure | None = None) -> None:
+    """Record the end of RECORDER's run with STATUS (and ERROR), its report and SHA256SUMS."""
+    written = recorder.end(status, error)
+    recorder.write(REPORT, page(recorder.run, m.parse(json.loads(written))))
+    recorder.seal()
