@@ -8,6 +8,7 @@
     run.dir, run.status, run.manifest, run.outputs["blend"], run.cells("styles")
     again = runner.open_run(run.dir)             # any run directory, no model loaded
     runner.verify(again).ok, runner.diff(run, again).same
+    runner.reproduce(run.dir).same                 # run again with the recorded settings
 
 Importing runner, or calling validate, load_spec, open_run, verify or diff, loads no
 deep-learning library.
@@ -16,10 +17,12 @@ deep-learning library.
 from __future__ import annotations
 
 from runner.api import (
+    Reproduction,
     Run,
     diff,
     load_spec,
     open_run,
+    reproduce,
     resume,
     run,
     run_many,
@@ -43,6 +46,7 @@ __all__ = [
     "Interrupted",
     "Located",
     "Refused",
+    "Reproduction",
     "Run",
     "RunDirError",
     "RunnerError",
@@ -53,6 +57,7 @@ __all__ = [
     "diff",
     "load_spec",
     "open_run",
+    "reproduce",
     "resume",
     "run",
     "run_many",

@@ -285,6 +285,40 @@ def resume(
     return open_run(new)
 
 
+@dataclass(frozen=True)
+class Reproduction:
+    """A run made again: the new run, how it compares with the old, and (when the outputs
+    differ) everything else recorded that differs between the two, phrased for humans."""
+
+    run: Run
+    report: DiffReport
+    causes: list[str]
+
+    @property
+    def same(self) -> bool:
+        """Every output identical."""
+        return self.report.outputs_same
+
+
+def reproduce(
+    run_dir: Run | str | Path,
+    out: str | Path | None = None,
+    progress: Callable[[str], None] = lambda line: None,
+    ticker: Ticker | None = None,
+) -> Reproduction:
+    """Run a recorded spec again with its recorded name, seed, device, dtype and threads into
+    a new run directory (beside the old one unless OUT), and compare every output."""
+    from runner.audit.diff import diff as compare
+    from runner.audit.diff import likely_causes
+    from runner.running.reproduce import reproduce as run_again
+
+    old = _dir(run_dir)
+    new = open_run(run_again(old, Path(out) if out is not None else None, progress, ticker))
+    report = compare(old, new.dir)
+    causes = [] if report.outputs_same else likely_causes(open_run(old).manifest, new.manifest)
+    return Reproduction(new, report, causes)
+
+
 def open_run(run_dir: str | Path) -> Run:
     """Any run directory, read without a model; raises RunDirError for what is not one."""
     from runner.record.manifest import read

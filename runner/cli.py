@@ -294,21 +294,19 @@ def verify(run_dir: Path) -> int:
 @_errors()
 def reproduce(run_dir: Path, out: Path | None) -> int:
     """Run RUN_DIR's spec again with its recorded settings and compare every output."""
-    from runner.audit.diff import format_outputs, likely_causes
-    from runner.audit.reproduce import reproduce as run_again
-    from runner.record.manifest import read
+    import runner
+    from runner.audit.diff import format_outputs
     from runner.running.progress import Reporter
 
     with Reporter(sys.stderr, verbose=_verbose()) as shown:
-        new_run, report = run_again(run_dir, out, shown.line, shown)
-    click.echo(f"reproduced into {new_run}")
-    click.echo(format_outputs(report.outputs))
-    if report.outputs_same:
+        again = runner.reproduce(run_dir, out, shown.line, shown)
+    click.echo(f"reproduced into {again.run.dir}")
+    click.echo(format_outputs(again.report.outputs))
+    if again.same:
         click.echo("every output is identical")
         return EXIT_OK
-    causes = likely_causes(read(run_dir), read(new_run))
     click.echo("outputs differ; what else differs between the runs:")
-    click.echo("\n".join(f"  {c}" for c in causes) or "  nothing recorded differs")
+    click.echo("\n".join(f"  {c}" for c in again.causes) or "  nothing recorded differs")
     return EXIT_INVALID
 
 

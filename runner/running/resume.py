@@ -126,7 +126,7 @@ def resume(
         raise Refused(
             f"cannot resume {run_dir}: its inputs changed since it ran: " + "; ".join(changes)
         )
-    overrides = _recorded_settings(old, device)
+    overrides = recorded_settings(old, device)
     reuse = Reuse(run_dir, {s.index: s for s in old.steps}, progress)
     setup = Setup(reuse=reuse, origin=m.Origin(resumed_from=str(run_dir)))
     return execute(spec, out or run_dir.parent, overrides, progress, setup=setup)
@@ -168,14 +168,15 @@ def _changed(what: str, before: m.Identity, now: m.Identity) -> list[str]:
     return lines
 
 
-def _recorded_settings(old: m.Manifest, device: str | None) -> Overrides:
-    """The old run's device, dtype and threads: what makes the outputs the same."""
+def recorded_settings(old: m.Manifest, device: str | None = None) -> Overrides:
+    """The old run's device, dtype and threads: what makes the outputs the same (a resume
+    and a reproduce alike); DEVICE, when asked for, must be the one it ran on."""
     settings = old.settings
     if settings is None:  # it stopped before its model loaded: nothing was recorded to keep
         return Overrides(device=device)
     if device is not None and device not in (settings.device, settings.device.split(":")[0]):
         raise Refused(
             f"the run ran on {settings.device}; resuming it on {device} would not give its "
-            "outputs (leave out --device)"
+            "outputs (leave the device out)"
         )
     return Overrides(settings.device, settings.dtype, settings.threads)
