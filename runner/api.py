@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from runner.errors import Located, SpecError
+from runner.errors import Located, RunDirError, SpecError
 
 if TYPE_CHECKING:
     from PIL.Image import Image
@@ -117,13 +117,15 @@ class Run:
             if step in names and record.op == "compare":
                 return self._cells(record)
         known = [s.id or f"{s.index:02d}-compare" for s in self.manifest.steps if s.op == "compare"]
-        raise KeyError(f"no compare step {step!r} in {self.dir} (compare steps: {known or 'none'})")
+        raise RunDirError(
+            f"no compare step {step!r} in {self.dir} (compare steps: {known or 'none'})"
+        )
 
     def _cells(self, record: StepRecord) -> list[Cell]:
         from runner.audit.checksums import safe_path
-        from runner.record import cells
+        from runner.record import cells, layout
 
-        listed = [o.path for o in record.outputs if o.path.endswith("/" + cells.FILE)]
+        listed = [o.path for o in record.outputs if o.path.endswith("/" + layout.CELLS)]
         if not listed:
             return []
         file = safe_path(self.dir, listed[0])

@@ -453,7 +453,7 @@ def test_text_compare_record(text_run: runner.Run) -> None:
     texts = text_run.outputs["sampled"]  # the cells, as a generate step's texts
     assert [t.token_ids for t in texts] == [c.token_ids for c in text_run.cells("sampled")]
     assert text_run.cells(4) == text_run.cells("04-sampled") == text_run.cells("sampled")
-    with pytest.raises(KeyError, match="compare steps: \\['sampled', 'greedy'\\]"):
+    with pytest.raises(runner.RunDirError, match="compare steps: \\['sampled', 'greedy'\\]"):
         text_run.cells("before")
     assert runner.verify(text_run).ok
 

@@ -7,9 +7,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from runner.errors import RunDirError
+from runner.record import layout
 from runner.record import manifest as m
 from runner.record.files import sha256_file
-from runner.record.rundir import SUMS, files_under
+from runner.record.layout import SUMS
+from runner.record.rundir import files_under
 
 _SUM_LINE = re.compile(r"([0-9a-f]{64}) [ *](.+)")
 
@@ -66,7 +68,7 @@ def verify(run_dir: Path) -> VerifyReport:
     A run whose process died has no SHA256SUMS: it is reported unfinished, with the steps
     its journal recorded and their outputs checked against the journal's sha256.
     """
-    if run_dir.is_dir() and not (run_dir / SUMS).exists() and (run_dir / m.MANIFEST).is_file():
+    if run_dir.is_dir() and not (run_dir / SUMS).exists() and (run_dir / layout.MANIFEST).is_file():
         return _unfinished(run_dir)
     sums = read_sums(run_dir)
     on_disk = set(files_under(run_dir)) - {SUMS}

@@ -15,6 +15,7 @@ from typing import Any
 
 from runner.audit.outputs import OutputDiff, compare_outputs
 from runner.errors import RunDirError
+from runner.record import layout
 from runner.record import manifest as m
 
 
@@ -214,7 +215,7 @@ def format_outputs(diffs: list[OutputDiff]) -> str:
 def spec_diff(run_a: Path, run_b: Path) -> list[str]:
     """Unified diff of the two runs' spec.yaml, labelled a/spec.yaml and b/spec.yaml."""
     try:
-        a, b = ((r / "spec.yaml").read_bytes() for r in (run_a, run_b))
+        a, b = ((r / layout.SPEC).read_bytes() for r in (run_a, run_b))
     except OSError as e:
         raise RunDirError(f"no readable spec.yaml: {e}") from e
     if a == b:

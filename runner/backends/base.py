@@ -7,7 +7,9 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
+from runner.errors import StepError
 from runner.results import Completion, ModelSetup, Picture
+from runner.sources.names import name_problem
 
 if TYPE_CHECKING:
     from runner.spec.types import Adapter, Generate, Model
@@ -111,3 +113,11 @@ class DrawsCells(Protocol):
 
     def generate_cells(self, step: Generate, seeds: list[int]) -> list[Picture]:
         """`generate` with prompt i seeded SEEDS[i]: its image k from SEEDS[i] + k."""
+
+
+def refuse_bad_name(name: str) -> None:
+    """At run time, in every backend: a name torch or the runner reserves is refused before
+    it reaches peft (a spec from Python may skip validation, or a file changed since)."""
+    problem = name_problem(name)
+    if problem:
+        raise StepError(problem)

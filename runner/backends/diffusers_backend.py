@@ -13,7 +13,7 @@ from diffusers import DiffusionPipeline
 from safetensors import SafetensorError
 
 from runner.backends import scheduling
-from runner.backends.base import Logged, Ticker
+from runner.backends.base import Logged, Ticker, refuse_bad_name
 from runner.backends.devices import gpu_memory, resolve_device, resolve_dtype, torch_dtype
 from runner.backends.quiet import ADAPTER_FALSE_ALARMS, ANSI, captured, fold, one_line
 from runner.errors import StepError, describe
@@ -155,6 +155,7 @@ class DiffusersBackend:
 
     def load_adapter(self, adapter: Adapter, local: Path | None) -> None:
         """load_lora_weights under the adapter's name; it becomes the only active adapter."""
+        refuse_bad_name(adapter.name)
         pipe, name = self.pipe, adapter.name
         if adapter.config is not None:
             raise StepError(

@@ -16,7 +16,7 @@ import torch
 from transformers import StoppingCriteria, StoppingCriteriaList
 
 from runner.backends import lora_mixing
-from runner.backends.base import CannotMix, Logged, Ticker
+from runner.backends.base import CannotMix, Logged, Ticker, refuse_bad_name
 from runner.backends.devices import gpu_memory, resolve_device, resolve_dtype, seed, torch_dtype
 from runner.backends.quiet import ADAPTER_FALSE_ALARMS, captured, fold, one_line
 from runner.errors import StepError
@@ -77,9 +77,7 @@ class TransformersBackend:
 
     def load_adapter(self, adapter: Adapter, local: Path | None) -> None:
         """Attach the adapter and make it the only active one; on failure leave no trace."""
-        naming = names.name_problem(adapter.name)
-        if naming:
-            raise StepError(naming)
+        refuse_bad_name(adapter.name)
         known = set(getattr(self.model, "peft_config", None) or {})
         before = self.model.active_adapters() if known else []
         try:
@@ -378,7 +376,12 @@ def _read_weights(path: Path, allow_pickle: bool) -> dict[str, torch.Tensor]:
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    safe = path.suffix == ".safetensors"
+    safe = names.is_safetensors(path.name)
+    if not safe and not names.is_pickle(path.name):
+        raise StepError(
+            f"{path.name} is neither a safetensors file nor a pickled checkpoint "
+            f"({', '.join((names.SAFETENSORS, *names.PICKLE_SUFFIXES))})"
+        )
     if not safe and not allow_pickle:
         raise StepError(names.pickle_refusal(path.name))
     try:

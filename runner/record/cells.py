@@ -13,8 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-FILE = "cells.jsonl"
-GRID = "grid.png"
+from runner.errors import RunDirError
 
 
 @dataclass(frozen=True)
@@ -42,9 +41,13 @@ def line(cell: Cell) -> bytes:
 
 
 def read(file: Path) -> list[Cell]:
-    """Every cell of a cells.jsonl file, in order; raises ValueError naming a bad line."""
+    """Every cell of a cells.jsonl file, in order; raises RunDirError naming a bad line."""
     cells = []
-    for number, text in enumerate(file.read_text(encoding="utf-8").splitlines(), 1):
+    try:
+        lines = file.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise RunDirError(f"{file}: not readable ({exc})") from None
+    for number, text in enumerate(lines, 1):
         if not text.strip():
             continue
         try:
@@ -64,5 +67,5 @@ def read(file: Path) -> list[Cell]:
                 )
             )
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
-            raise ValueError(f"{file}:{number}: not a cell ({exc})") from None
+            raise RunDirError(f"{file}:{number}: not a cell ({exc})") from None
     return cells

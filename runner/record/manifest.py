@@ -22,10 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from runner.errors import RunDirError
+from runner.record.layout import JOURNAL, MANIFEST
 
 SCHEMA_VERSION = 1
-MANIFEST = "manifest.json"
-JOURNAL = "journal.jsonl"
 FINISHED = ("succeeded", "failed", "interrupted")
 
 

@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from runner.meta import __version__
+from runner.record import layout, rundir
 from runner.record import manifest as m
-from runner.record import rundir
 from runner.record.files import Syncer, sha256_bytes, write_atomic
 from runner.record.samplers import sampler_name
 from runner.results import Completion, ModelSetup, Picture, SchedulerUsed
@@ -54,8 +54,8 @@ class Recorder:
             origin=origin or m.Origin(),
         )
         rec = cls(folder or rundir.create(out, spec.name, digest), manifest)
-        rec.write("spec.yaml", spec.raw)
-        rec.write("resolved.json", m.to_json(resolved(spec)))
+        rec.write(layout.SPEC, spec.raw)
+        rec.write(layout.RESOLVED, m.to_json(resolved(spec)))
         rec.save()
         return rec
 
@@ -77,7 +77,7 @@ class Recorder:
             self.manifest.steps = []
         try:
             data = m.manifest_bytes(self.manifest)
-            self.write(m.MANIFEST, data)
+            self.write(layout.MANIFEST, data)
         finally:
             self.manifest.steps = steps
         return data
@@ -107,7 +107,7 @@ class Recorder:
         killed process loses nothing; the syncer puts it on disk.
         """
         if self._journal is None:
-            self._journal = open(self.run / m.JOURNAL, "ab")  # noqa: SIM115 - closed in seal
+            self._journal = open(self.run / layout.JOURNAL, "ab")  # noqa: SIM115 - closed in seal
         self._journal.write(m.journal_line(record))
         self._journal.flush()
         self._syncer.keep(self._journal.fileno())
@@ -127,7 +127,7 @@ class Recorder:
         self._syncer.close()  # every file of the run on disk, before the list of them
         if self._journal is not None:
             self._journal.close()
-        (self.run / m.JOURNAL).unlink(missing_ok=True)
+        (self.run / layout.JOURNAL).unlink(missing_ok=True)
         rundir.write_sums(self.run, self.sums)
 
     def outputs(
@@ -159,7 +159,7 @@ class Recorder:
             + "\n"
             for c in items
         ]
-        return [self.write(f"{folder}/completions.jsonl", "".join(lines).encode("utf-8"))]
+        return [self.write(f"{folder}/{layout.COMPLETIONS}", "".join(lines).encode("utf-8"))]
 
     def pictures(
         self, folder: str, items: list[Picture], adapters: dict[str, float] | None
@@ -168,7 +168,7 @@ class Recorder:
 
         return [
             self.write(
-                f"{folder}/{k}.png",
+                f"{folder}/{layout.picture(k)}",
                 png_bytes(
                     picture,
                     adapters=adapters,

@@ -8,8 +8,7 @@ from pathlib import Path
 
 from runner.errors import RunDirError
 from runner.record.files import PARTIAL, sha256_file, write_atomic
-
-SUMS = "SHA256SUMS"
+from runner.record.layout import SUMS
 
 
 def utc_now() -> str:
@@ -40,11 +39,6 @@ def create(out: Path, name: str, spec_sha256: str) -> Path:
                 f"--out {out}: permission denied; name a folder you can write"
             ) from None
     raise RunDirError(f"--out {out}: too many runs named {base}")
-
-
-def output_dir(index: int, step_id: str | None) -> str:
-    """outputs/NN-ID for the 1-based step INDEX."""
-    return f"outputs/{index:02d}-{step_id or 'generate'}"
 
 
 def write_sums(run: Path, known: dict[str, str]) -> None:

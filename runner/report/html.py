@@ -14,12 +14,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from runner.record import layout
 from runner.record import manifest as m
 from runner.record.files import write_atomic
 from runner.report.markup import e, short
 from runner.report.sections import step_section
 
-REPORT = "report.html"
 _WEIGHTS = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".gguf")
 _CSP = "default-src 'none'; img-src 'self' file: data:; style-src 'unsafe-inline'"
 
@@ -99,7 +99,7 @@ def unavailable(name: str, error: BaseException) -> bytes:
 
 def write(run_dir: Path, out: Path | None = None) -> Path:
     """Render RUN_DIR's report page again into OUT (default RUN_DIR/report.html)."""
-    target = out or run_dir / REPORT
+    target = out or run_dir / layout.REPORT
     write_atomic(target, render(run_dir, m.read(run_dir)))
     return target
 
@@ -117,7 +117,7 @@ def _page(title: str, body: str) -> bytes:
 
 def _resolved(run_dir: Path) -> dict[str, Any]:
     try:
-        data = json.loads((run_dir / "resolved.json").read_text(encoding="utf-8"))
+        data = json.loads((run_dir / layout.RESOLVED).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return {}
     return data if isinstance(data, dict) else {}

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from runner.record import cells as c
+from runner.record import layout
 from runner.record import manifest as m
 from runner.report.markup import e, href, image
 
@@ -101,7 +102,7 @@ def _completions(file: Path, step: m.StepRecord) -> str:
 
 def _compare(run_dir: Path, step: m.StepRecord) -> str:
     """The cells as a table: a row per setting, a column per prompt and seed."""
-    listed = [o.path for o in step.outputs if o.path.endswith("/" + c.FILE)]
+    listed = [o.path for o in step.outputs if o.path.endswith("/" + layout.CELLS)]
     if not listed:
         return _after(step)
     folder = listed[0].rsplit("/", 1)[0]
@@ -164,7 +165,7 @@ def _tile(folder: str, cell: c.Cell) -> str:
 
 
 def _grid_link(step: m.StepRecord, folder: str) -> str:
-    grid = f"{folder}/{c.GRID}"
+    grid = f"{folder}/{layout.GRID}"
     if not any(o.path == grid for o in step.outputs) or (url := href(grid)) is None:
         return ""
     return f"<p><a href='{url}'>grid.png</a>: the same cells as one labelled image.</p>"

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import json
 
+from runner.record import layout
 from runner.record import manifest as m
 from runner.record.recorder import Recorder
-from runner.report.html import REPORT, page
+from runner.report.html import page
 
 
 def finish(recorder: Recorder, status: str, error: m.Failure | None = None) -> None:
     """Record the end of RECORDER's run with STATUS (and ERROR), its report and SHA256SUMS."""
     written = recorder.end(status, error)
-    recorder.write(REPORT, page(recorder.run, m.parse(json.loads(written))))
+    recorder.write(layout.REPORT, page(recorder.run, m.parse(json.loads(written))))
     recorder.seal()

@@ -16,9 +16,9 @@ from typing import Any
 
 from runner.backends.base import Backend, Ticker
 from runner.errors import Interrupted, RunnerError, StepError, describe
+from runner.record import layout
 from runner.record import manifest as m
 from runner.record.recorder import Recorder, scheduler_record
-from runner.record.rundir import output_dir
 from runner.record.samplers import sampler_name
 from runner.results import Completion, Picture, SchedulerUsed
 from runner.running import compare
@@ -90,7 +90,7 @@ def _set_adapters(ctx: Context, step: SetAdapters) -> Made:
 
 def _generate(ctx: Context, step: Generate) -> Made:
     results = ctx.backend.generate(step)
-    folder = output_dir(ctx.index, step.id)
+    folder = layout.output_dir(ctx.index, step.id)
     written = ctx.recorder.outputs(folder, results, ctx.state.running)
     # a PNG per picture; one completions.jsonl for all texts
     files = (
@@ -110,7 +110,7 @@ def _generate(ctx: Context, step: Generate) -> Made:
 
 def _compare(ctx: Context, step: Compare) -> Made:
     cells = compare.plan(step)
-    folder = output_dir(ctx.index, step.id or "compare")
+    folder = layout.output_dir(ctx.index, step.id or "compare")
     writer = CellWriter(ctx.recorder, folder, [row.label for row in step.rows])
 
     def done(cell: compare.Cell, results: list[Completion] | list[Picture]) -> None:

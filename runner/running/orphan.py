@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from runner.record import layout
 from runner.record import manifest as m
 from runner.record.recorder import Recorder
 from runner.running.ending import finish
@@ -22,7 +23,7 @@ def close(run_dir: Path, spec: Spec, status: str, message: str) -> None:
     A run that recorded its own end is left as it is; a folder made for a run whose process
     died before its first record gets a record of its own, so none is left empty.
     """
-    if not (run_dir / m.MANIFEST).exists():  # killed before its first record
+    if not (run_dir / layout.MANIFEST).exists():  # killed before its first record
         recorder = Recorder.start(run_dir.parent, spec, folder=run_dir)
         finish(recorder, status, m.Failure(0, where(spec, 0), message))
         return

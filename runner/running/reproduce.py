@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from runner.backends.base import Ticker
+from runner.record import layout
 from runner.record import manifest as m
 from runner.running.interpreter import execute
 from runner.running.resume import recorded_settings
@@ -29,7 +30,7 @@ def reproduce(
     Returns the new run directory.
     """
     recorded = m.read(run_dir)
-    spec = load(run_dir / "spec.yaml", base_dir=Path(recorded.spec.base_dir))
+    spec = load(run_dir / layout.SPEC, base_dir=Path(recorded.spec.base_dir))
     # A spec without `name:` was named after its file, which is spec.yaml in a run directory.
     spec = dataclasses.replace(spec, name=recorded.spec.name)
     return execute(spec, out or run_dir.parent, recorded_settings(recorded), progress, ticker)

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from runner.errors import Refused, RunDirError
+from runner.record import layout
 from runner.record import manifest as m
 from runner.record.files import sha256_bytes
 from runner.running.interpreter import Context, Made, Overrides, Setup, execute
@@ -80,7 +81,7 @@ def spec_to_resume(run_dir: Path, spec_file: Path | None = None) -> tuple[Path, 
     old = m.read(run_dir)
     if old.status == "succeeded":
         raise Refused(f"{run_dir} succeeded; there is nothing to resume")
-    copy = run_dir / "spec.yaml"
+    copy = run_dir / layout.SPEC
     try:
         recorded = copy.read_bytes()
     except OSError as exc:

@@ -18,6 +18,7 @@ from runner.sources.names import (
     hub_id_problem,
     is_local,
     is_pickle,
+    is_safetensors,
     weight_name_problem,
 )
 
@@ -68,7 +69,7 @@ def named_weight(folder: Path, weight_name: str) -> Path:
 
 
 def _is_weight(path: Path) -> bool:
-    return path.suffix == ".safetensors" or is_pickle(path.name)
+    return is_safetensors(path.name) or is_pickle(path.name)
 
 
 def peft_files(local: Path, weight_name: str | None) -> tuple[Path, Path]:

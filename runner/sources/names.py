@@ -13,6 +13,8 @@ from pathlib import Path
 from runner.builtin.entry import PREFIX
 from runner.spec.rows import BASE
 
+SAFETENSORS = ".safetensors"
+# Pickled checkpoints, by their real extensions: a file with none of them is not one.
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 # huggingface_hub's validate_repo_id, which every hub call applies (a test holds them equal).
 _HUB_NAME = re.compile(r"(\b[\w\-.]{1,96}\b/)?\b[\w\-.]{1,96}\b", re.ASCII)
@@ -88,8 +90,14 @@ def weight_name_problem(weight_name: str) -> str | None:
 
 
 def is_pickle(file_name: str) -> bool:
-    """A pickled checkpoint: loading one can run arbitrary code."""
+    """A pickled checkpoint: loading one can run arbitrary code. The one pickle decision:
+    by the file's extension, never as "anything that is not safetensors"."""
     return file_name.endswith(PICKLE_SUFFIXES)
+
+
+def is_safetensors(file_name: str) -> bool:
+    """A safetensors file, which holds tensors only."""
+    return file_name.endswith(SAFETENSORS)
 
 
 def pickle_refusal(name: str, *, folder: bool = False) -> str:

@@ -93,7 +93,7 @@ def _pickle(
         return [doc.problem((*here, "path"), names.pickle_refusal(path))]
     if local.is_dir() and weight is None:
         files = [p.name for p in local.iterdir()]
-        if not any(f.endswith(".safetensors") for f in files) and any(map(names.is_pickle, files)):
+        if not any(map(names.is_safetensors, files)) and any(map(names.is_pickle, files)):
             return [doc.problem((*here, "path"), names.pickle_refusal(path, folder=True))]
     return []
 
