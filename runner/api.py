@@ -184,11 +184,12 @@ def _read_outputs(run_dir: Path, paths: list[str]) -> list[Text] | list[Picture]
     for rel in paths:
         file = safe_path(run_dir, rel)
         if rel.endswith(".jsonl"):
-            for line in file.read_text(encoding="utf-8").splitlines():
-                row = json.loads(line)
-                texts.append(
-                    Text(row["prompt"], row["text"], row["token_ids"], row["seed"], row["adapters"])
-                )
+            from runner.record import completions
+
+            texts += [
+                Text(c.prompt, c.text, c.token_ids, c.seed, c.adapters)
+                for c in completions.read(file)
+            ]
         elif rel.endswith(".png"):
             from runner.record.pnginfo import read_png_metadata
 

@@ -100,3 +100,54 @@ def test_transformers_reads_no_file_that_is_neither_safetensors_nor_pickle(
     file.write_bytes(b"GGUF")
     with pytest.raises(StepError, match="neither a safetensors file nor a pickled checkpoint"):
         _read_weights(file, allow)
+
+
+def test_a_bad_completions_line_is_a_run_directory_error(tmp_path: Path) -> None:
+    from runner.record import completions
+
+    file = tmp_path / "completions.jsonl"
+    good = '{"prompt": "p", "text": " t", "token_ids": [1, 2], "seed": 3, "adapters": {"a": 1}}'
+    file.write_text(good + '\n{"prompt": "p"}\n')
+    with pytest.raises(RunDirError, match=r"completions.jsonl:2: not a completion"):
+        completions.read(file)
+    file.write_text(good + "\n")
+    [read] = completions.read(file)
+    assert (read.prompt, read.text, read.token_ids, read.seed) == ("p", " t", [1, 2], 3)
+    assert read.adapters == {"a": 1.0}
+
+
+def test_the_report_shows_the_seed_each_png_records(tmp_path: Path) -> None:
+    """Not seed + k recomputed from the step's arguments: what the record says."""
+    from PIL import Image
+
+    from runner.record import manifest as m
+    from runner.results import Picture
+
+    spec = runner.load_spec(
+        {
+            "version": 1,
+            "name": "seeds",
+            "model": {"family": "diffusers", "path": "builtin:tiny-sd"},
+            "steps": [{"op": "generate", "id": "pics", "prompt": ["red", "blue"], "seed": 4}],
+        }
+    )
+    recorder = Recorder.start(tmp_path, spec)
+    pictures = [Picture(Image.new("RGB", (8, 8)), p, s) for p, s in [("red", 70), ("blue", 91)]]
+    outputs = recorder.outputs("outputs/01-pics", pictures, None)
+    arguments = {"prompt": ["red", "blue"], "seed": 4}
+    recorder.step(
+        m.StepRecord(
+            index=1,
+            op="generate",
+            id="pics",
+            line=5,
+            status="ok",
+            seconds=0.1,
+            arguments=arguments,
+            outputs=outputs,
+        )
+    )
+    finish(recorder, "succeeded")
+    page = (recorder.run / "report.html").read_text(encoding="utf-8")
+    assert "seed 70 " in page and "seed 91 " in page
+    assert "seed 4 " not in page and "seed 5 " not in page

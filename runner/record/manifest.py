@@ -23,6 +23,7 @@ from typing import Any
 
 from runner.errors import RunDirError
 from runner.record.layout import JOURNAL, MANIFEST
+from runner.spec.values import is_int
 
 SCHEMA_VERSION = 1
 FINISHED = ("succeeded", "failed", "interrupted")
@@ -295,9 +296,9 @@ def _list_reader(item: Callable[[Any], Any]) -> Callable[[Any], Any]:
 
 def _scalar_reader(kind: type) -> Callable[[Any], Any]:
     def read(value: Any) -> Any:
-        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        if kind is float and is_int(value):
             return float(value)
-        if isinstance(value, kind) and not (kind is int and isinstance(value, bool)):
+        if is_int(value) if kind is int else isinstance(value, kind):
             return value
         raise _Malformed(f" is {_shown(value)}, expected {kind.__name__}")
 

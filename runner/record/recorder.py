@@ -8,15 +8,15 @@ and the disk soon after, through a Syncer, so the steps never wait for it.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
 from runner.meta import __version__
-from runner.record import layout, rundir
+from runner.record import completions, layout, rundir
 from runner.record import manifest as m
+from runner.record.completions import Completed
 from runner.record.files import Syncer, sha256_bytes, write_atomic
 from runner.record.samplers import sampler_name
 from runner.results import Completion, ModelSetup, Picture, SchedulerUsed
@@ -145,18 +145,7 @@ class Recorder:
         self, folder: str, items: list[Completion], adapters: dict[str, float] | None
     ) -> list[m.Output]:
         lines = [
-            json.dumps(
-                {
-                    "prompt": c.prompt,
-                    "text": c.text,
-                    "token_ids": c.token_ids,
-                    "seed": c.seed,
-                    "adapters": adapters,
-                },
-                ensure_ascii=False,
-                allow_nan=False,
-            )
-            + "\n"
+            completions.line(Completed(c.prompt, c.text, c.token_ids, c.seed, adapters))
             for c in items
         ]
         return [self.write(f"{folder}/{layout.COMPLETIONS}", "".join(lines).encode("utf-8"))]

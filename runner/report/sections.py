@@ -8,9 +8,10 @@ from pathlib import Path
 from typing import Any
 
 from runner.record import cells as c
-from runner.record import layout
+from runner.record import completions, layout
 from runner.record import manifest as m
 from runner.report.markup import e, href, image
+from runner.spec.values import is_int
 
 
 def step_section(run_dir: Path, step: m.StepRecord) -> str:
@@ -69,32 +70,37 @@ def _generate(run_dir: Path, step: m.StepRecord) -> str:
     pngs = [o.path for o in step.outputs if o.path.endswith(".png")]
     prompts = step.arguments.get("prompt")
     prompts = prompts if isinstance(prompts, list) else [prompts]
-    seed = step.arguments.get("seed", 0)
     per_prompt = step.arguments.get("num_images_per_prompt", 1)
-    per_prompt = per_prompt if isinstance(per_prompt, int) and per_prompt > 0 else 1
+    per_prompt = per_prompt if is_int(per_prompt) and per_prompt > 0 else 1
     shown = adapters_text(step.active_adapters)
     figures = []
     for k, rel in enumerate(pngs):
         prompt = prompts[k // per_prompt] if k // per_prompt < len(prompts) else ""
-        seed_k = seed + k if isinstance(seed, int) else seed
         figures.append(
             f"<figure>{image(rel, str(prompt))}<figcaption>{e(prompt)} &middot; seed "
-            f"{e(seed_k)} &middot; {e(shown)}</figcaption></figure>"
+            f"{e(_drawn_from(run_dir / rel))} &middot; {e(shown)}</figcaption></figure>"
         )
     return "".join(figures) + _after(step)
 
 
+def _drawn_from(file: Path) -> str:
+    """The seed an image was drawn from, as its PNG records it; '?' where it cannot be read."""
+    from runner.record.pnginfo import read_png_metadata
+
+    try:
+        return read_png_metadata(file).get("seed", "?")
+    except (OSError, ValueError):
+        return "?"
+
+
 def _completions(file: Path, step: m.StepRecord) -> str:
     rows = []
-    for text in file.read_text(encoding="utf-8").splitlines():
-        if not text.strip():
-            continue
-        item = json.loads(text)
-        ids = " ".join(map(str, item.get("token_ids") or []))
+    for item in completions.read(file):
+        ids = " ".join(map(str, item.token_ids))
         rows.append(
-            f"<tr><td class=text>{e(item.get('prompt'))}</td><td>{e(item.get('seed'))}</td>"
-            f"<td>{e(adapters_text(item.get('adapters')))}</td>"
-            f"<td class=text title='token ids: {e(ids)}'>{e(item.get('text'))}</td></tr>"
+            f"<tr><td class=text>{e(item.prompt)}</td><td>{e(item.seed)}</td>"
+            f"<td>{e(adapters_text(item.adapters))}</td>"
+            f"<td class=text title='token ids: {e(ids)}'>{e(item.text)}</td></tr>"
         )
     head = "<tr><th>prompt</th><th>seed</th><th>adapters</th><th>completion</th></tr>"
     return f"<div class=scroll><table><thead>{head}</thead>{''.join(rows)}</table></div>"

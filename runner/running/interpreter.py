@@ -190,14 +190,14 @@ def execute(
     """
     setup = setup or Setup()
     recorder = Recorder.start(out, spec, folder=setup.run_dir, origin=setup.origin)
-    index, where = 0, f"{spec.file}:{spec.model.line}: model"
+    index, where = 0, spec.where(0)
     with contextlib.ExitStack() as loaded:
         try:
             backend, state = _prepare(spec, recorder, overrides, setup.models, ticker)
             ctx = Context(spec, backend, state, recorder, setup=setup)
             loaded.enter_context(_frozen())
             for index, step in enumerate(spec.steps, start=1):
-                ctx.index, where = index, f"{spec.file}:{step.line}: step {index} ({step.op})"
+                ctx.index, where = index, spec.where(index)
                 _run_step(ctx, step, progress)
         except (Interrupted, KeyboardInterrupt) as exc:
             finish(recorder, "interrupted", m.Failure(index, where, "interrupted"))

@@ -25,13 +25,13 @@ def close(run_dir: Path, spec: Spec, status: str, message: str) -> None:
     """
     if not (run_dir / layout.MANIFEST).exists():  # killed before its first record
         recorder = Recorder.start(run_dir.parent, spec, folder=run_dir)
-        finish(recorder, status, m.Failure(0, where(spec, 0), message))
+        finish(recorder, status, m.Failure(0, spec.where(0), message))
         return
     manifest = m.read(run_dir)
     if manifest.finished:
         return
     index = _stopped_at(manifest, len(spec.steps))
-    finish(Recorder(run_dir, manifest), status, m.Failure(index, where(spec, index), message))
+    finish(Recorder(run_dir, manifest), status, m.Failure(index, spec.where(index), message))
 
 
 def _stopped_at(manifest: m.Manifest, total: int) -> int:
@@ -43,11 +43,3 @@ def _stopped_at(manifest: m.Manifest, total: int) -> int:
     if not steps and manifest.settings is None:
         return 0
     return min(len(steps) + 1, total)
-
-
-def where(spec: Spec, index: int) -> str:
-    """FILE:LINE: step N (op), as the interpreter says it; step 0 is the model."""
-    if index == 0:
-        return f"{spec.file}:{spec.model.line}: model"
-    step = spec.steps[index - 1]
-    return f"{spec.file}:{step.line}: step {index} ({step.op})"

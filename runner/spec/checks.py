@@ -14,6 +14,7 @@ from runner.sources import names
 from runner.spec import disk, references
 from runner.spec.document import Document, Path_
 from runner.spec.grammar import GENERATING, MAX_SEED
+from runner.spec.values import is_int
 
 
 def _shaped(value: Any, kind: type) -> Any:
@@ -71,10 +72,6 @@ def _adapter(
     return problems
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
 def _generating(
     doc: Document, data: dict[str, Any], steps: list[Any], family: Any
 ) -> list[Located]:
@@ -103,7 +100,7 @@ def _generating(
             args.get("seed", data.get("seed", 0)),
             args.get("num_images_per_prompt", 1),
         )
-        if family == "diffusers" and _is_int(seed) and _is_int(per_prompt) and per_prompt > 0:
+        if family == "diffusers" and is_int(seed) and is_int(per_prompt) and per_prompt > 0:
             last = seed + count * per_prompt - 1  # image k draws from seed + k
             if 0 <= seed <= MAX_SEED < last:
                 problems.append(

@@ -11,6 +11,7 @@ from typing import Any
 from runner.errors import Located
 from runner.spec import grammar, rows
 from runner.spec.document import Document, Path_
+from runner.spec.values import is_int, is_number
 
 
 def not_declared(name: str, declared: dict[str, Any]) -> str:
@@ -56,14 +57,10 @@ def _shaped(row: Any) -> bool:
         return bool(row) and all(isinstance(v, str) for v in row)
     if isinstance(row, dict) and row:
         return all(
-            _number(w) or (isinstance(w, list) and bool(w) and all(map(_number, w)))
+            is_number(w) or (isinstance(w, list) and bool(w) and all(map(is_number, w)))
             for w in row.values()
         )
     return False
-
-
-def _number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def _row(
@@ -119,9 +116,7 @@ def _size(doc: Document, here: Path_, step: dict[str, Any]) -> list[Located]:
     limit = step.get("max_cells", grammar.MAX_CELLS)
     if not (isinstance(written, list) and all(map(_shaped, written))):
         return []
-    if not all(
-        isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in (per_prompt, limit)
-    ):
+    if not all(is_int(v) and v > 0 for v in (per_prompt, limit)):
         return []  # the schema reports a count that is not a positive integer
     row_count = sum(rows.count(r) for r in written)
     n_prompts = len(prompts) if isinstance(prompts, list) else 1

@@ -147,6 +147,14 @@ class Spec:
     description: str = ""
     raw: bytes = b""  # the file's exact bytes
 
+    def where(self, index: int) -> str:
+        """FILE:LINE: step N (op) for the 1-based step INDEX; step 0 is the model. The one
+        spelling of where a run stopped, in its error and in its manifest."""
+        if index == 0:
+            return f"{self.file}:{self.model.line}: model"
+        step = self.steps[index - 1]
+        return f"{self.file}:{step.line}: step {index} ({step.op})"
+
 
 def from_document(
     data: dict[str, Any],

@@ -1,0 +1,68 @@
+"""`completions.jsonl`, the record of a text generate step: one object per prompt, in order.
+
+Each object holds `prompt`, `text` (the new text only), `token_ids` (the new tokens only),
+`seed` and `adapters` (name -> weight, null with none active). Written by the recorder,
+read by the API and the report page; reading needs no model library.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from runner.errors import RunDirError
+
+
+@dataclass(frozen=True)
+class Completed:
+    """One line of completions.jsonl."""
+
+    prompt: str
+    text: str
+    token_ids: list[int]
+    seed: int
+    adapters: dict[str, float] | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "prompt": self.prompt,
+            "text": self.text,
+            "token_ids": self.token_ids,
+            "seed": self.seed,
+            "adapters": self.adapters,
+        }
+
+
+def line(item: Completed) -> str:
+    return json.dumps(item.to_json(), ensure_ascii=False, allow_nan=False) + "\n"
+
+
+def read(file: Path) -> list[Completed]:
+    """Every line of a completions.jsonl file, in order; raises RunDirError naming a bad one."""
+    try:
+        lines = file.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise RunDirError(f"{file}: not readable ({exc})") from None
+    found = []
+    for number, text in enumerate(lines, 1):
+        if not text.strip():
+            continue
+        try:
+            row = json.loads(text)
+            adapters = row["adapters"]
+            found.append(
+                Completed(
+                    prompt=str(row["prompt"]),
+                    text=str(row["text"]),
+                    token_ids=[int(t) for t in row["token_ids"]],
+                    seed=int(row["seed"]),
+                    adapters=None
+                    if adapters is None
+                    else {str(k): float(v) for k, v in adapters.items()},
+                )
+            )
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise RunDirError(f"{file}:{number}: not a completion ({exc})") from None
+    return found
