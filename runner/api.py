@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from runner.errors import Located, RunDirError, SpecError
+from runner.errors import Located, Refused, RunDirError, SpecError
 
 if TYPE_CHECKING:
     from PIL.Image import Image
@@ -215,6 +215,7 @@ def run(
     from runner.running.interpreter import Overrides, execute
     from runner.spec.types import Spec as SpecType
 
+    _check_device(device)
     typed = spec if isinstance(spec, SpecType) else load_spec(spec)
     run_dir = execute(typed, Path(out), Overrides(device=device), progress, ticker)
     return open_run(run_dir)
@@ -239,6 +240,7 @@ def run_many(
     """
     from runner.running.interpreter import Overrides
 
+    _check_device(device)
     typed = load_specs(specs)
     if ray is False:
         from runner.running.many import run_many as sequential
@@ -281,6 +283,7 @@ def resume(
     from runner.running.resume import resume as continue_run
     from runner.running.resume import spec_to_resume
 
+    _check_device(device)
     old = _dir(run_dir)
     file, base_dir = spec_to_resume(old, Path(spec) if spec is not None else None)
     typed = load_spec(file, base_dir=base_dir)
@@ -320,6 +323,15 @@ def reproduce(
     report = compare(old, new.dir)
     causes = [] if report.outputs_same else likely_causes(open_run(old).manifest, new.manifest)
     return Reproduction(new, report, causes)
+
+
+def _check_device(device: str | None) -> None:
+    """The spec's device rule, for a device given to the API: refused before anything runs."""
+    from runner.spec.checks import device_problem
+
+    problem = None if device is None else device_problem(device)
+    if problem:
+        raise Refused(problem)
 
 
 def open_run(run_dir: str | Path) -> Run:

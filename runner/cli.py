@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gc
-import re
 import signal
 import sys
 from collections.abc import Callable, Iterator
@@ -16,9 +15,9 @@ import click
 
 from runner.errors import Interrupted, Refused, RunnerError, SpecError, StepError
 from runner.meta import __version__
+from runner.spec.grammar import DEVICE_MESSAGE
 
 EXIT_OK, EXIT_INVALID, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 2, 130
-DEVICE = re.compile(r"(auto|cpu|cuda|cuda:[0-9]+|mps)")
 LOCAL_RAY = "local"  # what `--ray` alone stands for: start a Ray on this machine
 
 
@@ -223,8 +222,10 @@ def _run_options(
     resume: Path | None,
 ) -> str | None:
     """What is wrong with the options of `run`, or None."""
-    if device is not None and not DEVICE.fullmatch(device):
-        return f"--device: expected auto, cpu, cuda, cuda:N or mps, found '{device}'"
+    from runner.spec.checks import device_problem
+
+    if device is not None and device_problem(device):
+        return f"--device: {DEVICE_MESSAGE}, found '{device}'"
     if resume is not None and (len(specs) > 1 or ray is not None):
         return "--resume continues one run: give at most one SPEC, and no --ray"
     if resume is None and not specs:
@@ -234,7 +235,8 @@ def _run_options(
     if ray is not None:
         from runner.running.ray_pool import missing_ray
 
-        return missing_ray()
+        problem = missing_ray()
+        return None if problem is None else f"--ray: {problem}"
     return None
 
 

@@ -65,7 +65,7 @@ def test_ray_without_ray_says_how_to_install_it(
     monkeypatch.setitem(sys.modules, "ray", None)  # what an install without Ray gives
     code, out, err = invoke("run", str(spec(tmp_path)), "--ray", "--out", str(tmp_path / "r"))
     assert code == 1
-    assert err == "error: --ray needs Ray, which is not installed: pip install 'peft-runner[ray]'\n"
+    assert err == "error: --ray: Ray is not installed: pip install 'peft-runner[ray]'\n"
     assert not (tmp_path / "r").exists()
 
 

@@ -151,3 +151,29 @@ def test_the_report_shows_the_seed_each_png_records(tmp_path: Path) -> None:
     page = (recorder.run / "report.html").read_text(encoding="utf-8")
     assert "seed 70 " in page and "seed 91 " in page
     assert "seed 4 " not in page and "seed 5 " not in page
+
+
+TEXT_SPEC = {
+    "version": 1,
+    "model": {"family": "transformers", "path": "builtin:tiny-causal-lm"},
+    "steps": [{"op": "disable"}],
+}
+
+
+@pytest.mark.parametrize("device", ["gpu", "cuda:x", "CPU", "cpu\n"])
+def test_the_api_refuses_a_device_the_spec_could_not_name(tmp_path: Path, device: str) -> None:
+    expected = "expected auto, cpu, cuda, cuda:N or mps"
+    with pytest.raises(runner.Refused, match=expected):
+        runner.run(TEXT_SPEC, out=tmp_path / "runs", device=device)
+    with pytest.raises(runner.Refused, match=expected):
+        runner.run_many([TEXT_SPEC], out=tmp_path / "runs", device=device)
+    assert not (tmp_path / "runs").exists()  # refused before anything was made
+
+
+def test_library_errors_name_no_command_line_flag(tmp_path: Path) -> None:
+    file = tmp_path / "a-file"
+    file.write_text("")
+    with pytest.raises(RunDirError) as caught:
+        runner.run(TEXT_SPEC, out=file)
+    assert str(caught.value).startswith(f"out folder {file}: is a file")
+    assert "--" not in str(caught.value)

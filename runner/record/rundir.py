@@ -20,11 +20,15 @@ def create(out: Path, name: str, spec_sha256: str) -> Path:
     try:
         out.mkdir(parents=True, exist_ok=True)
     except FileExistsError:
-        raise RunDirError(f"--out {out}: is a file, not a folder; name a folder") from None
+        raise RunDirError(f"out folder {out}: is a file, not a folder; name a folder") from None
     except NotADirectoryError:
-        raise RunDirError(f"--out {out}: a part of this path is a file; name a folder") from None
+        raise RunDirError(
+            f"out folder {out}: a part of this path is a file; name a folder"
+        ) from None
     except PermissionError:
-        raise RunDirError(f"--out {out}: permission denied; name a folder you can write") from None
+        raise RunDirError(
+            f"out folder {out}: permission denied; name a folder you can write"
+        ) from None
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     base = f"{name}-{stamp}-{spec_sha256[:8]}"
     for n in range(1, 1000):
@@ -36,9 +40,9 @@ def create(out: Path, name: str, spec_sha256: str) -> Path:
             continue
         except PermissionError:
             raise RunDirError(
-                f"--out {out}: permission denied; name a folder you can write"
+                f"out folder {out}: permission denied; name a folder you can write"
             ) from None
-    raise RunDirError(f"--out {out}: too many runs named {base}")
+    raise RunDirError(f"out folder {out}: too many runs named {base}")
 
 
 def write_sums(run: Path, known: dict[str, str]) -> None:

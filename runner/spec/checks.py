@@ -6,6 +6,7 @@ what the disk holds, in runner.spec.disk.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -13,8 +14,15 @@ from runner.errors import Located
 from runner.sources import names
 from runner.spec import disk, references
 from runner.spec.document import Document, Path_
-from runner.spec.grammar import GENERATING, MAX_SEED
+from runner.spec.grammar import DEVICE_MESSAGE, DEVICE_PATTERN, GENERATING, MAX_SEED
 from runner.spec.values import is_int
+
+
+def device_problem(device: str) -> str | None:
+    """Why DEVICE cannot name where a run runs, or None: the spec's rule, for an override."""
+    if re.fullmatch(DEVICE_PATTERN.strip("^$"), device):
+        return None
+    return f"device '{device}': {DEVICE_MESSAGE}"
 
 
 def _shaped(value: Any, kind: type) -> Any:

@@ -18,6 +18,9 @@ NAME_MAX = 100
 NAME_MESSAGE = (
     "expected lowercase letters, digits, '.', '_' or '-', starting with a letter or digit"
 )
+# Where a spec (or a run's device override) may run; the CLI and the API check the same.
+DEVICE_PATTERN = "^(auto|cpu|cuda|cuda:[0-9]+|mps)$"
+DEVICE_MESSAGE = "expected auto, cpu, cuda, cuda:N or mps"
 # torch.manual_seed takes an unsigned 64-bit seed; image k of a step draws from seed + k,
 # which a meaning check keeps within this bound too.
 MAX_SEED = 2**63 - 1
@@ -644,8 +647,8 @@ def _properties(steps: dict[str, Any]) -> dict[str, Any]:
             "Default auto.",
             "type": "string",
             "default": "auto",
-            "pattern": "^(auto|cpu|cuda|cuda:[0-9]+|mps)$",
-            "errorMessage": "expected auto, cpu, cuda, cuda:N or mps",
+            "pattern": DEVICE_PATTERN,
+            "errorMessage": DEVICE_MESSAGE,
         },
         "dtype": {
             "description": "auto | float32 | float16 | bfloat16. auto: float16 on cuda/mps, "
