@@ -17,7 +17,7 @@ from runner.running import orphan, ray_worker
 from runner.running.ending import finish
 from runner.running.interpreter import Overrides
 from runner.running.many import Many, Outcome, grouped, table
-from runner.running.schedule import Plan
+from runner.running.plan import Plan
 
 SPEC = """\
 version: 1

@@ -26,8 +26,8 @@ from runner.record.files import sha256_bytes
 from runner.running import orphan
 from runner.running.interpreter import Overrides
 from runner.running.many import Many, Outcome, group_key, pending
+from runner.running.plan import Plan
 from runner.running.ray_worker import Job, Worker
-from runner.running.schedule import Plan
 from runner.spec.types import Spec
 
 INSTALL = "pip install 'peft-runner[ray]'"
