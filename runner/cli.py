@@ -15,7 +15,7 @@ import click
 
 from runner.errors import Interrupted, Refused, RunnerError, SpecError, StepError
 from runner.meta import __version__
-from runner.spec.grammar import DEVICE_MESSAGE
+from runner.spec.vocabulary import DEVICE_MESSAGE
 
 EXIT_OK, EXIT_INVALID, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 2, 130
 LOCAL_RAY = "local"  # what `--ray` alone stands for: start a Ray on this machine

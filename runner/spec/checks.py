@@ -14,8 +14,8 @@ from runner.errors import Located
 from runner.sources import names
 from runner.spec import disk, references
 from runner.spec.document import Document, Path_
-from runner.spec.grammar import DEVICE_MESSAGE, DEVICE_PATTERN, GENERATING, MAX_SEED
 from runner.spec.values import is_int
+from runner.spec.vocabulary import DEVICE_MESSAGE, DEVICE_PATTERN, GENERATING, MAX_SEED
 
 
 def device_problem(device: str) -> str | None:

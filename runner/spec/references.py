@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from runner.errors import Located
-from runner.spec import grammar, rows
+from runner.spec import rows, vocabulary
 from runner.spec.document import Document, Path_
 from runner.spec.values import is_int, is_number
 
@@ -99,7 +99,7 @@ def _row(
 
 
 def size_problems(doc: Document, data: dict[str, Any]) -> list[Located]:
-    """Compare steps with more cells than their max_cells (default grammar.MAX_CELLS)."""
+    """Compare steps with more cells than their max_cells (default vocabulary.MAX_CELLS)."""
     steps, defaults = data.get("steps"), data.get("defaults")
     generate = defaults.get("generate") if isinstance(defaults, dict) else None
     merged_defaults = generate if isinstance(generate, dict) else {}
@@ -113,7 +113,7 @@ def size_problems(doc: Document, data: dict[str, Any]) -> list[Located]:
 def _size(doc: Document, here: Path_, step: dict[str, Any]) -> list[Located]:
     written, prompts, seeds = step.get("adapters"), step.get("prompt"), step.get("seed")
     per_prompt = step.get("num_images_per_prompt", 1)
-    limit = step.get("max_cells", grammar.MAX_CELLS)
+    limit = step.get("max_cells", vocabulary.MAX_CELLS)
     if not (isinstance(written, list) and all(map(_shaped, written))):
         return []
     if not all(is_int(v) and v > 0 for v in (per_prompt, limit)):

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from runner.spec import rows as row_forms
-from runner.spec.grammar import NAME_MAX
+from runner.spec.vocabulary import NAME_MAX
 
 
 @dataclass(frozen=True)
