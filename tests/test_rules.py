@@ -177,3 +177,13 @@ def test_library_errors_name_no_command_line_flag(tmp_path: Path) -> None:
         runner.run(TEXT_SPEC, out=file)
     assert str(caught.value).startswith(f"out folder {file}: is a file")
     assert "--" not in str(caught.value)
+
+
+def test_one_table_per_layer_dispatches_the_same_six_ops() -> None:
+    from runner.running.interpreter import OPS
+    from runner.spec.schema import ops
+    from runner.spec.types import BUILDERS
+
+    six = ["load", "set_adapters", "generate", "compare", "disable", "enable"]
+    assert ops() == six
+    assert list(BUILDERS) == six and sorted(OPS) == sorted(six)

@@ -13,6 +13,7 @@ from typing import Any
 from runner.errors import Located
 from runner.sources import names
 from runner.spec import disk, references
+from runner.spec.defaults import generate_defaults, with_defaults
 from runner.spec.document import Document, Path_
 from runner.spec.values import is_int
 from runner.spec.vocabulary import DEVICE_MESSAGE, DEVICE_PATTERN, GENERATING, MAX_SEED
@@ -84,13 +85,13 @@ def _generating(
     doc: Document, data: dict[str, Any], steps: list[Any], family: Any
 ) -> list[Located]:
     """What a generating step's arguments mean together, defaults.generate merged in."""
-    defaults: dict[str, Any] = _shaped(_shaped(data.get("defaults"), dict).get("generate"), dict)
+    defaults = generate_defaults(data)
     problems = []
     for index, step in enumerate(steps):
         if not isinstance(step, dict) or step.get("op") not in GENERATING:
             continue
         here: Path_ = ("steps", index)
-        args = {**defaults, **step}
+        args = with_defaults(defaults, step)
         prompts = args.get("prompt")
         count = len(prompts) if isinstance(prompts, list) else 1
         negative = args.get("negative_prompt")

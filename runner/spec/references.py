@@ -10,6 +10,7 @@ from typing import Any
 
 from runner.errors import Located
 from runner.spec import rows, vocabulary
+from runner.spec.defaults import generate_defaults, with_defaults
 from runner.spec.document import Document, Path_
 from runner.spec.values import is_int, is_number
 
@@ -100,13 +101,11 @@ def _row(
 
 def size_problems(doc: Document, data: dict[str, Any]) -> list[Located]:
     """Compare steps with more cells than their max_cells (default vocabulary.MAX_CELLS)."""
-    steps, defaults = data.get("steps"), data.get("defaults")
-    generate = defaults.get("generate") if isinstance(defaults, dict) else None
-    merged_defaults = generate if isinstance(generate, dict) else {}
+    steps, defaults = data.get("steps"), generate_defaults(data)
     problems = []
     for index, step in enumerate(steps if isinstance(steps, list) else []):
         if isinstance(step, dict) and step.get("op") == "compare":
-            problems += _size(doc, ("steps", index), {**merged_defaults, **step})
+            problems += _size(doc, ("steps", index), with_defaults(defaults, step))
     return problems
 
 
