@@ -8,7 +8,7 @@ EDITOR_STAMP := .node/.$(YAML_LANGUAGE_SERVER)
 export HF_HUB_OFFLINE := 1
 export HF_HUB_DISABLE_TELEMETRY := 1
 
-.PHONY: demo test lint editor bench clean chromium
+.PHONY: demo test lint editor bench clean chromium schema
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -43,6 +43,10 @@ editor:
 		--no-package-lock --no-audit --no-fund --silent $(YAML_LANGUAGE_SERVER); then \
 		touch $(EDITOR_STAMP); \
 	else echo "$(YAML_LANGUAGE_SERVER) not installed (npm missing or failed): tests/test_editor.py will skip"; fi
+
+# The schema file editors read, generated from the spec vocabulary (runner/spec/vocabulary.py).
+schema: $(STAMP)
+	$(VENV)/bin/runner schema > schemas/spec.schema.json
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check runner tests benchmarks

@@ -8,6 +8,7 @@
     run.dir, run.status, run.manifest, run.outputs["blend"], run.cells("styles")
     again = runner.open_run(run.dir)             # any run directory, no model loaded
     runner.verify(again).ok, runner.diff(run, again).same
+    runner.reproduce(run.dir).same                 # run again with the recorded settings
 
 Importing runner, or calling validate, load_spec, open_run, verify or diff, loads no
 deep-learning library.
@@ -15,14 +16,13 @@ deep-learning library.
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 from runner.api import (
+    Reproduction,
     Run,
     diff,
     load_spec,
     open_run,
+    reproduce,
     resume,
     run,
     run_many,
@@ -39,25 +39,25 @@ from runner.errors import (
     SpecError,
     StepError,
 )
-
-__version__ = "0.1.0"
-# The name on the package index; `runner` there is an unrelated project. Imports and the
-# command stay `runner`.
-DISTRIBUTION = "peft-runner"
+from runner.meta import DISTRIBUTION, __version__, cache_home
 
 __all__ = [
+    "DISTRIBUTION",
     "Interrupted",
     "Located",
     "Refused",
+    "Reproduction",
     "Run",
     "RunDirError",
     "RunnerError",
     "SpecError",
     "StepError",
+    "__version__",
     "cache_home",
     "diff",
     "load_spec",
     "open_run",
+    "reproduce",
     "resume",
     "run",
     "run_many",
@@ -65,9 +65,3 @@ __all__ = [
     "verify",
     "write_report",
 ]
-
-
-def cache_home() -> Path:
-    """Where the runner keeps its caches: $XDG_CACHE_HOME/runner, default ~/.cache/runner."""
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "runner"

@@ -12,14 +12,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from runner.errors import Located, SpecError
+from runner.errors import Located, Refused, RunDirError, SpecError
 
 if TYPE_CHECKING:
     from PIL.Image import Image
 
     from runner.audit.checksums import VerifyReport
     from runner.audit.diff import DiffReport
-    from runner.backends import Ticker
+    from runner.backends.base import Ticker
     from runner.record.manifest import Manifest, StepRecord
     from runner.running.many import Many
     from runner.spec.types import Spec
@@ -118,13 +118,15 @@ class Run:
             if step in names and record.op == "compare":
                 return self._cells(record)
         known = [s.id or f"{s.index:02d}-compare" for s in self.manifest.steps if s.op == "compare"]
-        raise KeyError(f"no compare step {step!r} in {self.dir} (compare steps: {known or 'none'})")
+        raise RunDirError(
+            f"no compare step {step!r} in {self.dir} (compare steps: {known or 'none'})"
+        )
 
     def _cells(self, record: StepRecord) -> list[Cell]:
-        from runner.record import cells
+        from runner.record import cells, layout
         from runner.record.trust import run_file
 
-        listed = [o.path for o in record.outputs if o.path.endswith("/" + cells.FILE)]
+        listed = [o.path for o in record.outputs if o.path.endswith("/" + layout.CELLS)]
         if not listed:
             return []
         folder = listed[0].rpartition("/")[0]
@@ -176,19 +178,18 @@ def _as_outputs(cells: list[Cell]) -> list[Text] | list[Picture]:
 
 
 def _read_outputs(run_dir: Path, paths: list[str]) -> list[Text] | list[Picture]:
-    from runner.record.trust import CELLS_LIMIT, read_run_file, run_file
+    from runner.record import completions
+    from runner.record.trust import run_file
 
     texts: list[Text] = []
     pictures: list[Picture] = []
     for rel in paths:
         file = run_file(run_dir, rel)
         if rel.endswith(".jsonl"):
-            text = read_run_file(run_dir, rel, CELLS_LIMIT).decode("utf-8")
-            for line in text.splitlines():
-                row = json.loads(line)
-                texts.append(
-                    Text(row["prompt"], row["text"], row["token_ids"], row["seed"], row["adapters"])
-                )
+            texts += [
+                Text(c.prompt, c.text, c.token_ids, c.seed, c.adapters)
+                for c in completions.read_run(run_dir, rel)
+            ]
         elif rel.endswith(".png"):
             from runner.record.pnginfo import read_png_metadata
 
@@ -214,6 +215,7 @@ def run(
     from runner.running.interpreter import Overrides, execute
     from runner.spec.types import Spec as SpecType
 
+    _check_device(device)
     typed = spec if isinstance(spec, SpecType) else load_spec(spec)
     run_dir = execute(typed, Path(out), Overrides(device=device), progress, ticker)
     return open_run(run_dir)
@@ -238,6 +240,7 @@ def run_many(
     """
     from runner.running.interpreter import Overrides
 
+    _check_device(device)
     typed = load_specs(specs)
     if ray is False:
         from runner.running.many import run_many as sequential
@@ -280,11 +283,56 @@ def resume(
     from runner.running.resume import resume as continue_run
     from runner.running.resume import spec_to_resume
 
+    _check_device(device)
     old = _dir(run_dir)
     file, base_dir = spec_to_resume(old, Path(spec) if spec is not None else None)
     typed = load_spec(file, base_dir=base_dir)
     new = continue_run(typed, old, Path(out) if out is not None else None, device, progress)
     return open_run(new)
+
+
+@dataclass(frozen=True)
+class Reproduction:
+    """A run made again: the new run, how it compares with the old, and (when the outputs
+    differ) everything else recorded that differs between the two, phrased for humans."""
+
+    run: Run
+    report: DiffReport
+    causes: list[str]
+
+    @property
+    def same(self) -> bool:
+        """Every output identical, made from the same inputs (a reproduction on other inputs
+        is no reproduction)."""
+        return self.report.reproduced
+
+
+def reproduce(
+    run_dir: Run | str | Path,
+    out: str | Path | None = None,
+    progress: Callable[[str], None] = lambda line: None,
+    ticker: Ticker | None = None,
+) -> Reproduction:
+    """Run a recorded spec again with its recorded name, seed, device, dtype and threads into
+    a new run directory (beside the old one unless OUT), and compare every output."""
+    from runner.audit.diff import diff as compare
+    from runner.audit.diff import likely_causes
+    from runner.running.reproduce import reproduce as run_again
+
+    old = _dir(run_dir)
+    new = open_run(run_again(old, Path(out) if out is not None else None, progress, ticker))
+    report = compare(old, new.dir)
+    causes = [] if report.reproduced else likely_causes(open_run(old).manifest, new.manifest)
+    return Reproduction(new, report, causes)
+
+
+def _check_device(device: str | None) -> None:
+    """The spec's device rule, for a device given to the API: refused before anything runs."""
+    from runner.spec.checks import device_problem
+
+    problem = None if device is None else device_problem(device)
+    if problem:
+        raise Refused(problem)
 
 
 def open_run(run_dir: str | Path) -> Run:

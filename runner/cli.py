@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gc
-import re
 import signal
 import sys
 import traceback
@@ -15,8 +14,9 @@ from typing import Any
 
 import click
 
-from runner import __version__
 from runner.errors import Interrupted, Refused, RunnerError, SpecError, StepError, describe
+from runner.meta import __version__
+from runner.spec.vocabulary import DEVICE_MESSAGE
 
 EXIT_OK, EXIT_INVALID, EXIT_FAILED, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 BY_COMMAND = -1  # a run-directory or filesystem error: the command says what it means
@@ -31,7 +31,6 @@ EXIT_CODES: tuple[tuple[type[BaseException], int], ...] = (
     (OSError, BY_COMMAND),
     (Exception, EXIT_INTERNAL),  # a bug of the runner: shown with its traceback
 )
-DEVICE = re.compile(r"(auto|cpu|cuda|cuda:[0-9]+|mps)")
 LOCAL_RAY = "local"  # what `--ray` alone stands for: start a Ray on this machine
 
 
@@ -246,8 +245,10 @@ def _run_options(
     resume: Path | None,
 ) -> str | None:
     """What is wrong with the options of `run`, or None."""
-    if device is not None and not DEVICE.fullmatch(device):
-        return f"--device: expected auto, cpu, cuda, cuda:N or mps, found '{device}'"
+    from runner.spec.checks import device_problem
+
+    if device is not None and device_problem(device):
+        return f"--device: {DEVICE_MESSAGE}, found '{device}'"
     if resume is not None and (len(specs) > 1 or ray is not None):
         return "--resume continues one run: give at most one SPEC, and no --ray"
     if resume is None and not specs:
@@ -257,7 +258,8 @@ def _run_options(
     if ray is not None:
         from runner.running.ray_pool import missing_ray
 
-        return missing_ray()
+        problem = missing_ray()
+        return None if problem is None else f"--ray: {problem}"
     return None
 
 
@@ -317,27 +319,25 @@ def verify(run_dir: Path) -> int:
 @_errors()
 def reproduce(run_dir: Path, out: Path | None) -> int:
     """Run RUN_DIR's spec again with its recorded settings and compare every output."""
-    from runner.audit.diff import format_outputs, likely_causes
-    from runner.audit.reproduce import reproduce as run_again
-    from runner.record.manifest import read
+    import runner
+    from runner.audit.diff import format_outputs
     from runner.running.progress import Reporter
 
     with Reporter(sys.stderr, verbose=_verbose()) as shown:
-        new_run, report = run_again(run_dir, out, shown.line, shown)
-    click.echo(f"reproduced into {new_run}")
-    click.echo(format_outputs(report.outputs))
-    if report.other_inputs:
+        again = runner.reproduce(run_dir, out, shown.line, shown)
+    click.echo(f"reproduced into {again.run.dir}")
+    click.echo(format_outputs(again.report.outputs))
+    if again.report.other_inputs:
         click.echo("inputs changed since the run, so this is no reproduction:")
-        click.echo("\n".join(f"  {line}" for line in report.other_inputs))
-    if report.reproduced:
+        click.echo("\n".join(f"  {line}" for line in again.report.other_inputs))
+    if again.same:
         click.echo("every output is identical")
         return EXIT_OK
-    if report.outputs_same:
+    if again.report.outputs_same:
         click.echo("every output is identical, but from other inputs")
         return EXIT_INVALID
-    causes = likely_causes(read(run_dir), read(new_run))
     click.echo("outputs differ; what else differs between the runs:")
-    click.echo("\n".join(f"  {c}" for c in causes) or "  nothing recorded differs")
+    click.echo("\n".join(f"  {c}" for c in again.causes) or "  nothing recorded differs")
     return EXIT_INVALID
 
 

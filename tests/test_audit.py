@@ -19,6 +19,7 @@ from PIL import Image, PngImagePlugin
 from runner.audit import checksums
 from runner.audit import diff as audit
 from runner.audit import outputs as compare
+from runner.backends import determinism
 from runner.errors import RunDirError
 from runner.record import environment, identity
 from runner.record.manifest import parse
@@ -454,7 +455,7 @@ def test_apply_determinism_fixes_threads() -> None:
 
     before = torch.get_num_threads()
     try:
-        applied = environment.apply_determinism("cpu", 1)
+        applied = determinism.apply_determinism("cpu", 1)
         assert applied["threads"] == 1 == torch.get_num_threads()
         assert applied["use_deterministic_algorithms"] is True
         assert torch.are_deterministic_algorithms_enabled()

@@ -219,10 +219,11 @@ def test_cell_writer_writes_pngs_as_they_come_and_a_grid_of_them(tmp_path: Path)
     import numpy as np
     from PIL import Image
 
-    from runner.backends.results import Picture
     from runner.record.cells import read
     from runner.record.recorder import Recorder
     from runner.report import grid
+    from runner.results import Picture
+    from runner.running.cellwriter import CellWriter
 
     spec = runner.load_spec(
         {
@@ -238,7 +239,7 @@ def test_cell_writer_writes_pngs_as_they_come_and_a_grid_of_them(tmp_path: Path)
     labels = ["base", "a=0.5", "a"]
     adapters: list[dict[str, float] | None] = [None, {"a": 0.5}, {"a": 1.0}]
     recorder = Recorder.start(tmp_path, spec)
-    writer = recorder.cell_writer("outputs/01-compare", labels)
+    writer = CellWriter(recorder, "outputs/01-compare", labels)
     for r in range(3):
         for prompt in ("p", "q"):  # two images per cell: seeds 7 and 8
             writer.add(r, adapters[r], [Picture(image(10 * r + k), prompt, 7 + k) for k in (0, 1)])
@@ -270,7 +271,7 @@ def test_cell_writer_writes_pngs_as_they_come_and_a_grid_of_them(tmp_path: Path)
         assert (drawn[y : y + tile_h, x : x + tile_w] == want).all(), (r, c)
 
     # a step stopped half way keeps its PNGs, described by cells.jsonl, and draws no grid
-    writer = recorder.cell_writer("outputs/02-compare", labels)
+    writer = CellWriter(recorder, "outputs/02-compare", labels)
     writer.add(0, None, [Picture(image(1), "p", 7)])
     outputs, _ = writer.close(complete=False)
     assert [o.path for o in outputs] == [
@@ -452,7 +453,7 @@ def test_text_compare_record(text_run: runner.Run) -> None:
     texts = text_run.outputs["sampled"]  # the cells, as a generate step's texts
     assert [t.token_ids for t in texts] == [c.token_ids for c in text_run.cells("sampled")]
     assert text_run.cells(4) == text_run.cells("04-sampled") == text_run.cells("sampled")
-    with pytest.raises(KeyError, match="compare steps: \\['sampled', 'greedy'\\]"):
+    with pytest.raises(runner.RunDirError, match="compare steps: \\['sampled', 'greedy'\\]"):
         text_run.cells("before")
     assert runner.verify(text_run).ok
 

@@ -14,9 +14,9 @@ else:  # pragma: no cover
 from packaging.requirements import Requirement
 from packaging.version import Version
 
-from runner import DISTRIBUTION
-from runner.compat import CONFLICTS, check, problem
+from runner.backends.compat import CONFLICTS, check, problem
 from runner.errors import RunnerError
+from runner.meta import DISTRIBUTION
 
 ROOT = Path(__file__).resolve().parent.parent
 PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]

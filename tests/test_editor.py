@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from lsp import Client
 
-from runner.spec import grammar
+from runner.spec import grammar, vocabulary
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVER = ROOT / ".node" / "node_modules" / "yaml-language-server" / "bin" / "yaml-language-server"
@@ -108,10 +108,10 @@ def test_broken_specs_are_flagged_at_the_key_naming_it(server: Client, case: str
 
 
 def _family_keys(family: str) -> set[str]:
-    return {name for name, (owner, _) in grammar.ARGUMENTS.items() if owner == family}
+    return {name for name, (owner, _) in vocabulary.ARGUMENTS.items() if owner == family}
 
 
-@pytest.mark.parametrize("family", grammar.FAMILIES)
+@pytest.mark.parametrize("family", vocabulary.FAMILIES)
 @pytest.mark.parametrize("where", ["step", "defaults"])
 def test_completion_offers_exactly_the_familys_arguments(
     server: Client, family: str, where: str
@@ -140,14 +140,14 @@ def test_a_new_step_offers_each_op(server: Client) -> None:
     offered: dict[str, list[str]] = {}
     for item in items:
         offered.setdefault(item["label"], []).append(item.get("insertText", "").strip())
-    for op in ("load", "set_adapters", *grammar.GENERATING, "disable", "enable"):
+    for op in ("load", "set_adapters", *vocabulary.GENERATING, "disable", "enable"):
         assert any(text.startswith(f"op: {op}") for text in offered[f"op: {op}"]), offered
     assert all("prompt:" in text for text in offered["op: generate"])
     assert all("adapters:" in text for text in offered["op: load"])
 
 
 def test_hover_on_op_describes_that_op(server: Client) -> None:
-    op = "compare" if "compare" in grammar.GENERATING else "generate"
+    op = "compare" if "compare" in vocabulary.GENERATING else "generate"
     text = f"version: 1\n{TRANSFORMERS}steps:\n  - op: disable\n  - op: {op}\n    prompt: hi\n"
     line = (MODELINE + text).splitlines().index(f"  - op: {op}")
     uri = _open(server, "_hover.yaml", text)
@@ -159,12 +159,12 @@ def test_hover_on_op_describes_that_op(server: Client) -> None:
     assert other.split("\n\n")[1] != shown.split("\n\n")[1]  # each op its own
 
 
-@pytest.mark.parametrize("family", grammar.FAMILIES)
+@pytest.mark.parametrize("family", vocabulary.FAMILIES)
 def test_completion_in_model_offers_the_familys_options(server: Client, family: str) -> None:
     text = f"version: 1\nmodel:\n  family: {family}\n  path: x\n  \nsteps: [{{op: disable}}]\n"
     line = (MODELINE + text).splitlines().index("  ")
     items = server.completion(_open(server, f"_model-{family}.yaml", text), line, 2)
-    own = {name for name, (owner, _) in grammar.MODEL_OPTIONS.items() if owner == family}
+    own = {name for name, (owner, _) in vocabulary.MODEL_OPTIONS.items() if owner == family}
     assert sorted(item["label"] for item in items) == sorted(
         {"revision", "variant", "trust_remote_code"} | own
     )

@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 
 from runner import builtin
 from runner.errors import SpecError
-from runner.spec import composer, document, grammar, schema
+from runner.spec import composer, document, schema, vocabulary
 from runner.spec.document import position, read
 from runner.spec.load import load
 from runner.spec.types import Spec, resolved
@@ -90,7 +90,7 @@ BUILTINS = [builtin.PREFIX + name for name in sorted(builtin.catalog())]
 SCALARS = st.one_of(
     st.sampled_from(VALUES + BUILTINS + ["./missing", "someone/lora", "a/b/c", "x\n", "~"]),
     st.integers(),
-    st.integers(min_value=grammar.MAX_SEED - 3, max_value=2**64 + 3),
+    st.integers(min_value=vocabulary.MAX_SEED - 3, max_value=2**64 + 3),
     st.floats(),  # NaN and infinities included
     st.text(max_size=20),
     st.booleans(),
@@ -115,7 +115,7 @@ def _least(entry: dict[str, Any]) -> int:
 @st.composite
 def valid_documents(draw: st.DrawFn) -> dict[str, Any]:
     """A spec that should validate: a builtin model, its adapters, steps in a sensible order."""
-    family = draw(st.sampled_from(grammar.FAMILIES))
+    family = draw(st.sampled_from(vocabulary.FAMILIES))
     models = [n for n, b in builtin.catalog().items() if b.kind == "model" and b.family == family]
     lora = [n for n, b in builtin.catalog().items() if b.kind == "adapter" and b.family == family]
     names = draw(st.lists(st.from_regex(r"[a-z][a-z0-9_-]{0,6}", fullmatch=True), max_size=3))
@@ -123,7 +123,7 @@ def valid_documents(draw: st.DrawFn) -> dict[str, Any]:
     adapters = {n: {"path": builtin.PREFIX + draw(st.sampled_from(lora))} for n in names}
     arguments = {
         name: draw(st.booleans()) if entry.get("type") == "boolean" else _least(entry)
-        for name, (owner, entry) in grammar.ARGUMENTS.items()
+        for name, (owner, entry) in vocabulary.ARGUMENTS.items()
         if owner == family and entry.get("type") in ("boolean", "integer", "number")
     }
     chosen = draw(st.lists(st.sampled_from(sorted(arguments)), max_size=3, unique=True))

@@ -21,7 +21,7 @@ import pytest
 from click.testing import CliRunner
 
 import runner
-from runner import sources
+from runner.sources import folders
 from runner.cli import main
 from runner.errors import RunDirError, SourceError
 from runner.record import manifest as m
@@ -258,6 +258,6 @@ def test_a_hub_snapshot_links_into_its_own_blobs_only(tmp_path: Path) -> None:
     (other / "beef").write_bytes(b"not this repo's")
     (snapshot / "other.safetensors").symlink_to(other / "beef")
     assert sorted(tracked_files(snapshot)) == ["pytorch_lora_weights.safetensors"]
-    assert sources.lora_file(snapshot, None).name == "pytorch_lora_weights.safetensors"
+    assert folders.lora_file(snapshot, None).name == "pytorch_lora_weights.safetensors"
     with pytest.raises(SourceError, match="leads out of its folder"):
-        sources.lora_file(snapshot, "other.safetensors")
+        folders.lora_file(snapshot, "other.safetensors")

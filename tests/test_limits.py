@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 import runner
-from runner.spec import grammar, rows
+from runner.spec import rows, vocabulary
 
 HEAD = """\
 version: 1
@@ -42,7 +42,7 @@ def _validate_timed(file: Path) -> tuple[list[runner.Located], float, int]:
 
 
 def test_the_ceiling_is_in_the_schema_and_the_readme() -> None:
-    assert grammar.CELLS_CEILING == 100_000
+    assert vocabulary.CELLS_CEILING == 100_000
     text = (Path(__file__).resolve().parent.parent / "schemas" / "spec.schema.json").read_text()
     assert '"maximum": 100000' in text.split('"max_cells"')[1].split("}")[0]
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()

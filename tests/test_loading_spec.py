@@ -14,11 +14,11 @@ import pytest
 from PIL import Image
 
 from runner.audit import diff as audit
-from runner.backends.results import Picture, SchedulerUsed
 from runner.record import manifest as m
 from runner.record.pnginfo import infotext, parse_parameters, png_bytes, read_png_metadata
 from runner.record.samplers import sampler_name
-from runner.spec import grammar
+from runner.results import Picture, SchedulerUsed
+from runner.spec import vocabulary
 from runner.spec.load import load
 from runner.spec.schema import schema
 from runner.spec.types import Generate, Scheduler, resolved
@@ -82,11 +82,11 @@ def test_a_transformers_model_takes_attn_implementation(tmp_path: Path) -> None:
 
 def test_every_generating_op_takes_a_scheduler_of_diffusers_only() -> None:
     definitions = schema()["definitions"]
-    for op in grammar.GENERATING:
+    for op in vocabulary.GENERATING:
         taken = definitions[op]["properties"]["scheduler"]
-        assert taken["properties"] is grammar.SCHEDULER["properties"], op
-    assert grammar.family_of("scheduler") == "diffusers"
-    assert grammar.SCHEDULER["properties"]["type"]["enum"][:2] == [
+        assert taken["properties"] is vocabulary.SCHEDULER["properties"], op
+    assert vocabulary.family_of("scheduler") == "diffusers"
+    assert vocabulary.SCHEDULER["properties"]["type"]["enum"][:2] == [
         "AmusedScheduler",
         "BlockRefinementScheduler",
     ]  # the generated list, sorted

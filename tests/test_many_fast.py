@@ -12,12 +12,12 @@ from click.testing import CliRunner
 import runner
 from runner.cli import main
 from runner.record import manifest as m
-from runner.record import orphan
 from runner.record.recorder import Recorder
-from runner.running import ray_worker
+from runner.running import orphan, ray_worker
+from runner.running.ending import finish
 from runner.running.interpreter import Overrides
 from runner.running.many import Many, Outcome, grouped, table
-from runner.running.schedule import Plan
+from runner.running.plan import Plan
 
 SPEC = """\
 version: 1
@@ -65,7 +65,7 @@ def test_ray_without_ray_says_how_to_install_it(
     monkeypatch.setitem(sys.modules, "ray", None)  # what an install without Ray gives
     code, out, err = invoke("run", str(spec(tmp_path)), "--ray", "--out", str(tmp_path / "r"))
     assert code == 1
-    assert err == "error: --ray needs Ray, which is not installed: pip install 'peft-runner[ray]'\n"
+    assert err == "error: --ray: Ray is not installed: pip install 'peft-runner[ray]'\n"
     assert not (tmp_path / "r").exists()
 
 
@@ -155,7 +155,7 @@ def test_a_parent_finishes_a_dead_runs_record_from_its_journal(tmp_path: Path) -
 def test_an_old_manifest_without_origin_reads(tmp_path: Path) -> None:
     typed = runner.load_spec(spec(tmp_path))
     recorder = Recorder.start(tmp_path / "runs", typed)
-    recorder.finish("succeeded")
+    finish(recorder, "succeeded")
     data = m.manifest_bytes(recorder.manifest).decode()
     assert '"origin"' in data
     import json

@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 from sd_parsers import ParserManager
 
-from runner.backends.results import Picture
+from runner.results import Picture
 from runner.record.pnginfo import parse_parameters, png_bytes, read_png_metadata
 
 PARAMS = {

@@ -145,7 +145,7 @@ def test_an_unusable_out_folder_is_one_line_and_exit_2(tmp_path: Path, where: st
     )
     assert done.returncode == 2
     lines = done.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith(f"error: --out {out}:"), done.stderr
+    assert len(lines) == 1 and lines[0].startswith(f"error: out folder {out}:"), done.stderr
 
 
 def test_the_python_api_runs_opens_verifies_and_diffs(tmp_path: Path) -> None:

@@ -23,10 +23,12 @@ from click.testing import CliRunner
 from PIL import Image
 
 import runner
-from runner.backends.results import Completion, Picture
 from runner.cli import main
 from runner.record import manifest as m
 from runner.record.recorder import Recorder
+from runner.results import Completion, Picture
+from runner.running.cellwriter import CellWriter
+from runner.running.ending import finish
 
 HOSTILE = "<script>alert('x')</script> & \"quotes\" <img src=https://evil.example/x.png>"
 SCREENSHOT = Path("/tmp/report-screenshot.png")
@@ -79,7 +81,7 @@ def record(out: Path, status: str = "succeeded") -> Path:
     rec.step(
         _step(2, "generate", "pics", arguments=args, active_adapters={"a": 1.0}, outputs=outputs)
     )
-    writer = rec.cell_writer("outputs/03-grid", ["base", "a"])
+    writer = CellWriter(rec, "outputs/03-grid", ["base", "a"])
     for r, adapters in enumerate([None, {"a": 1.0}]):
         for k, prompt in enumerate(["red", HOSTILE]):
             writer.add(r, adapters, [Picture(_image(10 * r + k), prompt, 0)])
@@ -94,11 +96,11 @@ def record(out: Path, status: str = "succeeded") -> Path:
         texts = [Completion(HOSTILE, " and " + HOSTILE, [5, 6, 7], 0)]
         outputs = rec.outputs("outputs/04-words", texts, None)
         rec.step(_step(4, "generate", "words", arguments={"prompt": ["x"]}, outputs=outputs))
-        rec.finish("succeeded")
+        finish(rec, "succeeded")
     else:
         rec.step(m.StepRecord(4, "generate", 14, status, 0.5, id="words"))
         why = "interrupted" if status == "interrupted" else "RuntimeError: out of memory <b>"
-        rec.finish(status, m.Failure(4, "spec.yaml:14: step 4 (generate)", why))
+        finish(rec, status, m.Failure(4, "spec.yaml:14: step 4 (generate)", why))
     return rec.run
 
 

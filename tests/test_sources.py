@@ -10,8 +10,8 @@ from huggingface_hub.utils import HFValidationError, validate_repo_id
 from hypothesis import given
 from hypothesis import strategies as st
 
-from runner import sources
 from runner.errors import SourceError
+from runner.sources import folders, names
 
 IDS = [
     "gpt2",
@@ -45,18 +45,18 @@ def hub_accepts(repo_id: str) -> bool:
 
 @pytest.mark.parametrize("repo_id", IDS)
 def test_hub_ids_are_judged_as_huggingface_hub_judges_them(repo_id: str) -> None:
-    assert (sources.hub_id_problem(repo_id) is None) == hub_accepts(repo_id)
+    assert (names.hub_id_problem(repo_id) is None) == hub_accepts(repo_id)
 
 
 @given(st.text(alphabet="ab-_./é \n0", max_size=12))
 def test_hub_id_rule_agrees_with_huggingface_hub_on_any_text(repo_id: str) -> None:
-    assert (sources.hub_id_problem(repo_id) is None) == hub_accepts(repo_id)
+    assert (names.hub_id_problem(repo_id) is None) == hub_accepts(repo_id)
 
 
 def test_a_malformed_adapter_config_names_its_file(tmp_path: Path) -> None:
     (tmp_path / "adapter_config.json").write_text("{'peft_type': 'LORA'}")
     with pytest.raises(SourceError) as caught:
-        sources.adapter_config(tmp_path)
+        folders.adapter_config(tmp_path)
     assert str(caught.value) == (
         f"'{tmp_path / 'adapter_config.json'}' is not valid JSON "
         "(Expecting property name enclosed in double quotes: line 1 column 2 (char 1))"
@@ -76,7 +76,7 @@ def test_an_adapter_config_must_be_a_peft_config(
 ) -> None:
     (tmp_path / "adapter_config.json").write_bytes(content)
     with pytest.raises(SourceError, match=reason):
-        sources.adapter_config(tmp_path)
+        folders.adapter_config(tmp_path)
 
 
 def write_adapter(folder: Path, base: str) -> Path:
@@ -89,9 +89,9 @@ def write_adapter(folder: Path, base: str) -> Path:
 def test_an_adapter_base_resolves_against_the_adapter_folder(tmp_path: Path) -> None:
     (tmp_path / "models" / "base").mkdir(parents=True)
     adapter = write_adapter(tmp_path / "models" / "adapters" / "x", "../../base")
-    assert sources.adapter_base(adapter) == (str(tmp_path / "models" / "base"), None)
+    assert folders.adapter_base(adapter) == (str(tmp_path / "models" / "base"), None)
     hub = write_adapter(tmp_path / "hub", "someone/base")
-    assert sources.adapter_base(hub) == ("someone/base", "v2")
+    assert folders.adapter_base(hub) == ("someone/base", "v2")
 
 
 @pytest.mark.parametrize(
@@ -108,16 +108,16 @@ def test_an_adapter_base_that_cannot_load_is_refused(
     tmp_path: Path, base: str, reason: str
 ) -> None:
     with pytest.raises(SourceError, match=reason):
-        sources.adapter_base(write_adapter(tmp_path / "a", base))
+        folders.adapter_base(write_adapter(tmp_path / "a", base))
 
 
 def test_a_weight_name_must_be_in_the_folder(tmp_path: Path) -> None:
     (tmp_path / "a.safetensors").write_bytes(b"")
     (tmp_path / "notes.txt").write_bytes(b"")
-    assert sources.named_weight(tmp_path, "a.safetensors") == tmp_path / "a.safetensors"
+    assert folders.named_weight(tmp_path, "a.safetensors") == tmp_path / "a.safetensors"
     with pytest.raises(
         SourceError, match=r"holds no file 'b.safetensors' \(it holds a.safetensors\)"
     ):
-        sources.named_weight(tmp_path, "b.safetensors")
+        folders.named_weight(tmp_path, "b.safetensors")
     with pytest.raises(SourceError, match="plain file name"):
-        sources.named_weight(tmp_path, "../a.safetensors")
+        folders.named_weight(tmp_path, "../a.safetensors")

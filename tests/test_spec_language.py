@@ -15,7 +15,7 @@ from click.testing import CliRunner
 from runner.cli import main
 from runner.errors import SpecError
 from runner.running.interpreter import OPS
-from runner.spec import grammar, schema
+from runner.spec import schema, vocabulary
 from runner.spec.load import load
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -127,7 +127,7 @@ def test_schema_is_draft07_strict_and_described() -> None:
 
     # ...but a scheduler's, whose keys are its class's config, checked when it is built
     def scheduler(o: dict) -> bool:
-        return o.get("properties") is grammar.SCHEDULER["properties"]
+        return o.get("properties") is vocabulary.SCHEDULER["properties"]
 
     steps = doc["properties"]["steps"]["items"]
     closed = [o for o in objects(doc) if o is not steps and not scheduler(o)]

@@ -8,8 +8,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from runner.errors import RunDirError, printable
+from runner.record import layout
 from runner.record import manifest as m
-from runner.record.rundir import SUMS, files_under
+from runner.record.layout import SUMS
+from runner.record.rundir import files_under
 from runner.record.trust import MANIFEST_LIMIT, UnsafePath, read_run_file, rel_problem
 from runner.record.trust import sha256_run_file as _sha256
 
@@ -83,7 +85,11 @@ def verify(run_dir: Path) -> VerifyReport:
     A run whose process died has no SHA256SUMS: it is reported unfinished, with the steps
     its journal recorded and their outputs checked against the journal's sha256.
     """
-    if run_dir.is_dir() and not os.path.lexists(run_dir / SUMS) and (run_dir / m.MANIFEST).exists():
+    if (
+        run_dir.is_dir()
+        and not os.path.lexists(run_dir / SUMS)
+        and os.path.lexists(run_dir / layout.MANIFEST)
+    ):
         return _unfinished(run_dir)
     sums = read_sums(run_dir)
     on_disk = set(files_under(run_dir)) - {SUMS}

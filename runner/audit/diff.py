@@ -15,6 +15,7 @@ from typing import Any
 
 from runner.audit.outputs import OutputDiff, compare_outputs
 from runner.errors import printable
+from runner.record import layout
 from runner.record import manifest as m
 from runner.record.trust import SPEC_LIMIT, read_run_file
 
@@ -230,7 +231,7 @@ def format_outputs(diffs: list[OutputDiff]) -> str:
 
 def spec_diff(run_a: Path, run_b: Path) -> list[str]:
     """Unified diff of the two runs' spec.yaml, labelled a/spec.yaml and b/spec.yaml."""
-    a, b = (read_run_file(r, "spec.yaml", SPEC_LIMIT) for r in (run_a, run_b))
+    a, b = (read_run_file(r, layout.SPEC, SPEC_LIMIT) for r in (run_a, run_b))
     if a == b:
         return []
     la, lb = (x.decode("utf-8", "replace").splitlines() for x in (a, b))

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from runner.errors import printable
-from runner.record.cells import FILE as CELLS
+from runner.record.layout import CELLS
 from runner.record.manifest import Manifest, read
 from runner.record.trust import CELLS_LIMIT, UnsafePath, open_regular, read_limited, run_file
 from runner.record.trust import sha256_regular as digest

@@ -1,128 +1,31 @@
 """The seam between the interpreter and the model libraries: one backend per family.
 
 Only backends import torch, transformers, diffusers or peft, and only they know how
-each library spells an adapter operation.
+each library spells an adapter operation. What they share is in `base`; this module
+makes one, importing it (and its libraries) only when asked.
 """
 
 from __future__ import annotations
 
-import logging
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
-
-from runner.backends.results import Completion, ModelSetup, Picture
+import importlib
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from runner.record.manifest import LoadReport
-    from runner.spec.types import Adapter, Generate, Model
+    from runner.backends.base import Backend, Ticker
 
-
-class Ticker(Protocol):
-    """What a backend tells whoever shows progress (the CLI) while it works."""
-
-    verbose: bool  # leave the libraries' own logs and progress bars on
-
-    def tick(self, done: int, total: int | None, unit: str) -> None:
-        """DONE of TOTAL UNITs of a long call are finished (denoising steps, new tokens)."""
-
-    def note(self, text: str) -> None:
-        """One line worth the user's attention that is no error, e.g. a library's warning."""
-
-
-class Logged:
-    """The ticker when nobody shows progress (tests, library use): notes go to logging."""
-
-    verbose = False
-
-    def tick(self, done: int, total: int | None, unit: str) -> None:
-        pass
-
-    def note(self, text: str) -> None:
-        logging.getLogger("runner").warning(text)
-
-
-class Backend(Protocol):
-    """What the interpreter asks of a model family. Adapter bookkeeping is the interpreter's."""
-
-    device: str  # resolved, e.g. "cpu", "cuda:0"
-    dtype: str  # resolved, e.g. "float32"
-
-    def load_model(self, model: Model, source: str) -> None:
-        """Load the base model from SOURCE: a resolved local folder, or a hub id."""
-
-    def setup(self) -> ModelSetup:
-        """How the model was loaded besides its files (scheduler, components, attention)."""
-
-    def load_adapter(self, adapter: Adapter, local: Path | None) -> LoadReport:
-        """Attach one adapter under its name and make it the only active one; returns what
-        the load did (runner.backends.load_report).
-
-        `local` is the resolved local file or folder (None for a hub id, or a config adapter).
-        On failure nothing of the adapter stays behind.
-        """
-
-    def set_adapters(self, weights: dict[str, float]) -> None:
-        """Make exactly these adapters active, each scaled by its weight."""
-
-    def disable(self) -> None:
-        """Run the base model from now on; adapters stay loaded."""
-
-    def enable(self) -> None:
-        """Run the active adapters again."""
-
-    def generate(self, step: Generate) -> list[Completion] | list[Picture]:
-        """Generate for every prompt of the step, seeded as the contract says."""
-
-    def unload_adapters(self) -> None:
-        """Remove every adapter, so that the model computes exactly what a fresh load does."""
-
-
-class CannotMix(Exception):
-    """The model refuses a mixed batch at run time (e.g. a layer sees the batch flattened,
-    as OPT's fc1 does); nothing was made, the caller runs the rows one setting at a time.
-    Control flow between the executor and a backend, never shown to the user."""
-
-
-@runtime_checkable
-class MixesAdapters(Protocol):
-    """A backend that runs different adapter settings for different rows of one batch."""
-
-    def deterministic(self, args: dict[str, Any]) -> bool:
-        """Whether a cell's output depends on neither its seed nor its batch (greedy)."""
-
-    def mix(self, weights: dict[str, float] | None) -> tuple[str, float] | None:
-        """The (adapter, scale) that runs WEIGHTS (None: base) as one batch row; None where
-        it cannot be mixed. May make a temporary adapter, which `unmix` deletes."""
-
-    def unmix(self) -> None:
-        """Delete what `mix` made."""
-
-    def batch_size(self, step: Generate) -> int:
-        """How many prompts like the step's one call may hold."""
-
-    def generate_mixed(
-        self, step: Generate, names: list[str], scales: dict[str, float]
-    ) -> list[Completion]:
-        """`generate` with prompt i run by adapter NAMES[i], each at its scale in SCALES;
-        raises CannotMix when the model refuses."""
-
-
-@runtime_checkable
-class DrawsCells(Protocol):
-    """A backend that draws many (prompt, seed) cells of one adapter setting in one call."""
-
-    def batch_size(self, step: Generate) -> int:
-        """How many images like the step's one call may hold."""
-
-    def generate_cells(self, step: Generate, seeds: list[int]) -> list[Picture]:
-        """`generate` with prompt i seeded SEEDS[i]: its image k from SEEDS[i] + k."""
+# family -> (module, class): imported by name when asked, so that this package imports no
+# backend while both backends import runner.backends.base.
+BACKENDS = {
+    "transformers": ("runner.backends.transformers_backend", "TransformersBackend"),
+    "diffusers": ("runner.backends.diffusers_backend", "DiffusersBackend"),
+}
 
 
 def prepare_libraries(family: str, ticker: Ticker | None = None) -> None:
     """Before anything of FAMILY's libraries runs, a builtin model's making included: a broken
     pair of library versions is refused in one line, and (unless the ticker is verbose)
     the libraries' own progress bars and logs are turned off."""
-    from runner import compat
+    from runner.backends import compat
 
     versions = compat.installed()
     compat.check(versions)  # before an import fails on a known pair
@@ -138,13 +41,11 @@ def create_backend(
 ) -> Backend:
     """The backend for FAMILY, once `prepare_libraries` has run; importing it is what loads
     the heavy libraries."""
-    if family == "transformers":
-        from runner.backends.transformers_backend import TransformersBackend
-
-        return TransformersBackend(device, dtype, trust_remote_code, ticker)
-    from runner.backends.diffusers_backend import DiffusersBackend
-
-    return DiffusersBackend(device, dtype, trust_remote_code, ticker)
+    module, name = BACKENDS[family]
+    made: Backend = getattr(importlib.import_module(module), name)(
+        device, dtype, trust_remote_code, ticker
+    )
+    return made
 
 
 def _peft_needed() -> str | None:

@@ -12,14 +12,15 @@ import torch
 from diffusers import DiffusionPipeline
 from safetensors import SafetensorError
 
-from runner import sources
-from runner.backends import Logged, Ticker, load_report, scheduling
+from runner.backends import load_report, scheduling
+from runner.backends.base import Logged, Ticker, refuse_bad_name
 from runner.backends.devices import gpu_memory, resolve_device, resolve_dtype, torch_dtype
 from runner.backends.quiet import ADAPTER_FALSE_ALARMS, ANSI, captured, fold, one_line
-from runner.backends.results import ModelSetup, Picture
 from runner.errors import StepError, describe
 from runner.record import adapter_file
 from runner.record import manifest as m
+from runner.results import ModelSetup, Picture
+from runner.sources import folders, names
 from runner.spec.types import Adapter, Generate, Model, Scheduler
 
 # A compare's images per pipeline call: pixels at a time on a CPU, bytes per pixel of the
@@ -47,9 +48,9 @@ REPORT_MISMATCH = re.compile(
 
 def lora_file(adapter: Adapter, local: Path) -> Path:
     """The one weight file a local adapter path stands for; refuses pickle and ambiguity."""
-    file = sources.lora_file(local, adapter.weight_name)
-    if sources.is_pickle(file.name) and not adapter.allow_pickle:
-        raise StepError(sources.pickle_refusal(file.name))
+    file = folders.lora_file(local, adapter.weight_name)
+    if names.is_pickle(file.name) and not adapter.allow_pickle:
+        raise StepError(names.pickle_refusal(file.name))
     return file
 
 
@@ -130,13 +131,13 @@ class DiffusersBackend:
                 model.scheduler, self.own_scheduler.config
             )
 
-    def _index(self, model: Model, source: str) -> sources.PipelineIndex | None:
+    def _index(self, model: Model, source: str) -> folders.PipelineIndex | None:
         """The pipeline's model_index.json; every component left out must be one of its
         components, as diffusers ignores any other name with a warning."""
-        index = sources.pipeline_index(source)
+        index = folders.pipeline_index(source)
         if index is None and model.components:  # a hub id: its model_index.json alone
             config = DiffusionPipeline.load_config(source, revision=model.revision)
-            index = sources.PipelineIndex.of(dict(config))
+            index = folders.PipelineIndex.of(dict(config))
         for name in model.components:
             problem = index.unknown(name) if index else None
             if problem:
@@ -157,6 +158,7 @@ class DiffusersBackend:
     def load_adapter(self, adapter: Adapter, local: Path | None) -> m.LoadReport:
         """load_lora_weights under the adapter's name; it becomes the only active adapter.
         Returns what the load did (modules per component, unmatched keys, rank, alpha...)."""
+        refuse_bad_name(adapter.name)
         pipe, name = self.pipe, adapter.name
         if adapter.config is not None:
             raise StepError(
@@ -177,8 +179,8 @@ class DiffusersBackend:
             alpha_source, with_alpha = _alpha(file)
         else:
             source, weight_name = str(adapter.path), adapter.weight_name
-            if weight_name and sources.is_pickle(weight_name) and not adapter.allow_pickle:
-                raise StepError(sources.pickle_refusal(weight_name))
+            if weight_name and names.is_pickle(weight_name) and not adapter.allow_pickle:
+                raise StepError(names.pickle_refusal(weight_name))
         said: list[str] = []
         loaded_from = source
         if file is not None and with_alpha is not None:

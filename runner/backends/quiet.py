@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from runner.backends import Ticker
+    from runner.backends.base import Ticker
 
 # The libraries whose loggers we capture; their children (transformers.modeling_utils...)
 # propagate to these.

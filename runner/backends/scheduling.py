@@ -15,8 +15,8 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from runner.backends.results import SchedulerUsed
 from runner.errors import StepError, describe
+from runner.results import SchedulerUsed
 from runner.spec.types import Scheduler
 
 

@@ -16,13 +16,14 @@ from typing import Any
 import torch
 from transformers import StoppingCriteria, StoppingCriteriaList
 
-from runner import sources
-from runner.backends import CannotMix, Logged, Ticker, load_report, lora_mixing
+from runner.backends import load_report, lora_mixing
+from runner.backends.base import CannotMix, Logged, Ticker, refuse_bad_name
 from runner.backends.devices import gpu_memory, resolve_device, resolve_dtype, seed, torch_dtype
 from runner.backends.quiet import ADAPTER_FALSE_ALARMS, captured, fold, one_line
-from runner.backends.results import Completion, ModelSetup
 from runner.errors import StepError
 from runner.record import manifest as m
+from runner.results import Completion, ModelSetup
+from runner.sources import folders, hub, names
 from runner.spec.types import Adapter, Generate, Model
 
 # A config adapter is made right after torch.manual_seed(CONFIG_SEED): by hand, that is
@@ -62,12 +63,12 @@ class TransformersBackend:
         trust = model.trust_remote_code or self.trust_remote_code
         self.model_path = model.path
         self.attn_implementation = model.attn_implementation
-        folder = sources.adapter_folder(local)
+        folder = folders.adapter_folder(local)
         if folder is None:
             # transformers itself attaches the adapter of a hub adapter repository
             self._load_base(str(local or model.path), model.revision, trust)
             return
-        base, revision = sources.base_source(folder)
+        base, revision = hub.base_source(folder)
         has_tokenizer = (folder / "tokenizer_config.json").is_file()
         self._load_base(base, revision, trust, str(folder) if has_tokenizer else None)
         self.load_adapter(Adapter(name="default", path=str(folder)), folder)
@@ -79,9 +80,7 @@ class TransformersBackend:
     def load_adapter(self, adapter: Adapter, local: Path | None) -> m.LoadReport:
         """Attach the adapter and make it the only active one; on failure leave no trace.
         Returns what the load did (modules, unmatched keys, rank, alpha, hashes)."""
-        naming = sources.name_problem(adapter.name)
-        if naming:
-            raise StepError(naming)
+        refuse_bad_name(adapter.name)
         known = set(getattr(self.model, "peft_config", None) or {})
         before = self.model.active_adapters() if known else []
         try:
@@ -398,8 +397,8 @@ def _adapter_files(adapter: Adapter, local: Path | None) -> tuple[Path, Path]:
     """(the folder with adapter_config.json, the weight file); hub adapters arrive fetched."""
     if local is None:
         raise StepError("a transformers adapter needs a local folder or file")
-    folder, weights = sources.peft_files(local, adapter.weight_name)
-    sources.adapter_config(folder)  # a readable PEFT config, or an error that names the file
+    folder, weights = folders.peft_files(local, adapter.weight_name)
+    folders.adapter_config(folder)  # a readable PEFT config, or an error that names the file
     return folder, weights
 
 
@@ -408,9 +407,14 @@ def _read_weights(path: Path, allow_pickle: bool) -> dict[str, torch.Tensor]:
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    safe = path.suffix == ".safetensors"
+    safe = names.is_safetensors(path.name)
+    if not safe and not names.is_pickle(path.name):
+        raise StepError(
+            f"{path.name} is neither a safetensors file nor a pickled checkpoint "
+            f"({', '.join((names.SAFETENSORS, *names.PICKLE_SUFFIXES))})"
+        )
     if not safe and not allow_pickle:
-        raise StepError(sources.pickle_refusal(path.name))
+        raise StepError(names.pickle_refusal(path.name))
     try:
         return load_file(path) if safe else torch.load(path, map_location="cpu", weights_only=True)
     except (SafetensorError, pickle.UnpicklingError, RuntimeError, EOFError) as error:

@@ -11,20 +11,14 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from runner import cache_home
-from runner.backends.quiet import captured
 from runner.builtin.entry import PREFIX, Builtin
+from runner.builtin.known import catalog
+from runner.meta import cache_home
 
 __all__ = ["PREFIX", "Builtin", "cache_root", "catalog", "resolve"]
 
 # Bump when any maker's output changes, so old caches are not reused.
 FORMAT = "2"
-
-
-def catalog() -> dict[str, Builtin]:
-    from runner.builtin import causal_lm, diffusion
-
-    return {**causal_lm.CATALOG, **diffusion.CATALOG}
 
 
 def cache_root() -> Path:
@@ -39,6 +33,8 @@ def resolve(name: str) -> Path:
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=target.parent))
+    from runner.backends.quiet import captured
+
     try:
         base = resolve(entry.base) if entry.base else None
         with captured():  # what the libraries say while we make our own model is not news

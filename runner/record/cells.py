@@ -13,10 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from runner.errors import RunDirError
 from runner.record.trust import CELLS_LIMIT, read_limited, read_run_file
-
-FILE = "cells.jsonl"
-GRID = "grid.png"
 
 
 @dataclass(frozen=True)
@@ -45,22 +43,26 @@ def line(cell: Cell) -> bytes:
 
 def read(file: Path) -> list[Cell]:
     """Every cell of a cells.jsonl file (a regular file within CELLS_LIMIT), in order;
-    raises OSError, or ValueError naming the file or a bad line."""
+    raises RunDirError naming the file or a bad line."""
     try:
         content = read_limited(file, CELLS_LIMIT).decode("utf-8")
-    except ValueError as exc:
-        raise ValueError(f"{file}: {exc}") from None
+    except (OSError, ValueError) as exc:
+        raise RunDirError(f"{file}: not readable ({exc})") from None
     return parse(file, content)
 
 
 def read_run(run_dir: Path, rel: str) -> list[Cell]:
     """Every cell of the cells.jsonl REL of RUN_DIR, read by the run directory's rule
-    (RunDirError for a link, a FIFO, a file past CELLS_LIMIT); ValueError naming a bad line."""
-    return parse(run_dir / rel, read_run_file(run_dir, rel, CELLS_LIMIT).decode("utf-8"))
+    (RunDirError for a link, a FIFO, a file past CELLS_LIMIT, or a bad line)."""
+    try:
+        content = read_run_file(run_dir, rel, CELLS_LIMIT).decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise RunDirError(f"{run_dir / rel}: not readable ({exc})") from None
+    return parse(run_dir / rel, content)
 
 
 def parse(file: Path, content: str) -> list[Cell]:
-    """Every cell of CONTENT, read from FILE, in order; raises ValueError naming a bad line."""
+    """Every cell of CONTENT, read from FILE, in order; raises RunDirError naming a bad line."""
     cells = []
     for number, text in enumerate(content.splitlines(), 1):
         if not text.strip():
@@ -82,5 +84,5 @@ def parse(file: Path, content: str) -> list[Cell]:
                 )
             )
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
-            raise ValueError(f"{file}:{number}: not a cell ({exc})") from None
+            raise RunDirError(f"{file}:{number}: not a cell ({exc})") from None
     return cells

@@ -1,4 +1,4 @@
-"""What a run ran on, and the settings that make it repeatable.
+"""What a run ran on: libraries, hardware, the settings that can change results, the commit.
 
 torch is imported inside the functions that need it, so importing this stays cheap.
 """
@@ -12,7 +12,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from runner import DISTRIBUTION
+from runner.meta import DISTRIBUTION
 
 LIBRARIES = (
     "torch",
@@ -38,7 +38,6 @@ ENV_VARS = (
     "CUDA_VISIBLE_DEVICES",
     "NVIDIA_TF32_OVERRIDE",
 )
-CUBLAS_DETERMINISTIC = ":4096:8"
 
 
 def library_version(name: str) -> str | None:
@@ -47,7 +46,7 @@ def library_version(name: str) -> str | None:
         return metadata.version(name)
     except metadata.PackageNotFoundError:
         if name == DISTRIBUTION:  # run from a source tree that is not installed
-            from runner import __version__
+            from runner.meta import __version__
 
             return __version__
         return None
@@ -160,32 +159,3 @@ def read_head(git: Path) -> str | None:
     except OSError:
         pass
     return None
-
-
-def apply_determinism(
-    device: str, threads: int | None, deterministic: bool = True
-) -> dict[str, Any]:
-    """Fix the thread count and torch's algorithm choices; returns what was applied.
-
-    Call before CUDA initialises: cuBLAS reads CUBLAS_WORKSPACE_CONFIG only then.
-    Both branches set torch's global flags, so one run in a process never leaks into the next.
-    """
-    import torch
-
-    if deterministic:
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_DETERMINISTIC)
-    torch.use_deterministic_algorithms(deterministic, warn_only=deterministic)
-    torch.backends.cudnn.deterministic = deterministic
-    if deterministic:
-        torch.backends.cudnn.benchmark = False
-    if threads is not None:
-        torch.set_num_threads(threads)
-    return {
-        "use_deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
-        "warn_only": torch.is_deterministic_algorithms_warn_only_enabled(),
-        "cudnn_deterministic": bool(torch.backends.cudnn.deterministic),
-        "cudnn_benchmark": bool(torch.backends.cudnn.benchmark),
-        "CUBLAS_WORKSPACE_CONFIG": os.environ.get("CUBLAS_WORKSPACE_CONFIG"),
-        "float32_matmul_precision": torch.get_float32_matmul_precision(),
-        "threads": torch.get_num_threads(),
-    }

@@ -17,10 +17,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from runner import cache_home
+from runner.meta import cache_home
 from runner.record.files import sha256_file, write_atomic
 from runner.record.manifest import Identity
-from runner.record.trust import inside
+from runner.sources.folders import inside
 
 CACHE_VERSION = 2  # entries of other versions are not trusted
 _COMMIT = re.compile(r"[0-9a-f]{40}")

@@ -22,11 +22,11 @@ from pathlib import Path
 from typing import Any
 
 from runner.errors import RunDirError, printable
+from runner.record.layout import JOURNAL, MANIFEST
 from runner.record.trust import JOURNAL_LIMIT, MANIFEST_LIMIT, UnsafePath, read_run_file
+from runner.spec.values import is_int
 
 SCHEMA_VERSION = 1
-MANIFEST = "manifest.json"
-JOURNAL = "journal.jsonl"
 FINISHED = ("succeeded", "failed", "interrupted")
 
 
@@ -396,9 +396,9 @@ def _list_reader(item: Callable[[Any], Any]) -> Callable[[Any], Any]:
 
 def _scalar_reader(kind: type) -> Callable[[Any], Any]:
     def read(value: Any) -> Any:
-        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        if kind is float and is_int(value):
             return float(value)
-        if isinstance(value, kind) and not (kind is int and isinstance(value, bool)):
+        if is_int(value) if kind is int else isinstance(value, kind):
             return value
         raise _Malformed(f" is {_shown(value)}, expected {kind.__name__}")
 

@@ -28,7 +28,7 @@ from runner.record.files import write_atomic
 from runner.record.samplers import sampler_name
 
 if TYPE_CHECKING:
-    from runner.backends.results import Picture
+    from runner.results import Picture
 
 # AUTOMATIC1111's pattern for one `Key: value` of the last infotext line; values may be quoted.
 _PARAM = re.compile(r'\s*(\w[\w \-/]+):\s*("(?:\\.|[^\\"])+"|[^,]*)(?:,|$)')

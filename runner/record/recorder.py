@@ -8,24 +8,21 @@ and the disk soon after, through a Syncer, so the steps never wait for it.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar
+from typing import Any, BinaryIO, TypeVar
 
-from runner import __version__
-from runner.backends.results import Completion, ModelSetup, Picture, SchedulerUsed
 from runner.errors import RunDirError, printable
+from runner.meta import __version__
+from runner.record import completions, layout, rundir
 from runner.record import manifest as m
-from runner.record import rundir
+from runner.record.completions import Completed
 from runner.record.files import Syncer, sha256_bytes, write_atomic
 from runner.record.samplers import sampler_name
 from runner.record.trust import rel_problem
+from runner.results import Completion, ModelSetup, Picture, SchedulerUsed
 from runner.spec.types import Adapter, Spec, resolved
-
-if TYPE_CHECKING:
-    from runner.record.cellwriter import CellWriter
 
 T = TypeVar("T")
 
@@ -61,8 +58,8 @@ class Recorder:
             origin=origin or m.Origin(),
         )
         rec = cls(folder or rundir.create(out, spec.name, digest), manifest)
-        rec.write("spec.yaml", spec.raw)
-        rec.write("resolved.json", m.to_json(resolved(spec)))
+        rec.write(layout.SPEC, spec.raw)
+        rec.write(layout.RESOLVED, m.to_json(resolved(spec)))
         rec.save()
         return rec
 
@@ -92,7 +89,7 @@ class Recorder:
             self.manifest.steps = []
         try:
             data = m.manifest_bytes(self.manifest)
-            self.write(m.MANIFEST, data)
+            self.write(layout.MANIFEST, data)
         finally:
             self.manifest.steps = steps
         return data
@@ -123,48 +120,41 @@ class Recorder:
         """
         try:
             if self._journal is None:
-                self._journal = open(self.run / m.JOURNAL, "ab")  # noqa: SIM115 - see finish
+                self._journal = open(self.run / layout.JOURNAL, "ab")  # noqa: SIM115 - see seal
             self._journal.write(m.journal_line(record))
             self._journal.flush()
             self._syncer.keep(self._journal.fileno())
         except OSError as exc:
-            raise unwritable(self.run / m.JOURNAL, exc) from exc
+            raise unwritable(self.run / layout.JOURNAL, exc) from exc
         finally:
             self.manifest.steps.append(record)
 
-    def finish(self, status: str, error: m.Failure | None = None) -> None:
-        """Record the end: the whole manifest, then SHA256SUMS; the journal has served.
-
-        A run that failed records what it can: where the disk is full, each part is tried
-        and what cannot be written is left (the journal stays while the manifest could not
-        take its steps). A run that succeeded raises the first failure.
-        """
+    def end(self, status: str, error: m.Failure | None = None) -> bytes:
+        """Record the end in the manifest, written whole; returns it as written."""
         self.manifest.status, self.manifest.ended, self.manifest.error = (
             status,
             rundir.utc_now(),
             error,
         )
-        strict = status == "succeeded"
-        saved = _attempt(self.save, strict)
-        _attempt(lambda: self._report(saved or m.manifest_bytes(self.manifest)), strict)
-        _attempt(self._syncer.close, strict)  # every file on disk, before the list of them
+        return self.save()
+
+    def seal(self, strict: bool = True, journal_served: bool = True) -> None:
+        """Every file of the run on disk, the journal gone (once the manifest holds its
+        steps: JOURNAL_SERVED), then SHA256SUMS. Unless STRICT, a part that cannot be
+        written is left and the next is tried (a failed run on a full disk keeps what it can).
+        """
+        attempt(self._syncer.close, strict)  # every file on disk, before the list of them
         if self._journal is not None:
-            _attempt(self._journal.close, strict)
-        if saved is not None:
-            _attempt(lambda: (self.run / m.JOURNAL).unlink(missing_ok=True), strict)
-        _attempt(lambda: self._sums(), strict)
+            attempt(self._journal.close, strict)
+        if journal_served:
+            attempt(lambda: (self.run / layout.JOURNAL).unlink(missing_ok=True), strict)
+        attempt(self._sums, strict)
 
     def _sums(self) -> None:
         try:
             rundir.write_sums(self.run, self.sums)
         except OSError as exc:
-            raise unwritable(self.run / rundir.SUMS, exc) from exc
-
-    def _report(self, manifest: bytes) -> None:
-        """report.html from the manifest as it reads back, so `runner report` gives the same."""
-        from runner.report.html import REPORT, page
-
-        self.write(REPORT, page(self.run, m.parse(json.loads(manifest))))
+            raise unwritable(self.run / layout.SUMS, exc) from exc
 
     def outputs(
         self,
@@ -181,21 +171,10 @@ class Recorder:
         self, folder: str, items: list[Completion], adapters: dict[str, float] | None
     ) -> list[m.Output]:
         lines = [
-            json.dumps(
-                {
-                    "prompt": c.prompt,
-                    "text": c.text,
-                    "token_ids": c.token_ids,
-                    "seed": c.seed,
-                    "adapters": adapters,
-                },
-                ensure_ascii=False,
-                allow_nan=False,
-            )
-            + "\n"
+            completions.line(Completed(c.prompt, c.text, c.token_ids, c.seed, adapters))
             for c in items
         ]
-        return [self.write(f"{folder}/completions.jsonl", "".join(lines).encode("utf-8"))]
+        return [self.write(f"{folder}/{layout.COMPLETIONS}", "".join(lines).encode("utf-8"))]
 
     def pictures(
         self, folder: str, items: list[Picture], adapters: dict[str, float] | None
@@ -204,7 +183,7 @@ class Recorder:
 
         return [
             self.write(
-                f"{folder}/{k}.png",
+                f"{folder}/{layout.picture(k)}",
                 png_bytes(
                     picture,
                     adapters=adapters,
@@ -214,12 +193,6 @@ class Recorder:
             )
             for k, picture in enumerate(items)
         ]
-
-    def cell_writer(self, folder: str, rows: list[str]) -> CellWriter:
-        """A writer for a compare step's cells, a row per label of ROWS, as they are made."""
-        from runner.record.cellwriter import CellWriter
-
-        return CellWriter(self, folder, rows)
 
     def inputs_adapter(self, name: str, identity: m.Identity) -> None:
         """An adapter's identity, recorded as soon as it is loaded."""
@@ -248,7 +221,7 @@ def unwritable(path: Path, exc: OSError) -> RunDirError:
     return RunDirError(printable(f"{path}: cannot be written ({exc.strerror or exc})"))
 
 
-def _attempt(part: Callable[[], T], strict: bool) -> T | None:
+def attempt(part: Callable[[], T], strict: bool) -> T | None:
     """PART's result; None when it failed to write and STRICT is false."""
     try:
         return part()

@@ -9,10 +9,8 @@ from pathlib import Path
 
 from runner.errors import RunDirError, printable
 from runner.record.files import PARTIAL, sha256_file, write_atomic
-from runner.record.manifest import MANIFEST
+from runner.record.layout import MANIFEST, SUMS
 from runner.record.trust import MANIFEST_LIMIT, read_limited
-
-SUMS = "SHA256SUMS"
 
 
 def utc_now() -> str:
@@ -26,18 +24,22 @@ def create(out: Path, name: str, spec_sha256: str) -> Path:
     if enclosing is not None:
         raise RunDirError(
             printable(
-                f"--out {out}: is inside the run directory {enclosing}; a run directory holds"
+                f"out folder {out}: is inside the run directory {enclosing}; a run directory holds"
                 " one run (name a folder outside it)"
             )
         )
     try:
         out.mkdir(parents=True, exist_ok=True)
     except FileExistsError:
-        raise RunDirError(f"--out {out}: is a file, not a folder; name a folder") from None
+        raise RunDirError(f"out folder {out}: is a file, not a folder; name a folder") from None
     except NotADirectoryError:
-        raise RunDirError(f"--out {out}: a part of this path is a file; name a folder") from None
+        raise RunDirError(
+            f"out folder {out}: a part of this path is a file; name a folder"
+        ) from None
     except PermissionError:
-        raise RunDirError(f"--out {out}: permission denied; name a folder you can write") from None
+        raise RunDirError(
+            f"out folder {out}: permission denied; name a folder you can write"
+        ) from None
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     base = f"{name}-{stamp}-{spec_sha256[:8]}"
     for n in range(1, 1000):
@@ -49,9 +51,9 @@ def create(out: Path, name: str, spec_sha256: str) -> Path:
             continue
         except PermissionError:
             raise RunDirError(
-                f"--out {out}: permission denied; name a folder you can write"
+                f"out folder {out}: permission denied; name a folder you can write"
             ) from None
-    raise RunDirError(f"--out {out}: too many runs named {base}")
+    raise RunDirError(f"out folder {out}: too many runs named {base}")
 
 
 def enclosing_run(out: Path) -> Path | None:
@@ -73,11 +75,6 @@ def _is_run(folder: Path) -> bool:
     except (OSError, ValueError, RecursionError):
         return False
     return isinstance(data, dict) and {"schema_version", "spec", "runner"} <= data.keys()
-
-
-def output_dir(index: int, step_id: str | None) -> str:
-    """outputs/NN-ID for the 1-based step INDEX."""
-    return f"outputs/{index:02d}-{step_id or 'generate'}"
 
 
 def write_sums(run: Path, known: dict[str, str]) -> None:

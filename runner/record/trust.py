@@ -151,22 +151,3 @@ def sha256_run_file(run_dir: Path, rel: str) -> str:
         return sha256_regular(file)
     except OSError as exc:
         raise UnsafePath(run_dir, rel, f"cannot be read ({exc.strerror or exc})") from None
-
-
-def _roots(folder: Path) -> tuple[str, ...]:
-    """Where links of FOLDER may lead: the folder itself, and for a folder inside a hub cache
-    snapshot (`models--o--n/snapshots/<commit>/...`), that repository's `blobs/`."""
-    root = os.path.realpath(folder)
-    parts = Path(root).parts
-    for i in range(len(parts) - 2, 0, -1):
-        if parts[i] == "snapshots" and "--" in parts[i - 1]:
-            return root, os.path.join(*parts[:i], "blobs")
-    return (root,)
-
-
-def inside(folder: Path, path: Path) -> bool:
-    """Whether PATH, with every link resolved, stays inside FOLDER (or its hub `blobs/`)."""
-    real = os.path.realpath(path)
-    return any(
-        real == root or real.startswith(root.rstrip(os.sep) + os.sep) for root in _roots(folder)
-    )

@@ -15,13 +15,13 @@ from pathlib import Path
 from typing import Any
 
 from runner.errors import RunDirError
+from runner.record import layout
 from runner.record import manifest as m
 from runner.record.files import write_atomic
 from runner.record.trust import MANIFEST_LIMIT, read_run_file
 from runner.report.markup import e, short
 from runner.report.sections import step_section
 
-REPORT = "report.html"
 _WEIGHTS = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".gguf")
 _CSP = "default-src 'none'; img-src 'self' file: data:; style-src 'unsafe-inline'"
 
@@ -101,7 +101,7 @@ def unavailable(name: str, error: BaseException) -> bytes:
 
 def write(run_dir: Path, out: Path | None = None) -> Path:
     """Render RUN_DIR's report page again into OUT (default RUN_DIR/report.html)."""
-    target = out or run_dir / REPORT
+    target = out or run_dir / layout.REPORT
     write_atomic(target, render(run_dir, m.read(run_dir)))
     return target
 
@@ -119,7 +119,7 @@ def _page(title: str, body: str) -> bytes:
 
 def _resolved(run_dir: Path) -> dict[str, Any]:
     try:
-        data = json.loads(read_run_file(run_dir, "resolved.json", MANIFEST_LIMIT))
+        data = json.loads(read_run_file(run_dir, layout.RESOLVED, MANIFEST_LIMIT))
     except (RunDirError, ValueError, RecursionError):
         return {}
     return data if isinstance(data, dict) else {}

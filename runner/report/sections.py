@@ -9,9 +9,11 @@ from typing import Any
 
 from runner.errors import RunDirError
 from runner.record import cells as c
+from runner.record import completions, layout
 from runner.record import manifest as m
-from runner.record.trust import CELLS_LIMIT, read_run_file
+from runner.record.trust import run_file
 from runner.report.markup import e, href, image
+from runner.spec.values import is_int
 
 
 def step_section(run_dir: Path, step: m.StepRecord) -> str:
@@ -66,36 +68,41 @@ def _files(run_dir: Path, step: m.StepRecord) -> str:
 def _generate(run_dir: Path, step: m.StepRecord) -> str:
     texts = [o for o in step.outputs if o.path.endswith(".jsonl")]
     if texts:
-        return _completions(read_run_file(run_dir, texts[0].path, CELLS_LIMIT), step)
+        return _completions(completions.read_run(run_dir, texts[0].path), step)
     pngs = [o.path for o in step.outputs if o.path.endswith(".png")]
     prompts = step.arguments.get("prompt")
     prompts = prompts if isinstance(prompts, list) else [prompts]
-    seed = step.arguments.get("seed", 0)
     per_prompt = step.arguments.get("num_images_per_prompt", 1)
-    per_prompt = per_prompt if isinstance(per_prompt, int) and per_prompt > 0 else 1
+    per_prompt = per_prompt if is_int(per_prompt) and per_prompt > 0 else 1
     shown = adapters_text(step.active_adapters)
     figures = []
     for k, rel in enumerate(pngs):
         prompt = prompts[k // per_prompt] if k // per_prompt < len(prompts) else ""
-        seed_k = seed + k if isinstance(seed, int) else seed
         figures.append(
             f"<figure>{image(rel, str(prompt))}<figcaption>{e(prompt)} &middot; seed "
-            f"{e(seed_k)} &middot; {e(shown)}</figcaption></figure>"
+            f"{e(_drawn_from(run_dir, rel))} &middot; {e(shown)}</figcaption></figure>"
         )
     return "".join(figures) + _after(step)
 
 
-def _completions(content: bytes, step: m.StepRecord) -> str:
+def _drawn_from(run_dir: Path, rel: str) -> str:
+    """The seed an image was drawn from, as its PNG records it; '?' where it cannot be read."""
+    from runner.record.pnginfo import read_png_metadata
+
+    try:
+        return read_png_metadata(run_file(run_dir, rel)).get("seed", "?")
+    except (OSError, ValueError, RunDirError):
+        return "?"
+
+
+def _completions(items: list[completions.Completed], step: m.StepRecord) -> str:
     rows = []
-    for text in content.decode("utf-8").splitlines():
-        if not text.strip():
-            continue
-        item = json.loads(text)
-        ids = " ".join(map(str, item.get("token_ids") or []))
+    for item in items:
+        ids = " ".join(map(str, item.token_ids))
         rows.append(
-            f"<tr><td class=text>{e(item.get('prompt'))}</td><td>{e(item.get('seed'))}</td>"
-            f"<td>{e(adapters_text(item.get('adapters')))}</td>"
-            f"<td class=text title='token ids: {e(ids)}'>{e(item.get('text'))}</td></tr>"
+            f"<tr><td class=text>{e(item.prompt)}</td><td>{e(item.seed)}</td>"
+            f"<td>{e(adapters_text(item.adapters))}</td>"
+            f"<td class=text title='token ids: {e(ids)}'>{e(item.text)}</td></tr>"
         )
     head = "<tr><th>prompt</th><th>seed</th><th>adapters</th><th>completion</th></tr>"
     return f"<div class=scroll><table><thead>{head}</thead>{''.join(rows)}</table></div>"
@@ -103,7 +110,7 @@ def _completions(content: bytes, step: m.StepRecord) -> str:
 
 def _compare(run_dir: Path, step: m.StepRecord) -> str:
     """The cells as a table: a row per setting, a column per prompt and seed."""
-    listed = [o.path for o in step.outputs if o.path.endswith("/" + c.FILE)]
+    listed = [o.path for o in step.outputs if o.path.endswith("/" + layout.CELLS)]
     if not listed:
         return _after(step)
     folder = listed[0].rsplit("/", 1)[0]
@@ -166,7 +173,7 @@ def _tile(folder: str, cell: c.Cell) -> str:
 
 
 def _grid_link(step: m.StepRecord, folder: str) -> str:
-    grid = f"{folder}/{c.GRID}"
+    grid = f"{folder}/{layout.GRID}"
     if not any(o.path == grid for o in step.outputs) or (url := href(grid)) is None:
         return ""
     return f"<p><a href='{url}'>grid.png</a>: the same cells as one labelled image.</p>"

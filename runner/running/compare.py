@@ -22,8 +22,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
-from runner.backends import Backend, CannotMix, DrawsCells, MixesAdapters
-from runner.backends.results import Completion, Picture
+from runner.backends.base import Backend, CannotMix, DrawsCells, MixesAdapters
+from runner.results import Completion, Picture
 from runner.spec.types import Compare, Generate, Row
 
 

@@ -14,16 +14,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from runner import sources
-from runner.backends import Backend, Ticker
-from runner.backends.results import Completion, Picture, SchedulerUsed
+from runner.backends.base import Backend, Ticker
 from runner.errors import Interrupted, RunnerError, StepError, describe, environmental
+from runner.record import layout
 from runner.record import manifest as m
 from runner.record.recorder import Recorder, scheduler_record
-from runner.record.rundir import output_dir
 from runner.record.samplers import sampler_name
+from runner.results import Completion, Picture, SchedulerUsed
 from runner.running import compare
+from runner.running.cellwriter import CellWriter
+from runner.running.ending import finish
 from runner.running.models import ModelCache
+from runner.sources import hub
 from runner.spec.types import Compare, Disable, Enable, Generate, Load, SetAdapters, Spec, Step
 
 
@@ -66,7 +68,7 @@ def _load(ctx: Context, step: Load) -> Made:
     for name in step.adapters:
         adapter = ctx.spec.adapters[name]
         try:
-            local = sources.adapter_local(adapter, ctx.spec.base_dir)
+            local = hub.adapter_local(adapter, ctx.spec.base_dir)
             report = ctx.backend.load_adapter(adapter, local)
             if step.strict and report.unmatched_count:
                 raise StepError(f"strict: {report.warnings[0]}")
@@ -94,7 +96,7 @@ def _set_adapters(ctx: Context, step: SetAdapters) -> Made:
 
 def _generate(ctx: Context, step: Generate) -> Made:
     results = ctx.backend.generate(step)
-    folder = output_dir(ctx.index, step.id)
+    folder = layout.output_dir(ctx.index, step.id)
     written = ctx.recorder.outputs(folder, results, ctx.state.running)
     # a PNG per picture; one completions.jsonl for all texts
     files = (
@@ -114,8 +116,8 @@ def _generate(ctx: Context, step: Generate) -> Made:
 
 def _compare(ctx: Context, step: Compare) -> Made:
     cells = compare.plan(step)
-    folder = output_dir(ctx.index, step.id or "compare")
-    writer = ctx.recorder.cell_writer(folder, [row.label for row in step.rows])
+    folder = layout.output_dir(ctx.index, step.id or "compare")
+    writer = CellWriter(ctx.recorder, folder, [row.label for row in step.rows])
 
     def done(cell: compare.Cell, results: list[Completion] | list[Picture]) -> None:
         weights = None if cell.row.weights is None else dict(cell.row.weights)
@@ -194,25 +196,25 @@ def execute(
     """
     setup = setup or Setup()
     recorder = Recorder.start(out, spec, folder=setup.run_dir, origin=setup.origin)
-    index, where = 0, f"{spec.file}:{spec.model.line}: model"
+    index, where = 0, spec.where(0)
     with contextlib.ExitStack() as loaded:
         try:
             backend, state = _prepare(spec, recorder, overrides, setup.models, ticker)
             ctx = Context(spec, backend, state, recorder, setup=setup)
             loaded.enter_context(_frozen())
             for index, step in enumerate(spec.steps, start=1):
-                ctx.index, where = index, f"{spec.file}:{step.line}: step {index} ({step.op})"
+                ctx.index, where = index, spec.where(index)
                 _run_step(ctx, step, progress)
             where = f"{spec.file}: the run's record"
-            recorder.finish("succeeded")  # a full disk here still closes the run as failed
+            finish(recorder, "succeeded")  # a full disk here still closes the run as failed
         except (Interrupted, KeyboardInterrupt) as exc:
-            recorder.finish("interrupted", m.Failure(index, where, "interrupted"))
+            finish(recorder, "interrupted", m.Failure(index, where, "interrupted"))
             stop = exc if isinstance(exc, Interrupted) else Interrupted("SIGINT")
             stop.run_dir = recorder.run
             raise stop from None
         except Exception as exc:
             message = str(exc) if isinstance(exc, RunnerError) else describe(exc)
-            recorder.finish("failed", m.Failure(index, where, message))
+            finish(recorder, "failed", m.Failure(index, where, message))
             if not isinstance(exc, RunnerError) and not environmental(exc):
                 # a bug of the runner: recorded as failed, then raised with its traceback
                 exc.run_dir = recorder.run  # type: ignore[attr-defined]
@@ -247,7 +249,8 @@ def _prepare(
     ticker: Ticker | None = None,
 ) -> tuple[Backend, State]:
     """Settings, environment and the model; an adapter folder as model brings `default`."""
-    from runner.record.environment import apply_determinism, capture
+    from runner.backends.determinism import apply_determinism
+    from runner.record.environment import capture
 
     # Before the backend starts CUDA: CUBLAS_WORKSPACE_CONFIG is read when cuBLAS starts.
     applied = apply_determinism(

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from runner.errors import Interrupted, RunnerError, StepError
+from runner.record import layout
 from runner.record import manifest as m
 from runner.running.interpreter import Overrides, Setup, execute
 from runner.running.models import ModelCache, model_key
@@ -157,5 +158,5 @@ def table(many: Many) -> str:
 
 
 def _report(run_dir: Path | None) -> str | None:
-    page = run_dir / "report.html" if run_dir else None
+    page = run_dir / layout.REPORT if run_dir else None
     return str(page) if page and page.is_file() else None

@@ -14,9 +14,10 @@ import gc
 from dataclasses import dataclass
 from pathlib import Path
 
-from runner import sources
-from runner.backends import Backend, Ticker, create_backend, prepare_libraries, resolve
+from runner.backends import create_backend, prepare_libraries, resolve
+from runner.backends.base import Backend, Ticker
 from runner.record import manifest as m
+from runner.sources import folders, hub
 from runner.spec.types import Spec
 
 Key = tuple[object, ...]
@@ -29,7 +30,7 @@ def model_key(spec: Spec, device: str, dtype: str) -> Key:
     builtin name), so this needs no model library and builds nothing.
     """
     model = spec.model
-    local = sources.on_disk(model.path, spec.base_dir)
+    local = folders.on_disk(model.path, spec.base_dir)
     path = str(local) if local is not None else model.path
     return (
         model.family,
@@ -79,11 +80,11 @@ class ModelCache:
         from runner.record.identity import identify
 
         prepare_libraries(spec.model.family, ticker)
-        source = sources.model_source(spec.model, spec.base_dir)  # may make a builtin
+        source = hub.model_source(spec.model, spec.base_dir)  # may make a builtin
         # An adapter folder given as the model comes with its adapter attached; such a
         # model is loaded for each run rather than rebuilt from a shared base.
         local = Path(source) if Path(source).exists() else None
-        shareable = self.keep and sources.adapter_folder(local) is None
+        shareable = self.keep and folders.adapter_folder(local) is None
         key = model_key(spec, *resolve(device, dtype)) if shareable else None
         if self.loaded is not None and key == self.loaded.key:
             self.lent = self.loaded.backend
@@ -92,13 +93,13 @@ class ModelCache:
         model = spec.model
         backend = create_backend(model.family, device, dtype, model.trust_remote_code, ticker)
         backend.load_model(model, source)
-        folder = sources.adapter_folder(local)
+        folder = folders.adapter_folder(local)
         if folder is None:
             identity, default = identify(model.path, local, model.revision), None
         else:  # the model is the base the folder names; the folder is adapter `default`
-            base, revision = sources.base_source(folder)
+            base, revision = hub.base_source(folder)
             base_local = Path(base) if Path(base).exists() else None
-            identity = identify(sources.adapter_base(folder)[0], base_local, revision)
+            identity = identify(folders.adapter_base(folder)[0], base_local, revision)
             default = identify(model.path, folder, model.revision)
         if key is not None:
             self.loaded = Loaded(key, backend, identity, run_dir)

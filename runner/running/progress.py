@@ -19,7 +19,7 @@ REDRAW = 0.1  # seconds between two redraws of the live bar
 
 
 class Reporter:
-    """Writes progress to STREAM; also the backends' ticker (`runner.backends.Ticker`).
+    """Writes progress to STREAM; also the backends' ticker (`runner.backends.base.Ticker`).
 
     live: redraw one bar in place (default: when STREAM is a terminal). every: seconds
     between two plain progress lines when not live. verbose: the libraries print their own

@@ -21,12 +21,13 @@ from pathlib import Path
 from typing import Any
 
 from runner.errors import Interrupted, RunnerError
-from runner.record import orphan, rundir
+from runner.record import rundir
 from runner.record.files import sha256_bytes
+from runner.running import orphan
 from runner.running.interpreter import Overrides
 from runner.running.many import Many, Outcome, group_key, pending
+from runner.running.plan import Plan
 from runner.running.ray_worker import Job, Worker
-from runner.running.schedule import Plan
 from runner.spec.types import Spec
 
 INSTALL = "pip install 'peft-runner[ray]'"
@@ -34,11 +35,11 @@ STOP_WAIT_S = 30.0  # how long a killed worker may take to be gone
 
 
 def missing_ray() -> str | None:
-    """Why --ray cannot work here, in one line; None when Ray is installed."""
+    """Why running on Ray cannot work here, in one line; None when Ray is installed."""
     try:
         import ray  # noqa: F401
     except ImportError:
-        return f"--ray needs Ray, which is not installed: {INSTALL}"
+        return f"Ray is not installed: {INSTALL}"
     return None
 
 
@@ -76,7 +77,7 @@ def run_on_ray(
             ray.init(address=address, **options)
         except Exception as exc:  # Ray raises ConnectionError, RuntimeError, ValueError...
             where = "start a local Ray" if address is None else f"join the Ray cluster at {address}"
-            raise RunnerError(f"--ray: cannot {where}: {_reason(exc)}") from exc
+            raise RunnerError(f"Ray: cannot {where}: {_reason(exc)}") from exc
     try:
         with _signals_noted() as noted:
             return Driver(ray, specs, out.resolve(), overrides, progress, workers, noted).run()
@@ -134,13 +135,13 @@ class Driver:
         available = self.ray.cluster_resources()
         gpus, cpus = int(available.get("GPU", 0)), int(available.get("CPU", 0))
         if gpus and workers and workers > gpus:
-            raise RunnerError(f"--workers {workers}: the Ray cluster has {gpus} GPU(s)")
+            raise RunnerError(f"{workers} workers: the Ray cluster has {gpus} GPU(s)")
         if not gpus and (workers or 1) > cpus:
-            raise RunnerError(f"--workers {workers}: the Ray cluster has {cpus} CPU(s)")
+            raise RunnerError(f"{workers} workers: the Ray cluster has {cpus} CPU(s)")
         count = min(workers or gpus or 1, max(jobs, 1))
         self.progress(
             f"ray: {count} worker(s), one {'GPU' if gpus else 'CPU'} each"
-            + ("" if gpus or workers else " (the cluster has no GPU; --workers N for more)")
+            + ("" if gpus or workers else " (the cluster has no GPU; ask for more workers)")
         )
         return count, {"num_gpus": 1} if gpus else {"num_cpus": 1}
 

@@ -37,7 +37,7 @@ class Job:
 def cannot_see(worker: str, job: Job) -> str:
     return (
         f"the Ray worker {worker} cannot see {job.run_dir}, which the driver made under "
-        f"--out {job.out}: --out must be a folder every worker sees (a shared filesystem)"
+        f"the out folder {job.out}, which must be a folder every worker sees (a shared filesystem)"
     )
 
 

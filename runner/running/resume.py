@@ -16,8 +16,8 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from runner import sources
 from runner.errors import Refused, RunDirError, printable
+from runner.record import layout
 from runner.record import manifest as m
 from runner.record.files import sha256_bytes
 from runner.record.trust import (
@@ -29,6 +29,7 @@ from runner.record.trust import (
     sha256_run_file,
 )
 from runner.running.interpreter import Context, Made, Overrides, Setup, execute
+from runner.sources import hub
 from runner.spec.types import Spec, Step
 
 
@@ -102,8 +103,8 @@ def spec_to_resume(run_dir: Path, spec_file: Path | None = None) -> tuple[Path, 
     old = m.read(run_dir)
     if old.status == "succeeded":
         raise Refused(f"{run_dir} succeeded; there is nothing to resume")
-    copy = run_dir / "spec.yaml"
-    recorded = read_run_file(run_dir, "spec.yaml", SPEC_LIMIT)
+    copy = run_dir / layout.SPEC
+    recorded = read_run_file(run_dir, layout.SPEC, SPEC_LIMIT)
     if sha256_bytes(recorded) != old.spec.sha256:
         raise Refused(printable(f"{copy} is not the spec its manifest records"))
     original = Path(old.spec.file)
@@ -146,7 +147,7 @@ def resume(
         raise Refused(
             f"cannot resume {run_dir}: its inputs changed since it ran: " + "; ".join(changes)
         )
-    overrides = _recorded_settings(old, device)
+    overrides = recorded_settings(old, device)
     reuse = Reuse(run_dir, {s.index: s for s in old.steps}, progress)
     setup = Setup(reuse=reuse, origin=m.Origin(resumed_from=os.path.abspath(run_dir)))
     return execute(spec, out or run_dir.parent, overrides, progress, setup=setup)
@@ -158,7 +159,7 @@ def input_changes(spec: Spec, old: m.Manifest) -> list[str]:
 
     lines: list[str] = []
     if old.inputs.model is not None:
-        source = sources.model_source(spec.model, spec.base_dir)
+        source = hub.model_source(spec.model, spec.base_dir)
         local = Path(source) if Path(source).exists() else None
         now = identify(spec.model.path, local, spec.model.revision)
         lines += _changed("model", old.inputs.model, now)
@@ -171,7 +172,7 @@ def input_changes(spec: Spec, old: m.Manifest) -> list[str]:
             if before.config != config:
                 lines.append(f"adapter '{name}' config differs")
             continue
-        local = sources.adapter_local(adapter, spec.base_dir)
+        local = hub.adapter_local(adapter, spec.base_dir)
         now = identify(adapter.path or "", local, adapter.revision)
         lines += _changed(f"adapter '{name}'", before, now)
     return lines
@@ -188,14 +189,15 @@ def _changed(what: str, before: m.Identity, now: m.Identity) -> list[str]:
     return lines
 
 
-def _recorded_settings(old: m.Manifest, device: str | None) -> Overrides:
-    """The old run's device, dtype and threads: what makes the outputs the same."""
+def recorded_settings(old: m.Manifest, device: str | None = None) -> Overrides:
+    """The old run's device, dtype and threads: what makes the outputs the same (a resume
+    and a reproduce alike); DEVICE, when asked for, must be the one it ran on."""
     settings = old.settings
     if settings is None:  # it stopped before its model loaded: nothing was recorded to keep
         return Overrides(device=device)
     if device is not None and device not in (settings.device, settings.device.split(":")[0]):
         raise Refused(
             f"the run ran on {settings.device}; resuming it on {device} would not give its "
-            "outputs (leave out --device)"
+            "outputs (leave the device out)"
         )
     return Overrides(settings.device, settings.dtype, settings.threads)

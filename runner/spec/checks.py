@@ -6,14 +6,24 @@ what the disk holds, in runner.spec.disk.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
-from runner import sources
 from runner.errors import Located
+from runner.sources import names
 from runner.spec import disk, references
+from runner.spec.defaults import generate_defaults, with_defaults
 from runner.spec.document import Document, Path_
-from runner.spec.grammar import GENERATING, MAX_SEED
+from runner.spec.values import is_int
+from runner.spec.vocabulary import DEVICE_MESSAGE, DEVICE_PATTERN, GENERATING, MAX_SEED
+
+
+def device_problem(device: str) -> str | None:
+    """Why DEVICE cannot name where a run runs, or None: the spec's rule, for an override."""
+    if re.fullmatch(DEVICE_PATTERN.strip("^$"), device):
+        return None
+    return f"device '{device}': {DEVICE_MESSAGE}"
 
 
 def _shaped(value: Any, kind: type) -> Any:
@@ -46,7 +56,7 @@ def _adapter(
 ) -> list[Located]:
     here: Path_ = ("adapters", name)
     problems = []
-    naming = sources.name_problem(name)
+    naming = names.name_problem(name)
     if naming:
         problems.append(doc.problem(here, naming, key=True))
     has_path, has_config = "path" in adapter, "config" in adapter
@@ -71,21 +81,17 @@ def _adapter(
     return problems
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
 def _generating(
     doc: Document, data: dict[str, Any], steps: list[Any], family: Any
 ) -> list[Located]:
     """What a generating step's arguments mean together, defaults.generate merged in."""
-    defaults: dict[str, Any] = _shaped(_shaped(data.get("defaults"), dict).get("generate"), dict)
+    defaults = generate_defaults(data)
     problems = []
     for index, step in enumerate(steps):
         if not isinstance(step, dict) or step.get("op") not in GENERATING:
             continue
         here: Path_ = ("steps", index)
-        args = {**defaults, **step}
+        args = with_defaults(defaults, step)
         prompts = args.get("prompt")
         count = len(prompts) if isinstance(prompts, list) else 1
         negative = args.get("negative_prompt")
@@ -103,7 +109,7 @@ def _generating(
             args.get("seed", data.get("seed", 0)),
             args.get("num_images_per_prompt", 1),
         )
-        if family == "diffusers" and _is_int(seed) and _is_int(per_prompt) and per_prompt > 0:
+        if family == "diffusers" and is_int(seed) and is_int(per_prompt) and per_prompt > 0:
             last = seed + count * per_prompt - 1  # image k draws from seed + k
             if 0 <= seed <= MAX_SEED < last:
                 problems.append(

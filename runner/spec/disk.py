@@ -9,8 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from runner import builtin, sources
+from runner.builtin.known import catalog
 from runner.errors import Located, SourceError
+from runner.sources import folders, names
 from runner.spec.document import Document, Path_
 
 _RELATIVE = " (relative paths resolve against the spec's folder)"
@@ -22,11 +23,11 @@ def model_problems(doc: Document, model: dict[str, Any], base_dir: Path) -> list
     if not isinstance(path, str):
         return []
     problems = _source(doc, where, path, base_dir, kind="model", family=model.get("family"))
-    local = sources.on_disk(path, base_dir)
+    local = folders.on_disk(path, base_dir)
     problems += _components(doc, model, local)
-    if not problems and local is not None and (local / sources.ADAPTER_CONFIG).is_file():
+    if not problems and local is not None and (local / folders.ADAPTER_CONFIG).is_file():
         try:  # an adapter folder as model: the base it names must be loadable too
-            sources.adapter_base(local)
+            folders.adapter_base(local)
         except SourceError as exc:
             problems.append(doc.problem(where, _said(exc, path, local)))
     return problems
@@ -35,7 +36,7 @@ def model_problems(doc: Document, model: dict[str, Any], base_dir: Path) -> list
 def _components(doc: Document, model: dict[str, Any], local: Path | None) -> list[Located]:
     """Components left out must be components of the pipeline, where its folder tells."""
     left_out = model.get("components")
-    index = sources.pipeline_index(local)
+    index = folders.pipeline_index(local)
     if not isinstance(left_out, dict) or index is None:
         return []
     return [
@@ -53,11 +54,11 @@ def adapter_problems(
     path, weight = adapter.get("path"), adapter.get("weight_name")
     subfolder = adapter.get("subfolder")
     if isinstance(weight, str):
-        problem = sources.weight_name_problem(weight)
+        problem = names.weight_name_problem(weight)
         if problem:
             return [doc.problem((*here, "weight_name"), problem)]
     if isinstance(subfolder, str):
-        problem = sources.subfolder_problem(subfolder)
+        problem = names.subfolder_problem(subfolder)
         if problem:
             return [doc.problem((*here, "subfolder"), problem)]
     if not isinstance(path, str):
@@ -66,24 +67,24 @@ def adapter_problems(
     if problems:
         return problems
     weight = weight if isinstance(weight, str) else None
-    local = sources.on_disk(path, base_dir)
+    local = folders.on_disk(path, base_dir)
     if local is not None and isinstance(subfolder, str) and local.is_dir():
         try:
-            local = sources.in_subfolder(local, subfolder)
+            local = folders.in_subfolder(local, subfolder)
         except SourceError as exc:
             return [doc.problem((*here, "subfolder"), _said(exc, path, local))]
     if local is not None and weight is not None and local.is_dir():
         try:
-            sources.named_weight(local, weight)
+            folders.named_weight(local, weight)
         except SourceError as exc:
             return [doc.problem((*here, "weight_name"), _said(exc, path, local))]
     if local is not None:
         try:  # what the family's backend will look for in the folder
             if family == "transformers":
-                folder, _ = sources.peft_files(local, weight)
-                sources.adapter_config(folder)
+                folder, _ = folders.peft_files(local, weight)
+                folders.adapter_config(folder)
             elif family == "diffusers":
-                sources.lora_file(local, weight)
+                folders.lora_file(local, weight)
         except SourceError as exc:
             return [doc.problem((*here, "path"), _said(exc, path, local))]
     if adapter.get("allow_pickle") is True:
@@ -95,27 +96,25 @@ def _pickle(
     doc: Document, here: Path_, path: str, weight: str | None, local: Path | None
 ) -> list[Located]:
     """Refuse a pickled checkpoint unless allow_pickle: loading one can run arbitrary code."""
-    if weight is not None and sources.is_pickle(weight):
-        return [doc.problem((*here, "weight_name"), sources.pickle_refusal(weight))]
+    if weight is not None and names.is_pickle(weight):
+        return [doc.problem((*here, "weight_name"), names.pickle_refusal(weight))]
     if local is None:
         return []
-    if local.is_file() and sources.is_pickle(local.name):
-        return [doc.problem((*here, "path"), sources.pickle_refusal(path))]
+    if local.is_file() and names.is_pickle(local.name):
+        return [doc.problem((*here, "path"), names.pickle_refusal(path))]
     if local.is_dir() and weight is None:
         files = [p.name for p in local.iterdir()]
-        if not any(f.endswith(".safetensors") for f in files) and any(
-            map(sources.is_pickle, files)
-        ):
-            return [doc.problem((*here, "path"), sources.pickle_refusal(path, folder=True))]
+        if not any(map(names.is_safetensors, files)) and any(map(names.is_pickle, files)):
+            return [doc.problem((*here, "path"), names.pickle_refusal(path, folder=True))]
     return []
 
 
 def _source(
     doc: Document, where: Path_, path: str, base_dir: Path, *, kind: str, family: Any
 ) -> list[Located]:
-    name = sources.builtin_name(path)
+    name = names.builtin_name(path)
     if name is not None:
-        known = {n: b for n, b in builtin.catalog().items() if b.kind == kind}
+        known = {n: b for n, b in catalog().items() if b.kind == kind}
         if name not in known:
             fitting = sorted(n for n, b in known.items() if b.family == family) or sorted(known)
             message = f"unknown builtin {kind} '{name}'; builtins: {', '.join(fitting)}"
@@ -126,12 +125,12 @@ def _source(
             )
             return [doc.problem(where, message)]
         return []
-    local = sources.on_disk(path, base_dir)
+    local = folders.on_disk(path, base_dir)
     if local is not None and not local.exists():
         relative = _RELATIVE * (not path.startswith(("/", "~")))
         return [doc.problem(where, f"local path '{path}' does not exist{relative}")]
     if local is None:
-        problem = sources.hub_id_problem(path)
+        problem = names.hub_id_problem(path)
         if problem:
             message = (
                 f"'{path}' is neither a local path (nothing of that name beside the spec) "
@@ -149,15 +148,15 @@ def peft_type(adapter: dict[str, Any], base_dir: Path) -> str | None:
     path = adapter.get("path")
     if not isinstance(path, str):
         return None
-    name = sources.builtin_name(path)
+    name = names.builtin_name(path)
     if name is not None:
-        entry = builtin.catalog().get(name)
+        entry = catalog().get(name)
         return entry.peft_type if entry else None
-    local = sources.on_disk(path, base_dir)
+    local = folders.on_disk(path, base_dir)
     folder = local.parent if local is not None and local.is_file() else local
-    if folder is not None and (folder / sources.ADAPTER_CONFIG).is_file():
+    if folder is not None and (folder / folders.ADAPTER_CONFIG).is_file():
         try:
-            return str(sources.adapter_config(folder)["peft_type"]).lower()
+            return str(folders.adapter_config(folder)["peft_type"]).lower()
         except SourceError:
             return None  # reported by adapter_problems
     return None
@@ -166,8 +165,8 @@ def peft_type(adapter: dict[str, Any], base_dir: Path) -> str | None:
 def model_adapter_type(model: dict[str, Any], base_dir: Path) -> str | None:
     """The PEFT type of the adapter a model path brings along, if it is an adapter folder."""
     path = model.get("path")
-    local = sources.on_disk(path, base_dir) if isinstance(path, str) else None
-    if local is not None and (local / sources.ADAPTER_CONFIG).is_file():
+    local = folders.on_disk(path, base_dir) if isinstance(path, str) else None
+    if local is not None and (local / folders.ADAPTER_CONFIG).is_file():
         return peft_type({"path": path}, base_dir) or "unknown"
     return None
 

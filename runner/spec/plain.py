@@ -21,10 +21,10 @@ from typing import Any
 from runner.errors import Located
 from runner.spec.composer import MAX_DEPTH, Path_, format_path
 from runner.spec.document import MAX_BYTES
-from runner.spec.grammar import MAX_SEED
+from runner.spec.vocabulary import MAX_SEED
 
 FILE = "<dict>"
-# The widest integer any field of the grammar takes is a seed (< 2**63); a few bits more still
+# The widest integer any field of the vocabulary takes is a seed (< 2**63); a few bits more still
 # reach the schema, which names the bound. Past this, an integer is refused here, before its
 # digits are ever written (Python refuses to print an int of more than 4,300 digits).
 MAX_INT_BITS = 64

@@ -9,8 +9,10 @@ from __future__ import annotations
 from typing import Any
 
 from runner.errors import Located
-from runner.spec import grammar, rows
+from runner.spec import rows, vocabulary
+from runner.spec.defaults import generate_defaults, with_defaults
 from runner.spec.document import Document, Path_
+from runner.spec.values import is_int, is_number
 
 
 def not_declared(name: str, declared: dict[str, Any]) -> str:
@@ -56,14 +58,10 @@ def _shaped(row: Any) -> bool:
         return bool(row) and all(isinstance(v, str) for v in row)
     if isinstance(row, dict) and row:
         return all(
-            _number(w) or (isinstance(w, list) and bool(w) and all(map(_number, w)))
+            is_number(w) or (isinstance(w, list) and bool(w) and all(map(is_number, w)))
             for w in row.values()
         )
     return False
-
-
-def _number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def _row(
@@ -106,29 +104,25 @@ COUNTED = 10**12
 
 
 def size_problems(doc: Document, data: dict[str, Any]) -> list[Located]:
-    """Compare steps with more cells than their max_cells (default grammar.MAX_CELLS), or
-    than grammar.CELLS_CEILING, counted arithmetically: no row is built to count them."""
-    steps, defaults = data.get("steps"), data.get("defaults")
-    generate = defaults.get("generate") if isinstance(defaults, dict) else None
-    merged_defaults = generate if isinstance(generate, dict) else {}
+    """Compare steps with more cells than their max_cells (default vocabulary.MAX_CELLS), or
+    than vocabulary.CELLS_CEILING, counted arithmetically: no row is built to count them."""
+    steps, defaults = data.get("steps"), generate_defaults(data)
     problems = []
     for index, step in enumerate(steps if isinstance(steps, list) else []):
         if isinstance(step, dict) and step.get("op") == "compare":
-            problems += _size(doc, ("steps", index), {**merged_defaults, **step})
+            problems += _size(doc, ("steps", index), with_defaults(defaults, step))
     return problems
 
 
 def _size(doc: Document, here: Path_, step: dict[str, Any]) -> list[Located]:
     written, prompts, seeds = step.get("adapters"), step.get("prompt"), step.get("seed")
     per_prompt = step.get("num_images_per_prompt", 1)
-    limit = step.get("max_cells", grammar.MAX_CELLS)
+    limit = step.get("max_cells", vocabulary.MAX_CELLS)
     if not (isinstance(written, list) and all(map(_shaped, written))):
         return []
-    if not all(
-        isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in (per_prompt, limit)
-    ):
+    if not all(is_int(v) and v > 0 for v in (per_prompt, limit)):
         return []  # the schema reports a count that is not a positive integer
-    ceiling = grammar.CELLS_CEILING
+    ceiling = vocabulary.CELLS_CEILING
     # The row count stops at COUNTED + 1: the shape printed is exact up to there, and
     # counting a product of weight lists never builds an astronomically large number.
     row_count = 0

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from runner.errors import Located
 from runner.spec import document, grammar, validcache
 from runner.spec.document import Document, Path_, format_path
+from runner.spec.values import is_number
 
 if TYPE_CHECKING:
     from jsonschema import ValidationError
@@ -74,7 +75,7 @@ def _validator() -> Validator:
     from jsonschema import Draft7Validator, ValidationError, validators
 
     def number(checker: Any, value: Any) -> bool:
-        return _is_number(value) and math.isfinite(value)
+        return is_number(value) and math.isfinite(value)
 
     def integer(checker: Any, value: Any) -> bool:
         return number(checker, value) and float(value).is_integer()
@@ -101,10 +102,6 @@ def _validator() -> Validator:
         type_checker=checker,
     )
     return cls(schema())  # type: ignore[no-any-return]
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 @cache
@@ -221,7 +218,7 @@ def _messages(error: ValidationError, doc: Document) -> list[Located]:
         return [doc.problem(path, f"{_found(value)} is not allowed{suggestion}; {expected}")]
     if rule == "type":
         expected = _expected(error.validator_value)
-        if _is_number(value) and not math.isfinite(value):
+        if is_number(value) and not math.isfinite(value):
             expected = expected.replace("a number", "a finite number")
         return [doc.problem(path, f"expected {expected}, found {_found(value)}")]
     if rule == "const":

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import functools
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from runner.spec import rows as row_forms
-from runner.spec.grammar import NAME_MAX
+from runner.spec.defaults import generate_defaults, with_defaults
+from runner.spec.vocabulary import NAME_MAX
 
 
 @dataclass(frozen=True)
@@ -149,6 +151,14 @@ class Spec:
     description: str = ""
     raw: bytes = b""  # the file's exact bytes
 
+    def where(self, index: int) -> str:
+        """FILE:LINE: step N (op) for the 1-based step INDEX; step 0 is the model. The one
+        spelling of where a run stopped, in its error and in its manifest."""
+        if index == 0:
+            return f"{self.file}:{self.model.line}: model"
+        step = self.steps[index - 1]
+        return f"{self.file}:{step.line}: step {index} ({step.op})"
+
 
 def from_document(
     data: dict[str, Any],
@@ -160,7 +170,7 @@ def from_document(
     """Build the typed spec from a document that passed every check."""
     seed = data.get("seed", 0)
     model = data["model"]
-    defaults = data.get("defaults", {}).get("generate", {})
+    defaults = generate_defaults(data)
 
     def line(*path: Any) -> int:
         return lines.get(tuple(path), (0, 0))[0]
@@ -182,39 +192,14 @@ def from_document(
         )
     steps: list[Step] = []
     for i, raw_step in enumerate(data["steps"]):
-        op, at, step_id = raw_step["op"], line("steps", i), raw_step.get("id")
-        if op == "load":
-            names = raw_step["adapters"]
-            loads = tuple([names] if isinstance(names, str) else names)
-            strict = bool(raw_step.get("strict", False))
-            steps.append(Load(loads, at, step_id, strict=strict))
-        elif op == "set_adapters":
-            chosen = raw_step["adapters"]
-            if isinstance(chosen, str):
-                chosen = [chosen]
-            pairs = chosen.items() if isinstance(chosen, dict) else ((n, 1.0) for n in chosen)
-            steps.append(SetAdapters(tuple((n, float(w)) for n, w in pairs), at, step_id))
-        elif op == "generate":
-            args = {**defaults, **raw_step}
-            prompt = args.pop("prompt")
-            step_seed = args.pop("seed", seed)
-            for key in ("op", "id"):
-                args.pop(key, None)
-            steps.append(
-                Generate(
-                    prompts=tuple([prompt] if isinstance(prompt, str) else prompt),
-                    batch=not isinstance(prompt, str),
-                    seed=step_seed,
-                    args=args,
-                    line=at,
-                    id=step_id,
-                )
-            )
-        elif op == "compare":
-            row_lines = [line("steps", i, "adapters", j) for j in range(len(raw_step["adapters"]))]
-            steps.append(_compare(raw_step, defaults, seed, at, row_lines))
-        else:
-            steps.append(Disable(at, step_id) if op == "disable" else Enable(at, step_id))
+        here = _Here(
+            line("steps", i),
+            raw_step.get("id"),
+            defaults,
+            seed,
+            functools.partial(line, "steps", i),
+        )
+        steps.append(BUILDERS[raw_step["op"]](raw_step, here))
     return Spec(
         file=file,
         name=data.get("name") or _default_name(file),
@@ -242,10 +227,68 @@ def from_document(
     )
 
 
+@dataclass(frozen=True)
+class _Here:
+    """What building one step needs besides the step: its line and id, the spec's generate
+    defaults and seed, and the line of a path inside the step."""
+
+    at: int
+    id: str | None
+    defaults: dict[str, Any]
+    seed: int
+    line: Callable[..., int]
+
+
+def _load(raw_step: dict[str, Any], here: _Here) -> Load:
+    names = raw_step["adapters"]
+    loads = tuple([names] if isinstance(names, str) else names)
+    return Load(loads, here.at, here.id, strict=bool(raw_step.get("strict", False)))
+
+
+def _set_adapters(raw_step: dict[str, Any], here: _Here) -> SetAdapters:
+    chosen = raw_step["adapters"]
+    if isinstance(chosen, str):
+        chosen = [chosen]
+    pairs = chosen.items() if isinstance(chosen, dict) else ((n, 1.0) for n in chosen)
+    return SetAdapters(tuple((n, float(w)) for n, w in pairs), here.at, here.id)
+
+
+def _generate(raw_step: dict[str, Any], here: _Here) -> Generate:
+    args = with_defaults(here.defaults, raw_step)
+    prompt = args.pop("prompt")
+    step_seed = args.pop("seed", here.seed)
+    for key in ("op", "id"):
+        args.pop(key, None)
+    return Generate(
+        prompts=tuple([prompt] if isinstance(prompt, str) else prompt),
+        batch=not isinstance(prompt, str),
+        seed=step_seed,
+        args=args,
+        line=here.at,
+        id=here.id,
+    )
+
+
+def _compare_step(raw_step: dict[str, Any], here: _Here) -> Compare:
+    row_lines = [here.line("adapters", j) for j in range(len(raw_step["adapters"]))]
+    return _compare(raw_step, here.defaults, here.seed, here.at, row_lines)
+
+
+# op -> how its typed step is built: the one dispatch over ops of the typed spec.
+BUILDERS: dict[str, Callable[[dict[str, Any], _Here], Step]] = {
+    "load": _load,
+    "set_adapters": _set_adapters,
+    "generate": _generate,
+    "compare": _compare_step,
+    "disable": lambda raw_step, here: Disable(here.at, here.id),
+    "enable": lambda raw_step, here: Enable(here.at, here.id),
+}
+
+
 def _compare(
     raw_step: dict[str, Any], defaults: dict[str, Any], seed: int, at: int, row_lines: list[int]
 ) -> Compare:
-    args = {**defaults, **raw_step}
+    args = with_defaults(defaults, raw_step)
     prompt, seeds = args.pop("prompt"), args.pop("seed", seed)
     written = args.pop("adapters")
     for key in ("op", "id", "max_cells"):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from runner import cache_home
+from runner.meta import cache_home
 
 MAX_BYTES = 1 << 20  # about 16,000 keys; then the file starts over
 

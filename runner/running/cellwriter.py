@@ -11,10 +11,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from runner import __version__
-from runner.backends.results import Completion, Picture
+from runner.meta import __version__
 from runner.record import cells as c
+from runner.record import layout
 from runner.record.files import sha256_bytes
+from runner.results import Completion, Picture
 
 if TYPE_CHECKING:
     from PIL.Image import Image
@@ -46,7 +47,7 @@ class CellWriter:
         label = self.rows[row]
         for result in results:
             if isinstance(result, Picture):
-                name = f"{len(self.lines)}.png"
+                name = layout.picture(len(self.lines))
                 cell = c.Cell(label, adapters, result.prompt, result.seed, image=name)
                 digest = self._picture(row, name, label, adapters, result)
             else:
@@ -103,11 +104,11 @@ class CellWriter:
     def close(self, complete: bool = True) -> tuple[list[m.Output], list[dict[str, Any]]]:
         """Write cells.jsonl (and grid.png for a complete image compare); return the step's
         files, cells.jsonl first, and its cells for the step's record."""
-        listing = self.recorder.write(f"{self.folder}/{c.FILE}", b"".join(self.lines))
+        listing = self.recorder.write(f"{self.folder}/{layout.CELLS}", b"".join(self.lines))
         outputs = [listing, *self.outputs]
         if complete and self.first_row:
             if self.grid is None:
                 self._start_grid()
             assert self.grid is not None
-            outputs.append(self.recorder.write(f"{self.folder}/{c.GRID}", self.grid.png()))
+            outputs.append(self.recorder.write(f"{self.folder}/{layout.GRID}", self.grid.png()))
         return outputs, self.listed

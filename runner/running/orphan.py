@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from runner.record import layout
 from runner.record import manifest as m
-from runner.record import rundir
-from runner.record.files import write_atomic
 from runner.record.recorder import Recorder
+from runner.running.ending import finish
 from runner.spec.types import Spec
 
 
@@ -23,22 +23,15 @@ def close(run_dir: Path, spec: Spec, status: str, message: str) -> None:
     A run that recorded its own end is left as it is; a folder made for a run whose process
     died before its first record gets a record of its own, so none is left empty.
     """
-    if not (run_dir / m.MANIFEST).exists():  # killed before its first record
+    if not (run_dir / layout.MANIFEST).exists():  # killed before its first record
         recorder = Recorder.start(run_dir.parent, spec, folder=run_dir)
-        recorder.finish(status, m.Failure(0, where(spec, 0), message))
+        finish(recorder, status, m.Failure(0, spec.where(0), message))
         return
     manifest = m.read(run_dir)
     if manifest.finished:
         return
     index = _stopped_at(manifest, len(spec.steps))
-    manifest.status, manifest.ended = status, rundir.utc_now()
-    manifest.error = m.Failure(index, where(spec, index), message)
-    write_atomic(run_dir / m.MANIFEST, m.manifest_bytes(manifest))
-    (run_dir / m.JOURNAL).unlink(missing_ok=True)
-    from runner.report.html import REPORT, page
-
-    write_atomic(run_dir / REPORT, page(run_dir, manifest))
-    rundir.write_sums(run_dir, {})
+    finish(Recorder(run_dir, manifest), status, m.Failure(index, spec.where(index), message))
 
 
 def _stopped_at(manifest: m.Manifest, total: int) -> int:
@@ -50,11 +43,3 @@ def _stopped_at(manifest: m.Manifest, total: int) -> int:
     if not steps and manifest.settings is None:
         return 0
     return min(len(steps) + 1, total)
-
-
-def where(spec: Spec, index: int) -> str:
-    """FILE:LINE: step N (op), as the interpreter says it; step 0 is the model."""
-    if index == 0:
-        return f"{spec.file}:{spec.model.line}: model"
-    step = spec.steps[index - 1]
-    return f"{spec.file}:{step.line}: step {index} ({step.op})"

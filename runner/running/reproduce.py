@@ -1,4 +1,8 @@
-"""Run a recorded spec again, under the recorded settings, and compare every output."""
+"""Run a recorded spec again, under the recorded settings, into a new run directory.
+
+What it gives is compared with the old run by the caller (runner.reproduce, through
+runner.audit); settings become overrides as they do for a resume.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +10,12 @@ import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 
-from runner.audit import diff as audit
-from runner.backends import Ticker
+from runner.backends.base import Ticker
+from runner.record import layout
 from runner.record import manifest as m
 from runner.record.trust import SPEC_LIMIT, read_run_file
-from runner.running.interpreter import Overrides, execute
+from runner.running.interpreter import execute
+from runner.running.resume import recorded_settings
 from runner.spec.load import load_bytes
 
 
@@ -19,20 +24,15 @@ def reproduce(
     out: Path | None,
     progress: Callable[[str], None] = lambda line: None,
     ticker: Ticker | None = None,
-) -> tuple[Path, audit.DiffReport]:
+) -> Path:
     """Execute RUN_DIR's spec.yaml with its recorded name, seed, device, dtype and threads.
 
     Relative paths in the spec resolve against the original spec's folder, as they did.
-    Returns the new run directory and its comparison with the old one.
+    Returns the new run directory.
     """
     recorded = m.read(run_dir)
-    raw = read_run_file(run_dir, "spec.yaml", SPEC_LIMIT)
-    spec = load_bytes(raw, run_dir / "spec.yaml", Path(recorded.spec.base_dir))
+    raw = read_run_file(run_dir, layout.SPEC, SPEC_LIMIT)
+    spec = load_bytes(raw, run_dir / layout.SPEC, Path(recorded.spec.base_dir))
     # A spec without `name:` was named after its file, which is spec.yaml in a run directory.
     spec = dataclasses.replace(spec, name=recorded.spec.name)
-    settings = recorded.settings
-    overrides = (
-        Overrides(settings.device, settings.dtype, settings.threads) if settings else Overrides()
-    )
-    new_run = execute(spec, out or run_dir.parent, overrides, progress, ticker)
-    return new_run, audit.diff(run_dir, new_run)
+    return execute(spec, out or run_dir.parent, recorded_settings(recorded), progress, ticker)

@@ -1,0 +1,125 @@
+"""What the interpreter asks of a model family (the Protocols) and what a backend tells
+whoever shows progress (the ticker). Each backend imports this module, never the package."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+from runner.errors import StepError
+from runner.results import Completion, ModelSetup, Picture
+from runner.sources.names import name_problem
+
+if TYPE_CHECKING:
+    from runner.record.manifest import LoadReport
+    from runner.spec.types import Adapter, Generate, Model
+
+
+class Ticker(Protocol):
+    """What a backend tells whoever shows progress (the CLI) while it works."""
+
+    verbose: bool  # leave the libraries' own logs and progress bars on
+
+    def tick(self, done: int, total: int | None, unit: str) -> None:
+        """DONE of TOTAL UNITs of a long call are finished (denoising steps, new tokens)."""
+
+    def note(self, text: str) -> None:
+        """One line worth the user's attention that is no error, e.g. a library's warning."""
+
+
+class Logged:
+    """The ticker when nobody shows progress (tests, library use): notes go to logging."""
+
+    verbose = False
+
+    def tick(self, done: int, total: int | None, unit: str) -> None:
+        pass
+
+    def note(self, text: str) -> None:
+        logging.getLogger("runner").warning(text)
+
+
+class Backend(Protocol):
+    """What the interpreter asks of a model family. Adapter bookkeeping is the interpreter's."""
+
+    device: str  # resolved, e.g. "cpu", "cuda:0"
+    dtype: str  # resolved, e.g. "float32"
+
+    def load_model(self, model: Model, source: str) -> None:
+        """Load the base model from SOURCE: a resolved local folder, or a hub id."""
+
+    def setup(self) -> ModelSetup:
+        """How the model was loaded besides its files (scheduler, components, attention)."""
+
+    def load_adapter(self, adapter: Adapter, local: Path | None) -> LoadReport:
+        """Attach one adapter under its name and make it the only active one; returns what
+        the load did (runner.backends.load_report).
+
+        `local` is the resolved local file or folder (None for a hub id, or a config adapter).
+        On failure nothing of the adapter stays behind.
+        """
+
+    def set_adapters(self, weights: dict[str, float]) -> None:
+        """Make exactly these adapters active, each scaled by its weight."""
+
+    def disable(self) -> None:
+        """Run the base model from now on; adapters stay loaded."""
+
+    def enable(self) -> None:
+        """Run the active adapters again."""
+
+    def generate(self, step: Generate) -> list[Completion] | list[Picture]:
+        """Generate for every prompt of the step, seeded as the contract says."""
+
+    def unload_adapters(self) -> None:
+        """Remove every adapter, so that the model computes exactly what a fresh load does."""
+
+
+class CannotMix(Exception):
+    """The model refuses a mixed batch at run time (e.g. a layer sees the batch flattened,
+    as OPT's fc1 does); nothing was made, the caller runs the rows one setting at a time.
+    Control flow between the executor and a backend, never shown to the user."""
+
+
+@runtime_checkable
+class MixesAdapters(Protocol):
+    """A backend that runs different adapter settings for different rows of one batch."""
+
+    def deterministic(self, args: dict[str, Any]) -> bool:
+        """Whether a cell's output depends on neither its seed nor its batch (greedy)."""
+
+    def mix(self, weights: dict[str, float] | None) -> tuple[str, float] | None:
+        """The (adapter, scale) that runs WEIGHTS (None: base) as one batch row; None where
+        it cannot be mixed. May make a temporary adapter, which `unmix` deletes."""
+
+    def unmix(self) -> None:
+        """Delete what `mix` made."""
+
+    def batch_size(self, step: Generate) -> int:
+        """How many prompts like the step's one call may hold."""
+
+    def generate_mixed(
+        self, step: Generate, names: list[str], scales: dict[str, float]
+    ) -> list[Completion]:
+        """`generate` with prompt i run by adapter NAMES[i], each at its scale in SCALES;
+        raises CannotMix when the model refuses."""
+
+
+@runtime_checkable
+class DrawsCells(Protocol):
+    """A backend that draws many (prompt, seed) cells of one adapter setting in one call."""
+
+    def batch_size(self, step: Generate) -> int:
+        """How many images like the step's one call may hold."""
+
+    def generate_cells(self, step: Generate, seeds: list[int]) -> list[Picture]:
+        """`generate` with prompt i seeded SEEDS[i]: its image k from SEEDS[i] + k."""
+
+
+def refuse_bad_name(name: str) -> None:
+    """At run time, in every backend: a name torch or the runner reserves is refused before
+    it reaches peft (a spec from Python may skip validation, or a file changed since)."""
+    problem = name_problem(name)
+    if problem:
+        raise StepError(problem)

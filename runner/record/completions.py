@@ -1,0 +1,84 @@
+"""`completions.jsonl`, the record of a text generate step: one object per prompt, in order.
+
+Each object holds `prompt`, `text` (the new text only), `token_ids` (the new tokens only),
+`seed` and `adapters` (name -> weight, null with none active). Written by the recorder,
+read by the API and the report page; reading needs no model library.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from runner.errors import RunDirError
+from runner.record.trust import CELLS_LIMIT, read_limited, read_run_file
+
+
+@dataclass(frozen=True)
+class Completed:
+    """One line of completions.jsonl."""
+
+    prompt: str
+    text: str
+    token_ids: list[int]
+    seed: int
+    adapters: dict[str, float] | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "prompt": self.prompt,
+            "text": self.text,
+            "token_ids": self.token_ids,
+            "seed": self.seed,
+            "adapters": self.adapters,
+        }
+
+
+def line(item: Completed) -> str:
+    return json.dumps(item.to_json(), ensure_ascii=False, allow_nan=False) + "\n"
+
+
+def read(file: Path) -> list[Completed]:
+    """Every line of a completions.jsonl file (a regular file within CELLS_LIMIT), in order;
+    raises RunDirError naming the file or a bad line."""
+    try:
+        content = read_limited(file, CELLS_LIMIT).decode("utf-8")
+    except (OSError, ValueError) as exc:
+        raise RunDirError(f"{file}: not readable ({exc})") from None
+    return parse(file, content)
+
+
+def read_run(run_dir: Path, rel: str) -> list[Completed]:
+    """The completions.jsonl REL of RUN_DIR, read by the run directory's rule."""
+    try:
+        content = read_run_file(run_dir, rel, CELLS_LIMIT).decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise RunDirError(f"{run_dir / rel}: not readable ({exc})") from None
+    return parse(run_dir / rel, content)
+
+
+def parse(file: Path, content: str) -> list[Completed]:
+    """Every completion of CONTENT, read from FILE; raises RunDirError naming a bad line."""
+    found = []
+    for number, text in enumerate(content.splitlines(), 1):
+        if not text.strip():
+            continue
+        try:
+            row = json.loads(text)
+            adapters = row["adapters"]
+            found.append(
+                Completed(
+                    prompt=str(row["prompt"]),
+                    text=str(row["text"]),
+                    token_ids=[int(t) for t in row["token_ids"]],
+                    seed=int(row["seed"]),
+                    adapters=None
+                    if adapters is None
+                    else {str(k): float(v) for k, v in adapters.items()},
+                )
+            )
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise RunDirError(f"{file}:{number}: not a completion ({exc})") from None
+    return found

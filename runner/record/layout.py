@@ -1,0 +1,30 @@
+"""The run directory's layout: the name of every file a run writes, in one place.
+
+spec.yaml            the spec as written          resolved.json   the spec with defaults
+manifest.json        the typed record             journal.jsonl   finished steps, while running
+report.html          the page                     SHA256SUMS      every other file's sha256
+outputs/NN-ID/       a step's outputs: completions.jsonl, K.png; a compare's
+                     cells.jsonl, its PNGs and grid.png
+"""
+
+from __future__ import annotations
+
+SPEC = "spec.yaml"
+RESOLVED = "resolved.json"
+MANIFEST = "manifest.json"
+JOURNAL = "journal.jsonl"
+REPORT = "report.html"
+SUMS = "SHA256SUMS"
+COMPLETIONS = "completions.jsonl"
+CELLS = "cells.jsonl"
+GRID = "grid.png"
+
+
+def output_dir(index: int, step_id: str | None) -> str:
+    """outputs/NN-ID for the 1-based step INDEX."""
+    return f"outputs/{index:02d}-{step_id or 'generate'}"
+
+
+def picture(k: int) -> str:
+    """The file name of a step's K-th image (0-based) in its output folder."""
+    return f"{k}.png"
