@@ -21,13 +21,14 @@ import pytest
 from click.testing import CliRunner
 
 import runner
-from runner.sources import folders
 from runner.cli import main
 from runner.errors import RunDirError, SourceError
 from runner.record import manifest as m
 from runner.record.identity import tracked_files
 from runner.record.recorder import Recorder
 from runner.record.trust import UnsafePath, run_file
+from runner.running.ending import finish
+from runner.sources import folders
 
 T = TypeVar("T")
 LIMIT_S = 5.0
@@ -70,7 +71,7 @@ def made_run(out: Path) -> Path:
         rec.step(
             m.StepRecord(index, "generate", 5 + index, "ok", 0.1, id=step_id, outputs=[written])
         )
-    rec.finish("succeeded")
+    finish(rec, "succeeded")
     return rec.run
 
 

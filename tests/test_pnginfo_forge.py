@@ -14,8 +14,8 @@ import pytest
 from PIL import Image
 from sd_parsers import ParserManager
 
-from runner.results import Picture
 from runner.record.pnginfo import parse_parameters, png_bytes, read_png_metadata
+from runner.results import Picture
 
 PARAMS = {
     "num_inference_steps": 4,
