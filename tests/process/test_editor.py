@@ -17,7 +17,7 @@ from lsp import Client
 
 from runner.spec import grammar
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SERVER = ROOT / ".node" / "node_modules" / "yaml-language-server" / "bin" / "yaml-language-server"
 SPECS = sorted((ROOT / "specs").glob("*.yaml"))
 MODELINE = "# yaml-language-server: $schema=../schemas/spec.schema.json\n"

@@ -19,7 +19,7 @@ from runner.running import compare
 from runner.spec import rows
 from runner.spec.types import Compare
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 TEXT_HEAD = """\
 version: 1

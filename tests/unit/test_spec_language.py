@@ -18,7 +18,7 @@ from runner.running.interpreter import OPS
 from runner.spec import grammar, schema
 from runner.spec.load import load
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 INVALID = ROOT / "tests" / "examples" / "invalid"
 SPECS = sorted((ROOT / "specs").glob("*.yaml"))
 INVALID_SPECS = sorted(INVALID.glob("*.yaml"))

@@ -20,7 +20,7 @@ from runner.cli import main
 
 pytestmark = pytest.mark.models
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 QUICKSTART = ROOT / "specs" / "quickstart-image.yaml"
 RUNNER = Path(sys.executable).parent / "runner"
 # What the libraries print by themselves: tqdm bars, diffusers' and transformers' loading
