@@ -62,7 +62,7 @@ if "RUNNER_TEST_CACHE" not in os.environ:
 os.environ["XDG_CACHE_HOME"] = os.environ["RUNNER_TEST_CACHE"]
 
 # `fast` keeps the fuzz tier to seconds in `make test`; `long` is for a night on a spare machine.
-settings.register_profile("fast", max_examples=150, deadline=timedelta(seconds=10))
+settings.register_profile("fast", max_examples=100, deadline=timedelta(seconds=10))
 settings.register_profile("long", max_examples=20_000, deadline=None)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "fast"))
 
