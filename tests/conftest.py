@@ -74,7 +74,12 @@ class _FirstTorchImport(importlib.abc.MetaPathFinder):
 
     def find_spec(self, name: str, path: object = None, target: object = None) -> None:
         if name == "torch" and self.stack is None:
-            self.stack = "".join(traceback.format_stack(limit=25)[:-1])
+            frames = [
+                frame
+                for frame in traceback.extract_stack()[:-1]
+                if not any(part in frame.filename for part in ("<frozen", "_pytest", "pluggy"))
+            ]
+            self.stack = "".join(traceback.format_list(frames[-12:]))
         return None
 
 

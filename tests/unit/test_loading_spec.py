@@ -1,4 +1,4 @@
-"""Model options in the spec language and the record, without a model (the fast tier).
+"""Model options in the spec language and the record, without a model (the unit tier).
 
 A scheduler by name, components left out and the attention implementation: how they are
 typed, resolved, named in a PNG's infotext, and told apart by `runner diff`.
