@@ -1,7 +1,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-# The YAML language server editors run, for tests/test_editor.py; pinned, local, ignored.
+# The YAML language server editors run, for tests/process/test_editor.py; pinned, local, ignored.
 YAML_LANGUAGE_SERVER := yaml-language-server@1.25.0
 EDITOR_STAMP := .node/.$(YAML_LANGUAGE_SERVER)
 
@@ -16,11 +16,11 @@ $(PY):
 $(STAMP): $(PY) pyproject.toml constraints.txt
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -c constraints.txt -e '.[test]'
-	@$(MAKE) --no-print-directory chromium
 	touch $(STAMP)
 
 # The report page is tested in a real browser: Debian's chromium, driven by playwright.
-# Installed when we may (root with apt-get); otherwise the browser tests skip and say why.
+# For `make test` alone (a demo installs nothing outside .venv): installed when we may
+# (root with apt-get); otherwise the browser tests skip and say why.
 chromium:
 	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
 	  { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
@@ -33,7 +33,8 @@ demo: $(STAMP)
 	$(VENV)/bin/runner run specs/quickstart-image.yaml --out runs
 	$(VENV)/bin/runner run specs/quickstart-compare.yaml --out runs
 
-test: lint editor
+# Every tier: tests/unit, tests/models, tests/process (README, "Tests").
+test: lint editor chromium
 	$(PY) -m pytest -q
 
 # Never fails the build: without npm (or the registry) the editor tests skip, saying why.
@@ -42,7 +43,7 @@ editor:
 	elif command -v npm >/dev/null 2>&1 && npm install --prefix .node --no-save \
 		--no-package-lock --no-audit --no-fund --silent $(YAML_LANGUAGE_SERVER); then \
 		touch $(EDITOR_STAMP); \
-	else echo "$(YAML_LANGUAGE_SERVER) not installed (npm missing or failed): tests/test_editor.py will skip"; fi
+	else echo "$(YAML_LANGUAGE_SERVER) not installed (npm missing or failed): tests/process/test_editor.py will skip"; fi
 
 # The schema file editors read, generated from the spec vocabulary (runner/spec/vocabulary.py).
 schema: $(STAMP)

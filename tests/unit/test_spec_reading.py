@@ -19,7 +19,7 @@ from runner.spec.composer import MAX_DEPTH
 from runner.spec.document import MAX_BYTES, Document, parse, read
 from runner.spec.load import load
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = sorted((ROOT / "specs").glob("*.yaml")) + sorted(
     (ROOT / "tests" / "examples" / "invalid").glob("*.yaml")
 )

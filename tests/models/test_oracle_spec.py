@@ -28,8 +28,6 @@ from transformers import (
 from runner import builtin
 from runner.cli import main
 
-pytestmark = pytest.mark.models
-
 PROMPTS = ["The cat", "A little bird flew"]
 LORA = {"r": 4, "lora_alpha": 8, "init_lora_weights": False}
 

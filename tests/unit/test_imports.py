@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-PACKAGE = Path(__file__).resolve().parent.parent / "runner"
+PACKAGE = Path(__file__).resolve().parents[2] / "runner"
 
 # The allowed direction, written once: a module may import from its own layer or a lower one.
 # Names are module names or package prefixes (`runner.spec` holds every runner.spec.*);

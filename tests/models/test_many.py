@@ -6,18 +6,14 @@ import json
 from pathlib import Path
 
 import numpy as np
-import pytest
 import torch
-from click.testing import CliRunner
+from commands import invoke
 
 import runner
 from runner import builtin
 from runner.backends.diffusers_backend import DiffusersBackend
 from runner.backends.transformers_backend import TransformersBackend
-from runner.cli import main
 from runner.spec.types import Adapter, Generate, Model
-
-pytestmark = pytest.mark.models
 
 TEXT = """\
 version: 1
@@ -44,11 +40,6 @@ def text_spec(
     spec = folder / f"{name}.yaml"
     spec.write_text(TEXT.format(name=name, seed=seed, a=a))
     return spec
-
-
-def invoke(*args: str) -> tuple[int, str, str]:
-    result = CliRunner().invoke(main, list(args), catch_exceptions=False)
-    return result.exit_code, result.stdout, result.stderr
 
 
 def files(run: Path) -> dict[str, bytes]:

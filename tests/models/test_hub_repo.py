@@ -22,7 +22,7 @@ from runner import builtin
 
 pytestmark = pytest.mark.models
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 BASE_ID, LORA_ID, SHELF_ID = (
     "facebook/opt-350m",
     "peft-internal-testing/opt-350m-lora",

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from click.testing import CliRunner
+from commands import invoke
 from diffusers import (
     AutoencoderKL,
     DiffusionPipeline,
@@ -44,21 +44,13 @@ from runner import builtin
 from runner.backends import scheduling
 from runner.backends.diffusers_backend import DiffusersBackend
 from runner.backends.transformers_backend import TransformersBackend
-from runner.cli import main
 from runner.errors import StepError
 from runner.record import manifest as m
 from runner.record.pnginfo import parse_parameters, read_png_metadata
 from runner.spec.schedulers import SCHEDULERS
 from runner.spec.types import Generate, Model, Scheduler
 
-pytestmark = pytest.mark.models
-
 PROMPT = "a red cat"
-
-
-def invoke(*args: str) -> tuple[int, str, str]:
-    result = CliRunner().invoke(main, list(args), catch_exceptions=False)
-    return result.exit_code, result.stdout, result.stderr
 
 
 def run_spec(folder: Path, text: str, name: str = "spec.yaml") -> tuple[int, str, str]:

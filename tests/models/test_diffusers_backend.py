@@ -29,8 +29,6 @@ from runner.record.pnginfo import parse_parameters, read_png_metadata, save_png
 from runner.spec.types import Adapter, Generate, Model
 from runner.spec.types import LoraConfig as SpecLoraConfig
 
-pytestmark = pytest.mark.models
-
 PROMPT = "a photo of a cat"
 STEPS = {"num_inference_steps": 2}
 
@@ -471,7 +469,6 @@ def test_builtins_are_deterministic(cache: Path, tmp_path: Path) -> None:
         assert entry.kind == ("adapter" if entry.base else "model")
 
 
-@pytest.mark.models
 def test_each_image_carries_its_own_negative_prompt(sd: Path, tmp_path: Path) -> None:
     prompts, negatives = ("a cat", "a dog"), ["blurry", "dark, grainy"]
     pictures = backend(sd).generate(
@@ -493,7 +490,6 @@ def test_each_image_carries_its_own_negative_prompt(sd: Path, tmp_path: Path) ->
         assert parsed["Negative prompt"] == negatives[k // 2] and parsed["Seed"] == str(5 + k)
 
 
-@pytest.mark.models
 def test_a_hub_error_is_told_by_its_root_cause() -> None:
     from runner.backends.diffusers_backend import root_cause
 

@@ -7,13 +7,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
+from commands import invoke
 
 import runner
 from runner import builtin
-from runner.cli import main
-
-pytestmark = pytest.mark.models
 
 TEXT = """\
 version: 1
@@ -54,11 +51,6 @@ steps:
   - {op: set_adapters, adapters: {a: 0.5}}
   - {op: generate, id: half, prompt: [a cat, a dog]}
 """
-
-
-def invoke(*args: str) -> tuple[int, str, str]:
-    result = CliRunner().invoke(main, list(args), catch_exceptions=False)
-    return result.exit_code, result.stdout, result.stderr
 
 
 def stop_after(step: int) -> Callable[[str], None]:

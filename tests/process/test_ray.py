@@ -7,7 +7,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -15,13 +14,11 @@ from pathlib import Path
 
 import pytest
 import ray
+from commands import EXE
 
 import runner
 from runner import builtin
 
-pytestmark = pytest.mark.models
-
-EXE = Path(sys.executable).parent / "runner"
 TEXT = """\
 version: 1
 name: {name}

@@ -28,8 +28,6 @@ from runner.builtin import causal_lm, resolve
 from runner.errors import StepError
 from runner.spec.types import Adapter, Generate, LoraConfig, Model
 
-pytestmark = pytest.mark.models
-
 PROMPTS = ("the quick brown fox", "hello", "a tiny model for tests writes")
 GREEDY: dict[str, Any] = {"max_new_tokens": 10, "do_sample": False}
 

@@ -12,13 +12,11 @@ import time
 from pathlib import Path
 
 import pytest
+from commands import EXE
 
 import runner
 from runner.record import manifest as m
 
-pytestmark = pytest.mark.models
-
-EXE = Path(sys.executable).parent / "runner"
 LM = "version: 1\ndevice: cpu\nmodel: {family: transformers, path: builtin:tiny-causal-lm}\n"
 
 

@@ -17,8 +17,6 @@ import pytest
 
 from runner import builtin
 
-pytestmark = pytest.mark.models
-
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 
 
@@ -75,7 +73,6 @@ def test_a_hub_id_missing_from_the_cache_fails_fast_and_clearly(tmp_path: Path) 
     assert "Traceback" not in err
 
 
-@pytest.mark.models
 @pytest.mark.parametrize("family", ["transformers", "diffusers"])
 def test_a_model_missing_from_the_cache_fails_at_once_in_one_line(
     tmp_path: Path, family: str

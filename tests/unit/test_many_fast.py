@@ -7,10 +7,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
+from commands import invoke
 
 import runner
-from runner.cli import main
 from runner.record import manifest as m
 from runner.record.recorder import Recorder
 from runner.running import orphan, ray_worker
@@ -28,11 +27,6 @@ steps:
   - {op: generate, id: two, prompt: b}
   - {op: generate, id: three, prompt: c}
 """
-
-
-def invoke(*args: str) -> tuple[int, str, str]:
-    result = CliRunner().invoke(main, list(args), catch_exceptions=False)
-    return result.exit_code, result.stdout, result.stderr
 
 
 def spec(tmp_path: Path, name: str = "spec") -> Path:

@@ -8,21 +8,18 @@ import pty
 import re
 import struct
 import subprocess
-import sys
 import termios
 import time
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from commands import EXE
 
 from runner.cli import main
 
-pytestmark = pytest.mark.models
-
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 QUICKSTART = ROOT / "specs" / "quickstart-image.yaml"
-RUNNER = Path(sys.executable).parent / "runner"
 # What the libraries print by themselves: tqdm bars, diffusers' and transformers' loading
 # bars, the torchvision fallback notice, peft's and diffusers' key reports.
 LIBRARY_TEXTS = re.compile(
@@ -47,7 +44,7 @@ def check(stderr: str) -> list[str]:
 
 def test_the_image_quickstart_shows_only_the_runners_lines(tmp_path: Path) -> None:
     proc = subprocess.run(
-        [str(RUNNER), "run", str(QUICKSTART), "--out", str(tmp_path)],
+        [str(EXE), "run", str(QUICKSTART), "--out", str(tmp_path)],
         capture_output=True,  # bytes: text mode would turn a bar's \r into \n
         env=os.environ.copy(),
         timeout=600,
@@ -68,7 +65,7 @@ def test_on_a_terminal_long_steps_get_one_live_bar(tmp_path: Path) -> None:
     leader, follower = pty.openpty()
     fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
     proc = subprocess.Popen(
-        [str(RUNNER), "run", str(QUICKSTART), "--out", str(tmp_path)],
+        [str(EXE), "run", str(QUICKSTART), "--out", str(tmp_path)],
         stdout=subprocess.PIPE,
         stderr=follower,
         env=os.environ.copy(),

@@ -18,7 +18,7 @@ from runner.backends.compat import CONFLICTS, check, problem
 from runner.errors import RunnerError
 from runner.meta import DISTRIBUTION
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
 DECLARED = {
     (req := Requirement(line)).name.lower().replace("_", "-"): req.specifier

@@ -18,8 +18,6 @@ import pytest
 import runner
 from runner.running import compare
 
-pytestmark = pytest.mark.models
-
 PROMPTS = ["The cat", "A little bird flew over the old house and", "x", "Once upon a time"]
 ROWS: list[tuple[str, Any]] = [  # (label, the set_adapters value; None: disable)
     ("base", None),
