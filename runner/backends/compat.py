@@ -1,6 +1,6 @@
 """Which releases of the model libraries work together, checked when a backend starts.
 
-pyproject.toml's ranges keep pip away from every pair below (tests/test_compat.py holds
+pyproject.toml's ranges keep pip away from every pair below (tests/unit/test_compat.py holds
 them to it). The check is for environments pip did not resolve (`--no-deps`, a source
 tree on PYTHONPATH, an upgrade of one library alone): one line naming both versions,
 instead of a ValueError at the first adapter call. Only version strings are read here;
