@@ -183,9 +183,20 @@ class AdapterRecord:
 
 
 @dataclass
+class DataInput:
+    """A data file a spec reads (`data:`), byte for byte."""
+
+    path: str  # as the spec writes it
+    sha256: str
+    records: int
+    resolved: str | None = None  # where it was read from
+
+
+@dataclass
 class Inputs:
     model: Identity | None = None
     adapters: dict[str, Identity] = field(default_factory=dict)
+    data: dict[str, DataInput] = field(default_factory=dict)  # data files, by name
 
 
 @dataclass

@@ -12,7 +12,7 @@ from typing import Any
 
 from runner.errors import Located
 from runner.sources import names
-from runner.spec import disk, references
+from runner.spec import datachecks, disk, references
 from runner.spec.defaults import generate_defaults, with_defaults
 from runner.spec.document import Document, Path_
 from runner.spec.values import is_int
@@ -48,6 +48,7 @@ def meaning_problems(doc: Document, base_dir: Path) -> list[Located]:
     problems += _steps(doc, steps, adapters, types, preloaded is not None)
     problems += _generating(doc, data, steps, model.get("family"))
     problems += references.size_problems(doc, data)
+    problems += datachecks.problems(doc, data, base_dir)
     return problems
 
 

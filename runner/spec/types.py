@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from runner.spec import data as data_files
 from runner.spec import rows as row_forms
 from runner.spec.defaults import generate_defaults, with_defaults
 from runner.spec.vocabulary import NAME_MAX
@@ -150,6 +151,7 @@ class Spec:
     base_dir: Path  # relative local paths in the spec resolve against this folder
     description: str = ""
     raw: bytes = b""  # the file's exact bytes
+    data: dict[str, data_files.DataSet] = field(default_factory=dict)  # `data:`, read
 
     def where(self, index: int) -> str:
         """FILE:LINE: step N (op) for the 1-based step INDEX; step 0 is the model. The one
@@ -190,6 +192,11 @@ def from_document(
             else None,
             line=line("adapters", name),
         )
+    sets = {
+        name: data_files.read(name, entry["path"], base_dir)
+        for name, entry in data.get("data", {}).items()
+    }
+    defaults = _from_data(defaults, sets)
     steps: list[Step] = []
     for i, raw_step in enumerate(data["steps"]):
         here = _Here(
@@ -199,6 +206,7 @@ def from_document(
             seed,
             functools.partial(line, "steps", i),
         )
+        raw_step = _from_data(raw_step, sets)
         steps.append(BUILDERS[raw_step["op"]](raw_step, here))
     return Spec(
         file=file,
@@ -224,7 +232,23 @@ def from_document(
         base_dir=base_dir,
         description=data.get("description", ""),
         raw=raw,
+        data=sets,
     )
+
+
+def _from_data(mapping: dict[str, Any], sets: dict[str, data_files.DataSet]) -> dict[str, Any]:
+    """MAPPING with each `{data, field}` reference replaced by the field's values, a list
+    with one per record (checked to hold them when the spec was validated)."""
+    from runner.spec.datachecks import USES
+
+    out = dict(mapping)
+    for key, kind in USES.items():
+        value = out.get(key)
+        if isinstance(value, dict) and data_files.is_ref(value):
+            ref = data_files.ref(value)
+            found = sets[ref.data].values(ref.field, kind)
+            out[key] = [list(v) if isinstance(v, tuple) else v for v in found]
+    return out
 
 
 @dataclass(frozen=True)

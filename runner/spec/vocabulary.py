@@ -49,7 +49,33 @@ def _prompts(what: str) -> dict[str, Any]:
     }
 
 
-PROMPT = _prompts("A prompt, or a list of prompts run as one batch.")
+# `{data: NAME, field: F}`: field F of every record of a data set (runner.spec.data).
+DATA_REF_KEYWORDS: dict[str, Any] = {
+    "required": ["data", "field"],
+    "additionalProperties": False,
+    "properties": {
+        "data": {
+            "description": "A data set declared under `data`.",
+            "type": "string",
+            "pattern": NAME_PATTERN,
+            "errorMessage": NAME_MESSAGE,
+        },
+        "field": {"description": "The field of each record.", "type": "string", "minLength": 1},
+    },
+}
+
+
+def _or_data(schema: dict[str, Any]) -> dict[str, Any]:
+    """SCHEMA, or a reference to a data field standing for one value per record."""
+    return {
+        **schema,
+        "description": schema["description"] + " Or {data: NAME, field: F}: one per record.",
+        "type": [*schema["type"], "object"],
+        **DATA_REF_KEYWORDS,
+    }
+
+
+PROMPT = _or_data(_prompts("A prompt, or a list of prompts run as one batch."))
 
 
 SEED = {
@@ -411,7 +437,7 @@ def op_definitions() -> dict[str, Any]:
                 "compare",
                 "Generate every prompt and seed under each adapter setting (row), side by side.",
                 adapters=COMPARE_ROWS,
-                prompt=_prompts("A prompt, or a list of prompts: a column for each."),
+                prompt=_or_data(_prompts("A prompt, or a list of prompts: a column for each.")),
                 seed={
                     "description": "A seed, or a list of seeds: a column for each. Default: the "
                     "spec's seed.",
@@ -533,6 +559,28 @@ _LORA_CONFIG: dict[str, Any] = {
 _NULLABLE_STRING = ["string", "null"]
 
 
+DATA: dict[str, Any] = {
+    "description": "Named record sets, each read from a file and hashed as an input: .jsonl "
+    "(one JSON object a line), .csv (a header row) or .txt (one record a line, field `text`). "
+    "A step takes a field of every record as {data: NAME, field: F}.",
+    "type": "object",
+    "propertyNames": {"pattern": NAME_PATTERN, "maxLength": NAME_MAX},
+    "additionalProperties": {
+        "description": "A data file.",
+        "type": "object",
+        "required": ["path"],
+        "additionalProperties": False,
+        "properties": {
+            "path": {
+                "description": "The file, relative to the spec's folder (or absolute).",
+                "type": "string",
+                "minLength": 1,
+            }
+        },
+    },
+}
+
+
 def properties() -> dict[str, Any]:
     """The spec's top-level properties; `steps` gets its items from the grammar."""
     return {
@@ -646,6 +694,7 @@ def properties() -> dict[str, Any]:
                 },
             },
         },
+        "data": DATA,
         "defaults": {
             "description": "Default arguments merged into every step of that op.",
             "type": "object",
