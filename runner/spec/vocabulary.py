@@ -348,6 +348,8 @@ _EXAMPLES = {
     "enable": "- op: enable",
     "compare": "- op: compare\n  id: styles\n  adapters: [base, styles, {styles: [0.5, 1.0]}]\n"
     "  prompt: [a cat in a hat, a cabin in the snow]\n  seed: [0, 1]",
+    "score": "- op: score\n  id: loglik\n  adapters: [base, a, b]\n"
+    "  context: {data: qa, field: question}\n  continuation: {data: qa, field: answer}",
 }
 
 
@@ -468,6 +470,46 @@ def op_definitions() -> dict[str, Any]:
             "additionalProperties": False,
             "properties": _step("enable", "Run the adapters that were active again."),
         },
+        "score": _score_definition(),
+    }
+
+
+def _score_definition() -> dict[str, Any]:
+    """`op: score`: how likely each row (as compare's) finds continuations given contexts."""
+    texts = _prompts("A text, or a list of texts: one per record.")
+    return {
+        "type": "object",
+        "required": ["adapters", "context"],
+        "additionalProperties": False,
+        "properties": _step(
+            "score",
+            "Score each row (transformers): the log-likelihood of each continuation (or each "
+            "choice) given its context, as lm-evaluation-harness computes it.",
+            adapters=COMPARE_ROWS,
+            context=_or_data({**texts, "description": "The contexts, one per record."}),
+            continuation=_or_data(
+                {**texts, "description": "The continuations scored after each context."}
+            ),
+            choices=_or_data(
+                {
+                    "description": "Multiple choice: the choices of each record, a list of "
+                    "strings (one list for every record, or a list of them).",
+                    "type": ["array"],
+                    "minItems": 1,
+                    "items": {"type": ["string", "array"], "items": {"type": "string"}},
+                }
+            ),
+            label=_or_data(
+                {
+                    "description": "Multiple choice: the index of the right choice of each record.",
+                    "type": ["integer", "array"],
+                    "minimum": 0,
+                    "maximum": MAX_COUNT,
+                    "minItems": 1,
+                    "items": {"type": "integer", "minimum": 0, "maximum": MAX_COUNT},
+                }
+            ),
+        ),
     }
 
 
