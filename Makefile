@@ -61,6 +61,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_hashing.py
 	$(PY) benchmarks/bench_memory.py
 	$(PY) benchmarks/bench_many.py
+	$(PY) benchmarks/bench_score.py
 
 clean:
 	rm -rf $(VENV) runs .node
