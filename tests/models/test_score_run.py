@@ -72,6 +72,13 @@ def test_the_score_quickstart(tmp_path: Path) -> None:
     line = next(x for x in out.splitlines() if f"| loglik | {best.row} |" in x)
     assert f"**{best.perplexity:.4g}**" in line
 
+    from runner.running.many import Many, Outcome, table
+
+    shown = table(Many([Outcome("q.yaml", "q", "succeeded", run.dir, 1.0)]))
+    top = max(summary, key=lambda s: s.loglik)
+    assert "best scores" in shown.splitlines()[0]
+    assert f"loglik: {top.row} ({top.loglik:.4g})" in shown
+
     page = (run.dir / "report.html").read_text()
     section = page.split("id='step-2'")[1].split("</section>")[0]
     assert section.count("<svg") == 2 and "<script" not in page
