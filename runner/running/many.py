@@ -13,7 +13,7 @@ from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from runner.errors import Interrupted, RunnerError, StepError
+from runner.errors import Interrupted, RunDirError, RunnerError, StepError
 from runner.record import layout
 from runner.record import manifest as m
 from runner.running.interpreter import Overrides, Setup, execute
@@ -138,12 +138,15 @@ def table(many: Many) -> str:
     """The end of a multi-spec run: spec, status, seconds, run directory (and report page),
     then what went wrong or was noted, spec by spec."""
     pages = [_report(o.run_dir) for o in many.outcomes]
+    scores = [_best(o.run_dir) for o in many.outcomes]
     head = ["spec", "status", "seconds", "run directory"] + (["report"] if any(pages) else [])
+    head += ["best scores"] if any(scores) else []
     rows = [head]
-    for o, page in zip(many.outcomes, pages, strict=True):
+    for o, page, best in zip(many.outcomes, pages, scores, strict=True):
         seconds = f"{o.seconds:.2f}" if o.status != NOT_RUN else "-"
         row = [o.spec, o.status, seconds, str(o.run_dir or "-")]
-        rows.append(row + ([page or "-"] if any(pages) else []))
+        row += [page or "-"] if any(pages) else []
+        rows.append(row + ([best or "-"] if any(scores) else []))
     widths = [max(len(row[c]) for row in rows) for c in range(len(head))]
     lines = [
         "  ".join(
@@ -155,6 +158,29 @@ def table(many: Many) -> str:
     for o in many.outcomes:
         lines += [f"{o.spec}: {text}" for text in [o.message, *o.notes] if text]
     return "\n".join(lines)
+
+
+def _best(run_dir: Path | None) -> str | None:
+    """Each score step's best row by loglik (and by acc where it has one): `loglik: a
+    (-7.006)`; None for a run without scores, or one whose manifest cannot be read."""
+    if run_dir is None:
+        return None
+    try:
+        steps = m.read(run_dir).steps
+    except RunDirError:
+        return None
+    shown = []
+    for step in steps:
+        rows = step.scores or []
+        if not rows:
+            continue
+        top = max(rows, key=lambda r: r.loglik)
+        text = f"{step.id or step.index}: {top.row} ({top.loglik:.4g})"
+        if rows[0].acc is not None:
+            right = max(rows, key=lambda r: r.acc or 0.0)
+            text += f", acc {right.row} ({right.acc:.3g})"
+        shown.append(text)
+    return "; ".join(shown) or None
 
 
 def _report(run_dir: Path | None) -> str | None:
