@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from runner.backends.base import Backend, Ticker
+from runner.backends.base import Backend, MakesAdapters, Ticker
 from runner.errors import Interrupted, RunnerError, StepError, describe, environmental
 from runner.record import layout
 from runner.record import manifest as m
@@ -26,7 +26,18 @@ from runner.running.cellwriter import CellWriter
 from runner.running.ending import finish
 from runner.running.models import ModelCache
 from runner.sources import hub
-from runner.spec.types import Compare, Disable, Enable, Generate, Load, SetAdapters, Spec, Step
+from runner.spec.types import (
+    Compare,
+    Disable,
+    Enable,
+    Generate,
+    Load,
+    Merge,
+    Save,
+    SetAdapters,
+    Spec,
+    Step,
+)
 
 
 @dataclass
@@ -151,6 +162,38 @@ def _enable(ctx: Context, step: Enable) -> Made:
     return Made()
 
 
+def _maker(ctx: Context) -> MakesAdapters:
+    if not isinstance(ctx.backend, MakesAdapters):
+        raise StepError(f"the {ctx.spec.model.family} backend cannot make or write adapters")
+    return ctx.backend
+
+
+def _write_adapter(ctx: Context, folder: str, name: str, format: str | None) -> Made:
+    """Adapter NAME's files in FORMAT (the family's own when None) into FOLDER."""
+    maker = _maker(ctx)
+    chosen = format or maker.formats()[0]
+    files = maker.adapter_files(name, chosen)
+    outputs = [ctx.recorder.write(f"{folder}/{file}", data) for file, data in files.items()]
+    listed = ", ".join(f"{o.path} (sha256 {o.sha256[:12]})" for o in outputs)
+    return Made(outputs, [f"adapter {name} as {chosen}: {listed}"])
+
+
+def _merge(ctx: Context, step: Merge) -> Made:
+    """The merged adapter joins the loaded ones and becomes the only active one, as a load
+    leaves it; its files go into the step's folder."""
+    _maker(ctx).merge(step)
+    ctx.state.loaded.append(step.name)
+    ctx.state.active = {step.name: 1.0}
+    if not ctx.state.disabled:
+        ctx.backend.set_adapters(ctx.state.active)
+    return _write_adapter(ctx, layout.output_dir(ctx.index, step.id or "merge"), step.name, None)
+
+
+def _save(ctx: Context, step: Save) -> Made:
+    folder = layout.output_dir(ctx.index, step.id or "save")
+    return _write_adapter(ctx, folder, step.adapter, step.format)
+
+
 OPS: dict[str, Callable[[Context, Any], Made]] = {
     "load": _load,
     "set_adapters": _set_adapters,
@@ -158,6 +201,8 @@ OPS: dict[str, Callable[[Context, Any], Made]] = {
     "compare": _compare,
     "disable": _disable,
     "enable": _enable,
+    "merge": _merge,
+    "save": _save,
 }
 
 
@@ -325,6 +370,8 @@ def _arguments(step: Step) -> dict[str, Any]:
             "seed": list(step.seeds),
             **step.args,
         }
+    if isinstance(step, (Merge, Save)):
+        return step.arguments()
     return {}
 
 

@@ -132,7 +132,47 @@ class Enable:
     op: str = "enable"
 
 
-Step = Load | SetAdapters | Generate | Compare | Disable | Enable
+@dataclass(frozen=True)
+class Merge:
+    """A new adapter NAME from loaded ones, as peft's add_weighted_adapter makes it."""
+
+    name: str
+    method: str
+    weights: tuple[tuple[str, float], ...]  # (adapter, weight) in the order written
+    density: float | None = None
+    majority_sign_method: str = "total"
+    svd_rank: int | None = None
+    line: int = 0
+    id: str | None = None
+    op: str = "merge"
+
+    def arguments(self) -> dict[str, Any]:
+        """The step as JSON data, every default filled in."""
+        return {
+            "name": self.name,
+            "method": self.method,
+            "adapters": dict(self.weights),
+            "density": self.density,
+            "majority_sign_method": self.majority_sign_method,
+            "svd_rank": self.svd_rank,
+        }
+
+
+@dataclass(frozen=True)
+class Save:
+    """Write adapter ADAPTER in FORMAT (None: the family's own) into the step's folder."""
+
+    adapter: str
+    format: str | None = None
+    line: int = 0
+    id: str | None = None
+    op: str = "save"
+
+    def arguments(self) -> dict[str, Any]:
+        return {"adapter": self.adapter, "format": self.format}
+
+
+Step = Load | SetAdapters | Generate | Compare | Disable | Enable | Merge | Save
 
 
 @dataclass(frozen=True)
@@ -282,7 +322,27 @@ BUILDERS: dict[str, Callable[[dict[str, Any], _Here], Step]] = {
     "compare": _compare_step,
     "disable": lambda raw_step, here: Disable(here.at, here.id),
     "enable": lambda raw_step, here: Enable(here.at, here.id),
+    "merge": lambda raw_step, here: _merge(raw_step, here),
+    "save": lambda raw_step, here: Save(
+        raw_step["adapter"], raw_step.get("format"), here.at, here.id
+    ),
 }
+
+
+def _merge(raw_step: dict[str, Any], here: _Here) -> Merge:
+    chosen = raw_step["adapters"]
+    pairs = chosen.items() if isinstance(chosen, dict) else ((n, 1.0) for n in chosen)
+    density = raw_step.get("density")
+    return Merge(
+        name=raw_step["name"],
+        method=raw_step.get("method", "linear"),
+        weights=tuple((n, float(w)) for n, w in pairs),
+        density=None if density is None else float(density),
+        majority_sign_method=raw_step.get("majority_sign_method", "total"),
+        svd_rank=raw_step.get("svd_rank"),
+        line=here.at,
+        id=here.id,
+    )
 
 
 def _compare(
@@ -340,6 +400,8 @@ def resolved(spec: Spec) -> dict[str, Any]:
             ]
             out.update(prompt=list(step.prompts), seed=list(step.seeds))
             out.update(step.args)
+        elif isinstance(step, (Merge, Save)):
+            out.update(step.arguments())
         return out
 
     return {
