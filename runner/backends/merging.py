@@ -19,6 +19,10 @@ from runner.errors import StepError
 if TYPE_CHECKING:
     from runner.spec.types import Merge
 
+# Each module's merge runs right after torch.manual_seed(MERGE_SEED): the dare methods drop
+# values at random, and the same spec must give the same adapter.
+MERGE_SEED = 0
+
 
 def tuner(module: Any) -> Any:
     """A peft LoraModel around MODULE, whose LoRA layers peft injected already: it shares
@@ -77,6 +81,7 @@ def merge(modules: dict[str, Any], recipe: Merge) -> list[str]:
     try:
         for part, module in holders.items():
             present = [(n, w) for n, w in recipe.weights if n in module.peft_config]
+            torch.manual_seed(MERGE_SEED)  # dare's random drops
             with torch.no_grad():
                 tuner(module).add_weighted_adapter(
                     adapters=[n for n, _ in present],
