@@ -53,3 +53,12 @@ class Picture:
     def summary(self, file: str) -> str:
         """A line for the progress display; FILE is where it was written."""
         return f"{self.prompt!r} -> {file}"
+
+
+@dataclass(frozen=True)
+class Likelihood:
+    """How likely a model finds a continuation given its context (lm-eval's loglikelihood)."""
+
+    loglik: float  # the sum of the continuation tokens' log-probabilities
+    tokens: int  # the continuation's tokens
+    is_greedy: bool  # every continuation token is the model's most likely one

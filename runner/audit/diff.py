@@ -124,6 +124,16 @@ def input_changes(ma: m.Manifest, mb: m.Manifest, *, where: bool = True) -> list
                     f"{name} file {rel}: sha256 {show(a.files.get(rel), 'absent')} -> "
                     f"{show(b.files.get(rel), 'absent')}"
                 )
+    return lines + _data_changes(ma.inputs.data, mb.inputs.data)
+
+
+def _data_changes(da: dict[str, m.DataInput], db: dict[str, m.DataInput]) -> list[str]:
+    """Data files whose sha256 differs, or that one run has and the other has not."""
+    lines = []
+    for name in list(da) + [n for n in db if n not in da]:
+        sa, sb = (x.sha256[:12] if x else "absent" for x in (da.get(name), db.get(name)))
+        if sa != sb:
+            lines.append(f"data '{name}' sha256 {sa} -> {sb}")
     return lines
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from runner.errors import StepError
-from runner.results import Completion, ModelSetup, Picture
+from runner.results import Completion, Likelihood, ModelSetup, Picture
 from runner.sources.names import name_problem
 
 if TYPE_CHECKING:
@@ -129,6 +129,27 @@ class MakesAdapters(Protocol):
 
     def adapter_files(self, name: str, format: str) -> dict[str, bytes]:
         """Adapter NAME in FORMAT: file name -> bytes, for the caller to write."""
+
+
+@runtime_checkable
+class ScoresText(Protocol):
+    """A backend that scores continuations given contexts (a causal LM), lm-eval's way."""
+
+    def encode_pair(self, context: str, continuation: str) -> tuple[list[int], list[int]]:
+        """(context tokens, continuation tokens), as lm-eval's `_encode_pair`."""
+
+    def score_batch_size(self, longest: int) -> int:
+        """How many sequences of LONGEST tokens one forward may hold."""
+
+    def loglikelihoods(
+        self,
+        pairs: list[tuple[list[int], list[int]]],
+        names: list[str] | None = None,
+        scales: dict[str, float] | None = None,
+    ) -> list[Likelihood]:
+        """Each pair's log-likelihood, in one forward: with NAMES, pair i run by adapter
+        NAMES[i] at its scale in SCALES (raises CannotMix when the model refuses); without,
+        by the model as it is set."""
 
 
 def refuse_bad_name(name: str) -> None:

@@ -16,13 +16,13 @@ from typing import Any
 import torch
 from transformers import StoppingCriteria, StoppingCriteriaList
 
-from runner.backends import load_report, lora_mixing, merging, saving
+from runner.backends import likelihood, load_report, lora_mixing, merging, saving
 from runner.backends.base import CannotMix, Logged, Ticker, refuse_bad_name
 from runner.backends.devices import gpu_memory, resolve_device, resolve_dtype, seed, torch_dtype
 from runner.backends.quiet import ADAPTER_FALSE_ALARMS, captured, fold, one_line
 from runner.errors import StepError
 from runner.record import manifest as m
-from runner.results import Completion, ModelSetup
+from runner.results import Completion, Likelihood, ModelSetup
 from runner.sources import folders, hub, names
 from runner.spec.types import Adapter, Generate, Merge, Model
 
@@ -292,6 +292,45 @@ class TransformersBackend:
             with lora_mixing.adapter_names(layers, names, self.merged):
                 return self.generate(step)
         except ValueError as error:  # peft: "Length of `adapter_names` should be the same..."
+            if "adapter_names" not in str(error):
+                raise
+            raise CannotMix(one_line(str(error))) from error
+
+    # --- score: log-likelihoods as lm-eval computes them (the ScoresText capability) ------
+
+    def encode_pair(self, context: str, continuation: str) -> tuple[list[int], list[int]]:
+        """(context tokens, continuation tokens), as lm-eval's `_encode_pair`."""
+        return likelihood.encode_pair(self.tokenizer, context, continuation)
+
+    def score_batch_size(self, longest: int) -> int:
+        """Sequences of LONGEST tokens one forward may hold: their float32 log-probs (twice:
+        logits and log_softmax) within an eighth of the GPU's memory, a fixed budget on a
+        CPU; from the total, so the same machine batches the same way again."""
+        vocab = int(getattr(self.model.config, "vocab_size", None) or 32000)
+        per_row = 2 * 4 * vocab * max(1, longest)
+        budget = gpu_memory(self.device) // 8 if self.device.startswith("cuda") else CPU_CACHE_BYTES
+        return int(max(1, min(MAX_BATCH, budget // per_row)))
+
+    def loglikelihoods(
+        self,
+        pairs: list[tuple[list[int], list[int]]],
+        names: list[str] | None = None,
+        scales: dict[str, float] | None = None,
+    ) -> list[Likelihood]:
+        """Each pair's log-likelihood in one forward; with NAMES, pair i by adapter NAMES[i]
+        (peft's `adapter_names`) at its scale in SCALES."""
+        limit = likelihood.max_length(self.model.config, self.tokenizer)
+        if names is None:
+            return likelihood.forward(self.model, pairs, limit)
+        layers = self._layers()
+        own = {n: w for n, w in (scales or {}).items() if n in names and n not in self.merged}
+        lora_mixing.set_scales(layers, own)
+        if any(layer.disable_adapters for layer in layers):
+            self.enable()
+        try:
+            with lora_mixing.adapter_names(layers, names, self.merged):
+                return likelihood.forward(self.model, pairs, limit)
+        except ValueError as error:
             if "adapter_names" not in str(error):
                 raise
             raise CannotMix(one_line(str(error))) from error

@@ -18,6 +18,7 @@ SUMS = "SHA256SUMS"
 COMPLETIONS = "completions.jsonl"
 CELLS = "cells.jsonl"
 GRID = "grid.png"
+SCORES = "scores.jsonl"  # a score step's cells: one line per (row, record)
 
 
 def output_dir(index: int, step_id: str | None) -> str:

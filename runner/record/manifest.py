@@ -75,6 +75,21 @@ class RowSummary:
 
 
 @dataclass
+class ScoreRow:
+    """One row of a score step, over its records: mean loglik, perplexity (exp of minus the
+    summed loglik over the summed tokens), and with choices the mean acc and acc_norm."""
+
+    row: str
+    adapters: dict[str, float] | None  # None: base
+    records: int
+    loglik: float
+    tokens: int
+    perplexity: float | None  # None where it overflows a float
+    acc: float | None = None
+    acc_norm: float | None = None
+
+
+@dataclass
 class StepRecord:
     """One step as it ran."""
 
@@ -90,6 +105,7 @@ class StepRecord:
     execution: dict[str, Any] = field(default_factory=dict)  # how the step was carried out
     scheduler: SchedulerRecord | None = None  # the step's own scheduler, when it set one
     rows: list[RowSummary] | None = None  # a compare with a base row: each other row's distance
+    scores: list[ScoreRow] | None = None  # a score step: each row's summary
 
 
 @dataclass
@@ -183,9 +199,20 @@ class AdapterRecord:
 
 
 @dataclass
+class DataInput:
+    """A data file a spec reads (`data:`), byte for byte."""
+
+    path: str  # as the spec writes it
+    sha256: str
+    records: int
+    resolved: str | None = None  # where it was read from
+
+
+@dataclass
 class Inputs:
     model: Identity | None = None
     adapters: dict[str, Identity] = field(default_factory=dict)
+    data: dict[str, DataInput] = field(default_factory=dict)  # data files, by name
 
 
 @dataclass

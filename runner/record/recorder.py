@@ -56,6 +56,7 @@ class Recorder:
                 base_dir=str(spec.base_dir),
             ),
             origin=origin or m.Origin(),
+            inputs=m.Inputs(data=data_inputs(spec)),
         )
         rec = cls(folder or rundir.create(out, spec.name, digest), manifest)
         rec.write(layout.SPEC, spec.raw)
@@ -214,6 +215,14 @@ class Recorder:
         else:
             entry = identify(adapter.path or "", local, adapter.revision, adapter.subfolder)
         self.inputs_adapter(name, entry)
+
+
+def data_inputs(spec: Spec) -> dict[str, m.DataInput]:
+    """The spec's data files as the manifest records them among its inputs."""
+    return {
+        name: m.DataInput(found.written, found.sha256, len(found.records), str(found.path))
+        for name, found in spec.data.items()
+    }
 
 
 def unwritable(path: Path, exc: OSError) -> RunDirError:

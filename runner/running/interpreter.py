@@ -21,7 +21,7 @@ from runner.record import manifest as m
 from runner.record.recorder import Recorder, scheduler_record
 from runner.record.samplers import sampler_name
 from runner.results import Completion, Picture, SchedulerUsed
-from runner.running import compare
+from runner.running import compare, scoring
 from runner.running.cellwriter import CellWriter
 from runner.running.ending import finish
 from runner.running.models import ModelCache
@@ -34,9 +34,11 @@ from runner.spec.types import (
     Load,
     Merge,
     Save,
+    Score,
     SetAdapters,
     Spec,
     Step,
+    score_arguments,
 )
 
 
@@ -72,6 +74,7 @@ class Made:
     notes: list[str] = field(default_factory=list)
     scheduler: SchedulerUsed | None = None  # the step's own scheduler, when it set one
     execution: dict[str, Any] = field(default_factory=dict)  # how it was carried out
+    scores: list[m.ScoreRow] | None = None  # a score step: each row's summary
 
 
 def _load(ctx: Context, step: Load) -> Made:
@@ -148,6 +151,16 @@ def _compare(ctx: Context, step: Compare) -> Made:
     return Made(written, notes, execution={**execution, "cells": listed})
 
 
+def _score(ctx: Context, step: Score) -> Made:
+    folder = layout.output_dir(ctx.index, step.id or "score")
+    state = ctx.state
+    try:
+        done = scoring.score(ctx.backend, step, ctx.recorder, folder)
+    finally:
+        compare.restore(ctx.backend, state.active, state.disabled, bool(state.loaded))
+    return Made(done.outputs, done.notes, execution=done.execution, scores=done.rows)
+
+
 def _disable(ctx: Context, step: Disable) -> Made:
     ctx.backend.disable()
     ctx.state.disabled = True
@@ -201,6 +214,7 @@ OPS: dict[str, Callable[[Context, Any], Made]] = {
     "compare": _compare,
     "disable": _disable,
     "enable": _enable,
+    "score": lambda ctx, step: _score(ctx, step),
     "merge": _merge,
     "save": _save,
 }
@@ -346,6 +360,7 @@ def _run_step(ctx: Context, step: Step, progress: Callable[[str], None]) -> None
     record.outputs = made.outputs
     record.scheduler = scheduler_record(made.scheduler)
     record.execution = made.execution
+    record.scores = made.scores
     ctx.recorder.step(record)
     shown = "disabled" if ctx.state.disabled else _show(ctx.state.active)
     progress(
@@ -372,6 +387,8 @@ def _arguments(step: Step) -> dict[str, Any]:
         }
     if isinstance(step, (Merge, Save)):
         return step.arguments()
+    if isinstance(step, Score):
+        return score_arguments(step)
     return {}
 
 

@@ -11,11 +11,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 from runner.backends.base import Ticker
+from runner.errors import Refused
 from runner.record import layout
 from runner.record import manifest as m
 from runner.record.trust import SPEC_LIMIT, read_run_file
 from runner.running.interpreter import execute
-from runner.running.resume import recorded_settings
+from runner.running.resume import data_changes, recorded_settings
 from runner.spec.load import load_bytes
 
 
@@ -35,4 +36,7 @@ def reproduce(
     spec = load_bytes(raw, run_dir / layout.SPEC, Path(recorded.spec.base_dir))
     # A spec without `name:` was named after its file, which is spec.yaml in a run directory.
     spec = dataclasses.replace(spec, name=recorded.spec.name)
+    changed = data_changes(spec, recorded)
+    if changed:  # the same spec on other records is no reproduction; refused before it runs
+        raise Refused(f"cannot reproduce {run_dir}: " + "; ".join(changed))
     return execute(spec, out or run_dir.parent, recorded_settings(recorded), progress, ticker)

@@ -175,6 +175,21 @@ def input_changes(spec: Spec, old: m.Manifest) -> list[str]:
         local = hub.adapter_local(adapter, spec.base_dir)
         now = identify(adapter.path or "", local, adapter.revision)
         lines += _changed(f"adapter '{name}'", before, now)
+    return lines + data_changes(spec, old)
+
+
+def data_changes(spec: Spec, old: m.Manifest) -> list[str]:
+    """Each data file whose sha256 differs from what the old run recorded, or that is gone."""
+    lines = []
+    for name, before in old.inputs.data.items():
+        now = spec.data.get(name)
+        if now is None:
+            lines.append(f"data '{name}' is no longer declared")
+        elif now.sha256 != before.sha256:
+            lines.append(
+                f"data '{name}' file {now.written}: sha256 {before.sha256[:12]} -> "
+                f"{now.sha256[:12]}"
+            )
     return lines
 
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from runner.errors import Located
 from runner.sources import names
-from runner.spec import disk, making, references
+from runner.spec import datachecks, disk, making, references, scorechecks
 from runner.spec.defaults import generate_defaults, with_defaults
 from runner.spec.document import Document, Path_
 from runner.spec.values import is_int
@@ -48,6 +48,8 @@ def meaning_problems(doc: Document, base_dir: Path) -> list[Located]:
     problems += _steps(doc, steps, adapters, types, preloaded is not None, model.get("family"))
     problems += _generating(doc, data, steps, model.get("family"))
     problems += references.size_problems(doc, data)
+    problems += datachecks.problems(doc, data, base_dir)
+    problems += scorechecks.problems(doc, data, base_dir)
     return problems
 
 
@@ -164,7 +166,7 @@ def _steps(
                 )
             ids.setdefault(step_id, index)
         op = step.get("op")
-        if op == "compare":
+        if op in ("compare", "score"):
             problems += references.compare_problems(doc, here, step, declared, loaded, types)
         if op in making.MAKING:
             problems += making.step_problems(doc, here, step, declared, loaded, types, family)

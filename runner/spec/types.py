@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from runner.spec import data as data_files
 from runner.spec import rows as row_forms
 from runner.spec.defaults import generate_defaults, with_defaults
 from runner.spec.vocabulary import NAME_MAX
@@ -172,7 +173,22 @@ class Save:
         return {"adapter": self.adapter, "format": self.format}
 
 
-Step = Load | SetAdapters | Generate | Compare | Disable | Enable | Merge | Save
+@dataclass(frozen=True)
+class Score:
+    """Rows x records: the log-likelihood of each record's continuation (or of each of its
+    choices) given its context, under each row's adapter setting."""
+
+    rows: tuple[Row, ...]
+    contexts: tuple[str, ...]  # one per record
+    continuations: tuple[str, ...] | None = None  # one per record, or None: choices
+    choices: tuple[tuple[str, ...], ...] | None = None  # one tuple per record
+    labels: tuple[int, ...] | None = None  # the right choice of each record
+    line: int = 0
+    id: str | None = None
+    op: str = "score"
+
+
+Step = Load | SetAdapters | Generate | Compare | Disable | Enable | Score | Merge | Save
 
 
 @dataclass(frozen=True)
@@ -190,6 +206,7 @@ class Spec:
     base_dir: Path  # relative local paths in the spec resolve against this folder
     description: str = ""
     raw: bytes = b""  # the file's exact bytes
+    data: dict[str, data_files.DataSet] = field(default_factory=dict)  # `data:`, read
 
     def where(self, index: int) -> str:
         """FILE:LINE: step N (op) for the 1-based step INDEX; step 0 is the model. The one
@@ -230,6 +247,11 @@ def from_document(
             else None,
             line=line("adapters", name),
         )
+    sets = {
+        name: data_files.read(name, entry["path"], base_dir)
+        for name, entry in data.get("data", {}).items()
+    }
+    defaults = _from_data(defaults, sets)
     steps: list[Step] = []
     for i, raw_step in enumerate(data["steps"]):
         here = _Here(
@@ -239,6 +261,7 @@ def from_document(
             seed,
             functools.partial(line, "steps", i),
         )
+        raw_step = _from_data(raw_step, sets)
         steps.append(BUILDERS[raw_step["op"]](raw_step, here))
     return Spec(
         file=file,
@@ -264,7 +287,23 @@ def from_document(
         base_dir=base_dir,
         description=data.get("description", ""),
         raw=raw,
+        data=sets,
     )
+
+
+def _from_data(mapping: dict[str, Any], sets: dict[str, data_files.DataSet]) -> dict[str, Any]:
+    """MAPPING with each `{data, field}` reference replaced by the field's values, a list
+    with one per record (checked to hold them when the spec was validated)."""
+    from runner.spec.datachecks import USES
+
+    out = dict(mapping)
+    for key, kind in USES.items():
+        value = out.get(key)
+        if isinstance(value, dict) and data_files.is_ref(value):
+            ref = data_files.ref(value)
+            found = sets[ref.data].values(ref.field, kind)
+            out[key] = [list(v) if isinstance(v, tuple) else v for v in found]
+    return out
 
 
 @dataclass(frozen=True)
@@ -322,11 +361,54 @@ BUILDERS: dict[str, Callable[[dict[str, Any], _Here], Step]] = {
     "compare": _compare_step,
     "disable": lambda raw_step, here: Disable(here.at, here.id),
     "enable": lambda raw_step, here: Enable(here.at, here.id),
+    "score": lambda raw_step, here: _score(raw_step, here),
     "merge": lambda raw_step, here: _merge(raw_step, here),
     "save": lambda raw_step, here: Save(
         raw_step["adapter"], raw_step.get("format"), here.at, here.id
     ),
 }
+
+
+def _score(raw_step: dict[str, Any], here: _Here) -> Score:
+    """A score step, each of its values one per record (one written for all: repeated)."""
+    written = raw_step["adapters"]
+    rows = tuple(
+        Row(
+            row_forms.label(weights, mapping=isinstance(row, dict)),
+            weights,
+            here.line("adapters", j),
+        )
+        for j, row in enumerate(written)
+        for weights in row_forms.expand(row)
+    )
+    choices = raw_step.get("choices")
+    if isinstance(choices, list) and choices and all(isinstance(c, str) for c in choices):
+        choices = [choices]  # one list of choices for every record
+    labels = raw_step.get("label")
+    values = {
+        "context": raw_step["context"],
+        "continuation": raw_step.get("continuation"),
+        "choices": choices,
+        "label": labels,
+    }
+    count = max(len(v) if isinstance(v, list) else 1 for v in values.values() if v is not None)
+
+    def each(value: Any) -> tuple[Any, ...] | None:
+        if value is None:
+            return None
+        items = value if isinstance(value, list) else [value]
+        return tuple(items * count if len(items) == 1 else items)
+
+    picked = each(values["choices"])
+    return Score(
+        rows=rows,
+        contexts=each(values["context"]) or (),
+        continuations=each(values["continuation"]),
+        choices=None if picked is None else tuple(tuple(c) for c in picked),
+        labels=each(values["label"]),
+        line=here.at,
+        id=here.id,
+    )
 
 
 def _merge(raw_step: dict[str, Any], here: _Here) -> Merge:
@@ -368,6 +450,21 @@ def _compare(
     )
 
 
+def score_arguments(step: Score) -> dict[str, Any]:
+    """A score step's rows and values as JSON data (resolved.json, the step's record)."""
+    out: dict[str, Any] = {
+        "rows": [r.label for r in step.rows],
+        "adapters": [None if r.weights is None else dict(r.weights) for r in step.rows],
+        "context": list(step.contexts),
+    }
+    if step.continuations is not None:
+        out["continuation"] = list(step.continuations)
+    if step.choices is not None:
+        out["choices"] = [list(c) for c in step.choices]
+        out["label"] = list(step.labels or ())
+    return out
+
+
 def _default_name(file: Path) -> str:
     """The file's stem, made fit for a folder name (as long as a written name may be)."""
     name = re.sub(r"[^a-z0-9._-]+", "-", file.stem.lower())[:NAME_MAX].strip("-._")
@@ -402,6 +499,8 @@ def resolved(spec: Spec) -> dict[str, Any]:
             out.update(step.args)
         elif isinstance(step, (Merge, Save)):
             out.update(step.arguments())
+        elif isinstance(step, Score):
+            out.update(score_arguments(step))
         return out
 
     return {

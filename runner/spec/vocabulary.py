@@ -49,7 +49,33 @@ def _prompts(what: str) -> dict[str, Any]:
     }
 
 
-PROMPT = _prompts("A prompt, or a list of prompts run as one batch.")
+# `{data: NAME, field: F}`: field F of every record of a data set (runner.spec.data).
+DATA_REF_KEYWORDS: dict[str, Any] = {
+    "required": ["data", "field"],
+    "additionalProperties": False,
+    "properties": {
+        "data": {
+            "description": "A data set declared under `data`.",
+            "type": "string",
+            "pattern": NAME_PATTERN,
+            "errorMessage": NAME_MESSAGE,
+        },
+        "field": {"description": "The field of each record.", "type": "string", "minLength": 1},
+    },
+}
+
+
+def _or_data(schema: dict[str, Any]) -> dict[str, Any]:
+    """SCHEMA, or a reference to a data field standing for one value per record."""
+    return {
+        **schema,
+        "description": schema["description"] + " Or {data: NAME, field: F}: one per record.",
+        "type": [*schema["type"], "object"],
+        **DATA_REF_KEYWORDS,
+    }
+
+
+PROMPT = _or_data(_prompts("A prompt, or a list of prompts run as one batch."))
 
 
 SEED = {
@@ -322,6 +348,8 @@ _EXAMPLES = {
     "enable": "- op: enable",
     "compare": "- op: compare\n  id: styles\n  adapters: [base, styles, {styles: [0.5, 1.0]}]\n"
     "  prompt: [a cat in a hat, a cabin in the snow]\n  seed: [0, 1]",
+    "score": "- op: score\n  id: loglik\n  adapters: [base, a, b]\n"
+    "  context: {data: qa, field: question}\n  continuation: {data: qa, field: answer}",
 }
 
 
@@ -411,7 +439,7 @@ def op_definitions() -> dict[str, Any]:
                 "compare",
                 "Generate every prompt and seed under each adapter setting (row), side by side.",
                 adapters=COMPARE_ROWS,
-                prompt=_prompts("A prompt, or a list of prompts: a column for each."),
+                prompt=_or_data(_prompts("A prompt, or a list of prompts: a column for each.")),
                 seed={
                     "description": "A seed, or a list of seeds: a column for each. Default: the "
                     "spec's seed.",
@@ -442,7 +470,47 @@ def op_definitions() -> dict[str, Any]:
             "additionalProperties": False,
             "properties": _step("enable", "Run the adapters that were active again."),
         },
+        "score": _score_definition(),
         **making_definitions(),
+    }
+
+
+def _score_definition() -> dict[str, Any]:
+    """`op: score`: how likely each row (as compare's) finds continuations given contexts."""
+    texts = _prompts("A text, or a list of texts: one per record.")
+    return {
+        "type": "object",
+        "required": ["adapters", "context"],
+        "additionalProperties": False,
+        "properties": _step(
+            "score",
+            "Score each row (transformers): the log-likelihood of each continuation (or each "
+            "choice) given its context, as lm-evaluation-harness computes it.",
+            adapters=COMPARE_ROWS,
+            context=_or_data({**texts, "description": "The contexts, one per record."}),
+            continuation=_or_data(
+                {**texts, "description": "The continuations scored after each context."}
+            ),
+            choices=_or_data(
+                {
+                    "description": "Multiple choice: the choices of each record, a list of "
+                    "strings (one list for every record, or a list of them).",
+                    "type": ["array"],
+                    "minItems": 1,
+                    "items": {"type": ["string", "array"], "items": {"type": "string"}},
+                }
+            ),
+            label=_or_data(
+                {
+                    "description": "Multiple choice: the index of the right choice of each record.",
+                    "type": ["integer", "array"],
+                    "minimum": 0,
+                    "maximum": MAX_COUNT,
+                    "minItems": 1,
+                    "items": {"type": "integer", "minimum": 0, "maximum": MAX_COUNT},
+                }
+            ),
+        ),
     }
 
 
@@ -532,6 +600,28 @@ _LORA_CONFIG: dict[str, Any] = {
 
 
 _NULLABLE_STRING = ["string", "null"]
+
+
+DATA: dict[str, Any] = {
+    "description": "Named record sets, each read from a file and hashed as an input: .jsonl "
+    "(one JSON object a line), .csv (a header row) or .txt (one record a line, field `text`). "
+    "A step takes a field of every record as {data: NAME, field: F}.",
+    "type": "object",
+    "propertyNames": {"pattern": NAME_PATTERN, "maxLength": NAME_MAX},
+    "additionalProperties": {
+        "description": "A data file.",
+        "type": "object",
+        "required": ["path"],
+        "additionalProperties": False,
+        "properties": {
+            "path": {
+                "description": "The file, relative to the spec's folder (or absolute).",
+                "type": "string",
+                "minLength": 1,
+            }
+        },
+    },
+}
 
 
 def properties() -> dict[str, Any]:
@@ -647,6 +737,7 @@ def properties() -> dict[str, Any]:
                 },
             },
         },
+        "data": DATA,
         "defaults": {
             "description": "Default arguments merged into every step of that op.",
             "type": "object",
