@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from runner.audit.checksums import VerifyReport
     from runner.audit.diff import DiffReport
     from runner.backends.base import Ticker
-    from runner.record.manifest import Manifest, StepRecord
+    from runner.record.manifest import Manifest, ScoreRow, StepRecord
     from runner.running.many import Many
     from runner.spec.types import Spec
 
@@ -121,6 +121,16 @@ class Run:
         raise RunDirError(
             f"no compare step {step!r} in {self.dir} (compare steps: {known or 'none'})"
         )
+
+    def scores(self, step: str | int) -> list[ScoreRow]:
+        """A score step's rows as the manifest summarises them (mean loglik, perplexity,
+        acc, acc_norm): the numbers `runner scores` prints. STEP as for `cells`."""
+        for record in self.manifest.steps:
+            names = {record.id, f"{record.index:02d}-{record.id or record.op}", record.index}
+            if step in names and record.op == "score":
+                return list(record.scores or [])
+        known = [s.id or f"{s.index:02d}-score" for s in self.manifest.steps if s.op == "score"]
+        raise RunDirError(f"no score step {step!r} in {self.dir} (score steps: {known or 'none'})")
 
     def _cells(self, record: StepRecord) -> list[Cell]:
         from runner.record import cells, layout

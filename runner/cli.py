@@ -358,6 +358,23 @@ def report(run_dir: Path, out: Path | None) -> int:
 
 
 @main.command()
+@click.argument("run_dirs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print the rows as JSON.")
+@click.option("--csv", "as_csv", is_flag=True, help="Print the rows as CSV.")
+@_errors()
+def scores(run_dirs: tuple[Path, ...], as_json: bool, as_csv: bool) -> int:
+    """A leaderboard of every score step's rows across RUN_DIRS (a markdown table)."""
+    from runner.audit import leaderboard
+
+    found = leaderboard.entries(list(run_dirs))
+    shown = (
+        leaderboard.as_json if as_json else leaderboard.as_csv if as_csv else leaderboard.markdown
+    )
+    click.echo(shown(found).rstrip("\n"))
+    return EXIT_OK
+
+
+@main.command()
 @click.argument("run_a", type=click.Path(path_type=Path))
 @click.argument("run_b", type=click.Path(path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")

@@ -47,7 +47,7 @@ def meaning_problems(doc: Document, base_dir: Path) -> list[Located]:
         types["default"] = preloaded
     problems += _steps(doc, steps, adapters, types, preloaded is not None, model.get("family"))
     problems += _generating(doc, data, steps, model.get("family"))
-    problems += references.size_problems(doc, data)
+    problems += references.size_problems(doc, datachecks.counted(data, base_dir))
     problems += datachecks.problems(doc, data, base_dir)
     problems += scorechecks.problems(doc, data, base_dir)
     return problems

@@ -91,3 +91,21 @@ def _in_file(doc: Document, base_dir: Path, name: str, error: d.DataError) -> Lo
     if not Path(shown).is_absolute() and Path(doc.file).parent != Path("."):
         shown = str(Path(doc.file).parent / shown)
     return Located(error.line, 1, f"data.{name}", error.message, shown)
+
+
+def counted(data: dict[str, Any], base_dir: Path) -> dict[str, Any]:
+    """DATA with each step's `prompt` reference replaced by one placeholder per record, so
+    that the size checks count a compare's cells as the run will make them."""
+    steps = data.get("steps")
+    if not isinstance(steps, list) or not isinstance(data.get("data"), dict):
+        return data
+    sets = data_sets(data, base_dir)
+    out = []
+    for step in steps:
+        prompt = step.get("prompt") if isinstance(step, dict) else None
+        if isinstance(prompt, dict) and d.is_ref(prompt):
+            found = sets.get(str(prompt["data"]))
+            if isinstance(found, d.DataSet):
+                step = {**step, "prompt": [""] * len(found.records)}
+        out.append(step)
+    return {**data, "steps": out}

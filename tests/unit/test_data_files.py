@@ -151,3 +151,15 @@ def test_validation_reads_data_without_model_libraries(tmp_path: Path) -> None:
         [sys.executable, "-c", code, str(spec)], capture_output=True, text=True, check=True
     )
     assert out.stdout.strip() == "[]"
+
+
+def test_a_compare_counts_one_prompt_per_record(tmp_path: Path) -> None:
+    (tmp_path / "p.txt").write_text("".join(f"prompt {i}\n" for i in range(30)))
+    spec = _spec(
+        tmp_path,
+        "data:\n  p: {path: p.txt}\nsteps:\n"
+        "  - {op: compare, adapters: [base], seed: [0, 1], max_cells: 50,"
+        " prompt: {data: p, field: text}}\n",
+    )
+    (problem,) = _problems(spec)
+    assert "makes 60 cells (1 row x 30 prompts x 2 seeds), more than 50" in problem
