@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import json
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -38,6 +39,7 @@ from runner.spec.types import (
     SetAdapters,
     Spec,
     Step,
+    Train,
     score_arguments,
 )
 
@@ -202,6 +204,25 @@ def _merge(ctx: Context, step: Merge) -> Made:
     return _write_adapter(ctx, layout.output_dir(ctx.index, step.id or "merge"), step.name, None)
 
 
+def _train(ctx: Context, step: Train) -> Made:
+    """Train the adapter, then write it and loss.jsonl into the step's folder; it is the only
+    active adapter afterwards, at weight 1.0."""
+    train = getattr(ctx.backend, "train", None)
+    if train is None:
+        raise StepError(f"the {ctx.spec.model.family} backend cannot train adapters")
+    losses = train(step)
+    ctx.state.active = {step.adapter: 1.0}
+    if ctx.state.disabled:
+        ctx.backend.disable()
+    folder = layout.output_dir(ctx.index, step.id or "train")
+    made = _write_adapter(ctx, folder, step.adapter, None)
+    lines = b"".join(json.dumps(r, sort_keys=True).encode() + b"\n" for r in losses)
+    made.outputs.append(ctx.recorder.write(f"{folder}/{layout.LOSSES}", lines))
+    first, last = losses[0]["loss"], losses[-1]["loss"]
+    made.notes.insert(0, f"{len(losses)} steps, loss {first:.4f} -> {last:.4f}")
+    return made
+
+
 def _save(ctx: Context, step: Save) -> Made:
     folder = layout.output_dir(ctx.index, step.id or "save")
     return _write_adapter(ctx, folder, step.adapter, step.format)
@@ -217,6 +238,7 @@ OPS: dict[str, Callable[[Context, Any], Made]] = {
     "score": lambda ctx, step: _score(ctx, step),
     "merge": _merge,
     "save": _save,
+    "train": _train,
 }
 
 
@@ -385,7 +407,7 @@ def _arguments(step: Step) -> dict[str, Any]:
             "seed": list(step.seeds),
             **step.args,
         }
-    if isinstance(step, (Merge, Save)):
+    if isinstance(step, (Merge, Save, Train)):
         return step.arguments()
     if isinstance(step, Score):
         return score_arguments(step)

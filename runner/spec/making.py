@@ -12,7 +12,7 @@ from runner.spec import references
 from runner.spec.document import Document, Path_
 from runner.spec.vocabulary import DENSITY_METHODS, SAVE_FORMATS, SIGN_METHODS, SVD_METHODS
 
-MAKING = ("merge", "save")
+MAKING = ("merge", "save", "train")
 
 
 def step_problems(
@@ -27,6 +27,8 @@ def step_problems(
     """A merge or save step at HERE; a merge adds its name to DECLARED, LOADED and TYPES."""
     if step.get("op") == "save":
         return _save(doc, here, step, declared, loaded, family)
+    if step.get("op") == "train":
+        return _train(doc, here, step, declared, loaded, family)
     problems = _method(doc, here, step)
     written = step.get("adapters")
     mentioned = (
@@ -117,4 +119,46 @@ def _save(
                 f"a {family} adapter is written as {' or '.join(formats)}, not {chosen}",
             )
         )
+    return problems
+
+
+def _train(
+    doc: Document,
+    here: Path_,
+    step: dict[str, Any],
+    declared: dict[str, Any],
+    loaded: dict[str, int],
+    family: Any,
+) -> list[Located]:
+    problems = []
+    if family == "diffusers":
+        problems.append(
+            doc.problem(
+                (*here, "op"),
+                "op: train needs a causal LM: model.family transformers, not diffusers",
+            )
+        )
+    name = step.get("adapter")
+    if isinstance(name, str):
+        problem = _named(name, declared, loaded)
+        if problem:
+            problems.append(doc.problem((*here, "adapter"), problem))
+    given = [k for k in ("text", "prompt", "completion") if k in step]
+    if given not in (["text"], ["prompt", "completion"]):
+        problems.append(
+            doc.problem(
+                here,
+                "op: train takes `text`, or `prompt` and `completion` (the loss on the "
+                f"completion alone); this step has {', '.join(given) or 'none of them'}",
+            )
+        )
+    prompts, completions = step.get("prompt"), step.get("completion")
+    if isinstance(prompts, list) and isinstance(completions, list):
+        if len(prompts) != len(completions):
+            problems.append(
+                doc.problem(
+                    (*here, "completion"),
+                    f"{len(completions)} completions for {len(prompts)} prompts; give one each",
+                )
+            )
     return problems

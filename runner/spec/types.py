@@ -188,7 +188,39 @@ class Score:
     op: str = "score"
 
 
-Step = Load | SetAdapters | Generate | Compare | Disable | Enable | Score | Merge | Save
+@dataclass(frozen=True)
+class Train:
+    """Fine-tune ADAPTER on TEXTS, or on PROMPTS + COMPLETIONS (the loss on the completion)."""
+
+    adapter: str
+    steps: int
+    texts: tuple[str, ...] = ()  # the whole text is the target
+    prompts: tuple[str, ...] = ()  # with completions: one per prompt
+    completions: tuple[str, ...] = ()
+    learning_rate: float = 1e-4
+    batch_size: int = 4
+    max_length: int = 128
+    seed: int = 0
+    line: int = 0
+    id: str | None = None
+    op: str = "train"
+
+    def arguments(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"adapter": self.adapter, "steps": self.steps}
+        if self.texts:
+            out["text"] = list(self.texts)
+        else:
+            out.update(prompt=list(self.prompts), completion=list(self.completions))
+        out.update(
+            learning_rate=self.learning_rate,
+            batch_size=self.batch_size,
+            max_length=self.max_length,
+            seed=self.seed,
+        )
+        return out
+
+
+Step = Load | SetAdapters | Generate | Compare | Disable | Enable | Score | Merge | Save | Train
 
 
 @dataclass(frozen=True)
@@ -366,7 +398,28 @@ BUILDERS: dict[str, Callable[[dict[str, Any], _Here], Step]] = {
     "save": lambda raw_step, here: Save(
         raw_step["adapter"], raw_step.get("format"), here.at, here.id
     ),
+    "train": lambda raw_step, here: _train(raw_step, here),
 }
+
+
+def _train(raw_step: dict[str, Any], here: _Here) -> Train:
+    def texts(key: str) -> tuple[str, ...]:
+        value = raw_step.get(key)
+        return tuple([value] if isinstance(value, str) else value or ())
+
+    return Train(
+        adapter=raw_step["adapter"],
+        steps=int(raw_step["steps"]),
+        texts=texts("text"),
+        prompts=texts("prompt"),
+        completions=texts("completion"),
+        learning_rate=float(raw_step.get("learning_rate", 1e-4)),
+        batch_size=int(raw_step.get("batch_size", 4)),
+        max_length=int(raw_step.get("max_length", 128)),
+        seed=int(raw_step.get("seed", here.seed)),
+        line=here.at,
+        id=here.id,
+    )
 
 
 def _score(raw_step: dict[str, Any], here: _Here) -> Score:
@@ -497,7 +550,7 @@ def resolved(spec: Spec) -> dict[str, Any]:
             ]
             out.update(prompt=list(step.prompts), seed=list(step.seeds))
             out.update(step.args)
-        elif isinstance(step, (Merge, Save)):
+        elif isinstance(step, (Merge, Save, Train)):
             out.update(step.arguments())
         elif isinstance(step, Score):
             out.update(score_arguments(step))

@@ -784,6 +784,7 @@ _EXAMPLES.update(
     merge="- op: merge\n  name: blend\n  method: ties\n  adapters: {a: 1.0, b: 0.5}\n"
     "  density: 0.5",
     save="- op: save\n  adapter: blend\n  format: peft",
+    train="- op: train\n  adapter: fresh\n  text: {data: corpus, field: text}\n  steps: 50",
 )
 
 _ADAPTER_NAME = {
@@ -842,6 +843,47 @@ def making_definitions() -> dict[str, Any]:
                     "minimum": 1,
                     "maximum": MAX_COUNT,
                 },
+            ),
+        },
+        "train": {
+            "type": "object",
+            "required": ["adapter", "steps"],
+            "additionalProperties": False,
+            "properties": _step(
+                "train",
+                "Fine-tune a loaded LoRA on texts, or on prompts and completions (the loss on "
+                "the completion alone), with AdamW (transformers); it is active afterwards and "
+                "written, with loss.jsonl, into the step's output folder.",
+                adapter={**_ADAPTER_NAME, "description": "The loaded adapter to train."},
+                text=_or_data(_prompts("The training texts, one per record.")),
+                prompt=_or_data(_prompts("The prompts, one per record (with completion).")),
+                completion=_or_data(
+                    _prompts("The completions, one per prompt: the loss is on these alone.")
+                ),
+                steps={
+                    "description": "Optimizer steps.",
+                    "type": "integer",
+                    "minimum": 1,
+                    "maximum": MAX_COUNT,
+                },
+                learning_rate={
+                    "description": "AdamW's learning rate, constant. Default 1e-4.",
+                    "type": "number",
+                    "exclusiveMinimum": 0,
+                },
+                batch_size={
+                    "description": "Records per step. Default 4.",
+                    "type": "integer",
+                    "minimum": 1,
+                    "maximum": MAX_COUNT,
+                },
+                max_length={
+                    "description": "Tokens per record at most (longer ones are cut). Default 128.",
+                    "type": "integer",
+                    "minimum": 2,
+                    "maximum": MAX_COUNT,
+                },
+                seed=SEED,
             ),
         },
         "save": {
