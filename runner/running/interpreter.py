@@ -237,8 +237,8 @@ OPS: dict[str, Callable[[Context, Any], Made]] = {
     "enable": _enable,
     "score": lambda ctx, step: _score(ctx, step),
     "merge": _merge,
-    "save": _save,
     "train": _train,
+    "save": _save,
 }
 
 

@@ -9,6 +9,7 @@ adapter must hold exactly those tensors; the same spec must give the same bytes.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -177,3 +178,17 @@ def test_training_a_pipeline_is_a_validation_error(tmp_path: Path) -> None:
     }
     with pytest.raises(SpecError, match="op: train needs a causal LM"):
         api.load_spec(written, base_dir=tmp_path)
+
+
+def test_the_report_draws_the_loss_curve(trained: api.Run) -> None:
+    page = api.write_report(trained).read_text()
+    (out,) = trained.dir.glob("outputs/*-trained")
+    losses = [json.loads(line)["loss"] for line in (out / "loss.jsonl").read_text().splitlines()]
+    (svg,) = re.findall(r"<svg class=losses.*?</svg>", page)
+    (points,) = re.findall(r"points='([^']*)'", svg)
+    ys = [float(p.split(",")[1]) for p in points.split()]
+    assert len(ys) == TRAIN["steps"]
+    # the highest loss is drawn at the top (smallest y), the lowest at the bottom
+    assert ys.index(min(ys)) == losses.index(max(losses))
+    assert ys.index(max(ys)) == losses.index(min(losses))
+    assert "<script" not in svg
