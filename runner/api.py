@@ -188,14 +188,14 @@ def _as_outputs(cells: list[Cell]) -> list[Text] | list[Picture]:
 
 
 def _read_outputs(run_dir: Path, paths: list[str]) -> list[Text] | list[Picture]:
-    from runner.record import completions
+    from runner.record import completions, layout
     from runner.record.trust import run_file
 
     texts: list[Text] = []
     pictures: list[Picture] = []
     for rel in paths:
         file = run_file(run_dir, rel)
-        if rel.endswith(".jsonl"):
+        if Path(rel).name == layout.COMPLETIONS:
             texts += [
                 Text(c.prompt, c.text, c.token_ids, c.seed, c.adapters)
                 for c in completions.read_run(run_dir, rel)

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from runner.errors import printable
-from runner.record.layout import CELLS
+from runner.record.layout import CELLS, LOSSES
 from runner.record.manifest import Manifest, read
 from runner.record.trust import CELLS_LIMIT, UnsafePath, open_regular, read_limited, run_file
 from runner.record.trust import sha256_regular as digest
@@ -186,7 +186,8 @@ def compare_outputs(
     diffs = []
     for rel in list(outs_a) + [p for p in outs_b if p not in outs_a]:
         suffix = Path(rel).suffix.lower()
-        kind = "text" if suffix == ".jsonl" else "image" if suffix == ".png" else "file"
+        text = suffix == ".jsonl" and Path(rel).name != LOSSES  # a train's losses: bytes
+        kind = "text" if text else "image" if suffix == ".png" else "file"
         diff = OutputDiff(rel, kind, "same", step=outs_a.get(rel, outs_b.get(rel)))
         a, b = _file(run_a, rel, rel in outs_a), _file(run_b, rel, rel in outs_b)
         if isinstance(b, str):

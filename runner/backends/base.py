@@ -13,7 +13,7 @@ from runner.sources.names import name_problem
 
 if TYPE_CHECKING:
     from runner.record.manifest import LoadReport
-    from runner.spec.types import Adapter, Generate, Model
+    from runner.spec.types import Adapter, Generate, Merge, Model
 
 
 class Ticker(Protocol):
@@ -115,6 +115,20 @@ class DrawsCells(Protocol):
 
     def generate_cells(self, step: Generate, seeds: list[int]) -> list[Picture]:
         """`generate` with prompt i seeded SEEDS[i]: its image k from SEEDS[i] + k."""
+
+
+@runtime_checkable
+class MakesAdapters(Protocol):
+    """A backend that makes new adapters from loaded ones and writes any adapter as files."""
+
+    def merge(self, step: Merge) -> None:
+        """Add the step's adapter, merged from loaded ones as peft's add_weighted_adapter."""
+
+    def formats(self) -> tuple[str, ...]:
+        """The file formats `adapter_files` writes, the family's own first."""
+
+    def adapter_files(self, name: str, format: str) -> dict[str, bytes]:
+        """Adapter NAME in FORMAT: file name -> bytes, for the caller to write."""
 
 
 @runtime_checkable

@@ -12,7 +12,7 @@ import torch
 from diffusers import DiffusionPipeline
 from safetensors import SafetensorError
 
-from runner.backends import load_report, scheduling
+from runner.backends import load_report, merging, saving, scheduling
 from runner.backends.base import Logged, Ticker, refuse_bad_name
 from runner.backends.devices import gpu_memory, resolve_device, resolve_dtype, torch_dtype
 from runner.backends.quiet import ADAPTER_FALSE_ALARMS, ANSI, captured, fold, one_line
@@ -21,7 +21,7 @@ from runner.record import adapter_file
 from runner.record import manifest as m
 from runner.results import ModelSetup, Picture
 from runner.sources import folders, names
-from runner.spec.types import Adapter, Generate, Model, Scheduler
+from runner.spec.types import Adapter, Generate, Merge, Model, Scheduler
 
 # A compare's images per pipeline call: pixels at a time on a CPU, bytes per pixel of the
 # GPU memory's eighth (latents, activations and the VAE's decoding, roughly).
@@ -235,6 +235,32 @@ class DiffusersBackend:
         """unload_lora_weights: every component gets its own layers back, LoRA-free."""
         if hasattr(self.pipe, "unload_lora_weights"):
             self.pipe.unload_lora_weights()
+
+    def merge(self, step: Merge) -> None:
+        """peft's add_weighted_adapter on each component's LoRA layers (unet or transformer,
+        text encoders): diffusers has no merge of its own."""
+        refuse_bad_name(step.name)
+        if step.name in self.adapters():
+            raise StepError(f"an adapter named '{step.name}' is loaded already")
+        modules = {
+            part: module
+            for part, module in self.pipe.components.items()
+            if isinstance(module, torch.nn.Module)
+        }
+        with captured(self.ticker.verbose) as said:
+            merging.merge(modules, step)
+        fold(self.ticker, f"merge '{step.name}'", said)
+
+    def formats(self) -> tuple[str, ...]:
+        return ("diffusers", "kohya")
+
+    def adapter_files(self, name: str, format: str) -> dict[str, bytes]:
+        """A diffusers LoRA file (save_lora_weights) or a kohya one."""
+        if format == "diffusers":
+            return saving.diffusers_file(self.pipe, name)
+        if format == "kohya":
+            return saving.kohya_file(self.pipe, name)
+        raise StepError(f"a pipeline's adapter is written as diffusers or kohya, not {format}")
 
     def generate(self, step: Generate) -> list[Picture]:
         """One pipeline call; image k of the step draws from a CPU generator seeded seed + k."""

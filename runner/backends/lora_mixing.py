@@ -80,7 +80,7 @@ def merge(layers: list[Any], weights: dict[str, float]) -> Merged:
             for adapter, weight in weights.items():
                 if adapter in layer.lora_A:
                     a_parts.append(layer.lora_A[adapter].weight)
-                    scale = weight * _initial_scale(layer, adapter)
+                    scale = weight * initial_scale(layer, adapter)
                     b_parts.append(layer.lora_B[adapter].weight * scale)
                 else:  # an adapter that leaves this layer alone: zero rows and columns
                     like = next(iter(layer.lora_A.values())).weight
@@ -90,7 +90,7 @@ def merge(layers: list[Any], weights: dict[str, float]) -> Merged:
     return merged
 
 
-def _initial_scale(layer: Any, adapter: str) -> float:
+def initial_scale(layer: Any, adapter: str) -> float:
     """ADAPTER's scaling at weight 1 in LAYER, as set_scale computes it: alpha / r."""
     import math
 

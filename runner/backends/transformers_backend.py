@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from transformers import StoppingCriteria, StoppingCriteriaList
 
-from runner.backends import likelihood, load_report, lora_mixing
+from runner.backends import likelihood, load_report, lora_mixing, merging, saving, training
 from runner.backends.base import CannotMix, Logged, Ticker, refuse_bad_name
 from runner.backends.devices import gpu_memory, resolve_device, resolve_dtype, seed, torch_dtype
 from runner.backends.quiet import ADAPTER_FALSE_ALARMS, captured, fold, one_line
@@ -24,7 +24,7 @@ from runner.errors import StepError
 from runner.record import manifest as m
 from runner.results import Completion, Likelihood, ModelSetup
 from runner.sources import folders, hub, names
-from runner.spec.types import Adapter, Generate, Model
+from runner.spec.types import Adapter, Generate, Merge, Model, Train
 
 # A config adapter is made right after torch.manual_seed(CONFIG_SEED): by hand, that is
 # `torch.manual_seed(0); model.add_adapter(LoraConfig(**options), adapter_name=name)`.
@@ -203,6 +203,41 @@ class TransformersBackend:
             text = self.tokenizer.decode(ids, skip_special_tokens=True)
             completions.append(Completion(prompt, text, ids, step.seed))
         return completions
+
+    # --- making adapters (the MakesAdapters capability) -------------------------------
+
+    def merge(self, step: Merge) -> None:
+        """peft's add_weighted_adapter on the model's own LoRA layers."""
+        refuse_bad_name(step.name)
+        with captured(self.ticker.verbose) as said:
+            merging.merge({"model": self.model}, step)
+        fold(self.ticker, f"merge '{step.name}'", said)
+        self.model.eval()
+
+    def formats(self) -> tuple[str, ...]:
+        return ("peft",)
+
+    def train(self, step: Train) -> list[dict[str, Any]]:
+        """A plain torch loop over the adapter's own weights (runner.backends.training);
+        the adapter is the only active one afterwards."""
+        self.model.set_adapter(step.adapter)
+        for module in self.model.modules():  # a weight from an earlier set_adapters
+            if hasattr(module, "set_scale") and step.adapter in getattr(module, "scaling", {}):
+                module.set_scale(step.adapter, 1.0)
+
+        def tick(done: int, loss: float) -> None:
+            self.ticker.tick(done, step.steps, f"training steps (loss {loss:.4f})")
+
+        with captured(self.ticker.verbose) as said:
+            losses = training.train(self.model, self.tokenizer, step, self.device, tick)
+        fold(self.ticker, f"train '{step.adapter}'", said)
+        return losses
+
+    def adapter_files(self, name: str, format: str) -> dict[str, bytes]:
+        """A PEFT adapter folder, as PeftModel.save_pretrained writes it."""
+        if format != "peft":
+            raise StepError(f"a causal LM's adapter is written as peft, not {format}")
+        return saving.peft_folder(self.model, name, self.model_path)
 
     # --- compare: mixed-adapter batches (the MixesAdapters capability) -------------------
 

@@ -18,6 +18,7 @@ SUMS = "SHA256SUMS"
 COMPLETIONS = "completions.jsonl"
 CELLS = "cells.jsonl"
 GRID = "grid.png"
+LOSSES = "loss.jsonl"  # a train step's loss per step
 SCORES = "scores.jsonl"  # a score step's cells: one line per (row, record)
 
 

@@ -12,7 +12,7 @@ from runner.record import cells as c
 from runner.record import completions, layout
 from runner.record import manifest as m
 from runner.record.trust import run_file
-from runner.report import scores
+from runner.report import losses, scores
 from runner.report.markup import e, href, image
 from runner.spec.values import is_int
 
@@ -209,4 +209,5 @@ SECTIONS: dict[str, Callable[[Path, m.StepRecord], str]] = {
     "disable": _plain,
     "enable": _plain,
     "score": scores.section,
+    "train": losses.section,
 }

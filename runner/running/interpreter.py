@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import json
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from runner.backends.base import Backend, Ticker
+from runner.backends.base import Backend, MakesAdapters, Ticker
 from runner.errors import Interrupted, RunnerError, StepError, describe, environmental
 from runner.record import layout
 from runner.record import manifest as m
@@ -32,10 +33,13 @@ from runner.spec.types import (
     Enable,
     Generate,
     Load,
+    Merge,
+    Save,
     Score,
     SetAdapters,
     Spec,
     Step,
+    Train,
     score_arguments,
 )
 
@@ -173,6 +177,57 @@ def _enable(ctx: Context, step: Enable) -> Made:
     return Made()
 
 
+def _maker(ctx: Context) -> MakesAdapters:
+    if not isinstance(ctx.backend, MakesAdapters):
+        raise StepError(f"the {ctx.spec.model.family} backend cannot make or write adapters")
+    return ctx.backend
+
+
+def _write_adapter(ctx: Context, folder: str, name: str, format: str | None) -> Made:
+    """Adapter NAME's files in FORMAT (the family's own when None) into FOLDER."""
+    maker = _maker(ctx)
+    chosen = format or maker.formats()[0]
+    files = maker.adapter_files(name, chosen)
+    outputs = [ctx.recorder.write(f"{folder}/{file}", data) for file, data in files.items()]
+    listed = ", ".join(f"{o.path} (sha256 {o.sha256[:12]})" for o in outputs)
+    return Made(outputs, [f"adapter {name} as {chosen}: {listed}"])
+
+
+def _merge(ctx: Context, step: Merge) -> Made:
+    """The merged adapter joins the loaded ones and becomes the only active one, as a load
+    leaves it; its files go into the step's folder."""
+    _maker(ctx).merge(step)
+    ctx.state.loaded.append(step.name)
+    ctx.state.active = {step.name: 1.0}
+    if not ctx.state.disabled:
+        ctx.backend.set_adapters(ctx.state.active)
+    return _write_adapter(ctx, layout.output_dir(ctx.index, step.id or "merge"), step.name, None)
+
+
+def _train(ctx: Context, step: Train) -> Made:
+    """Train the adapter, then write it and loss.jsonl into the step's folder; it is the only
+    active adapter afterwards, at weight 1.0."""
+    train = getattr(ctx.backend, "train", None)
+    if train is None:
+        raise StepError(f"the {ctx.spec.model.family} backend cannot train adapters")
+    losses = train(step)
+    ctx.state.active = {step.adapter: 1.0}
+    if ctx.state.disabled:
+        ctx.backend.disable()
+    folder = layout.output_dir(ctx.index, step.id or "train")
+    made = _write_adapter(ctx, folder, step.adapter, None)
+    lines = b"".join(json.dumps(r, sort_keys=True).encode() + b"\n" for r in losses)
+    made.outputs.append(ctx.recorder.write(f"{folder}/{layout.LOSSES}", lines))
+    first, last = losses[0]["loss"], losses[-1]["loss"]
+    made.notes.insert(0, f"{len(losses)} steps, loss {first:.4f} -> {last:.4f}")
+    return made
+
+
+def _save(ctx: Context, step: Save) -> Made:
+    folder = layout.output_dir(ctx.index, step.id or "save")
+    return _write_adapter(ctx, folder, step.adapter, step.format)
+
+
 OPS: dict[str, Callable[[Context, Any], Made]] = {
     "load": _load,
     "set_adapters": _set_adapters,
@@ -181,6 +236,9 @@ OPS: dict[str, Callable[[Context, Any], Made]] = {
     "disable": _disable,
     "enable": _enable,
     "score": lambda ctx, step: _score(ctx, step),
+    "merge": _merge,
+    "train": _train,
+    "save": _save,
 }
 
 
@@ -349,6 +407,8 @@ def _arguments(step: Step) -> dict[str, Any]:
             "seed": list(step.seeds),
             **step.args,
         }
+    if isinstance(step, (Merge, Save, Train)):
+        return step.arguments()
     if isinstance(step, Score):
         return score_arguments(step)
     return {}

@@ -12,7 +12,7 @@ from typing import Any
 
 from runner.errors import Located
 from runner.sources import names
-from runner.spec import datachecks, disk, references, scorechecks
+from runner.spec import datachecks, disk, making, references, scorechecks
 from runner.spec.defaults import generate_defaults, with_defaults
 from runner.spec.document import Document, Path_
 from runner.spec.values import is_int
@@ -45,7 +45,7 @@ def meaning_problems(doc: Document, base_dir: Path) -> list[Located]:
     preloaded = disk.model_adapter_type(model, base_dir)
     if preloaded is not None:  # an adapter folder as model path arrives as 'default'
         types["default"] = preloaded
-    problems += _steps(doc, steps, adapters, types, preloaded is not None)
+    problems += _steps(doc, steps, adapters, types, preloaded is not None, model.get("family"))
     problems += _generating(doc, data, steps, model.get("family"))
     problems += references.size_problems(doc, datachecks.counted(data, base_dir))
     problems += datachecks.problems(doc, data, base_dir)
@@ -142,8 +142,10 @@ def _steps(
     declared: dict[str, Any],
     types: dict[str, str | None],
     has_default: bool,
+    family: Any = None,
 ) -> list[Located]:
     problems: list[Located] = []
+    declared = dict(declared)  # a merge adds the name it makes
     loaded: dict[str, int] = {}
     if has_default:
         declared = {**declared, "default": None}
@@ -166,6 +168,8 @@ def _steps(
         op = step.get("op")
         if op in ("compare", "score"):
             problems += references.compare_problems(doc, here, step, declared, loaded, types)
+        if op in making.MAKING:
+            problems += making.step_problems(doc, here, step, declared, loaded, types, family)
         if op not in ("load", "set_adapters"):
             continue
         field = (*here, "adapters")

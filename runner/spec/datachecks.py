@@ -21,6 +21,8 @@ USES: dict[str, str] = {
     "continuation": d.STRING,
     "choices": d.STRINGS,
     "label": d.INDEX,
+    "text": d.STRING,  # train
+    "completion": d.STRING,  # train
 }
 
 

@@ -134,6 +134,46 @@ class Enable:
 
 
 @dataclass(frozen=True)
+class Merge:
+    """A new adapter NAME from loaded ones, as peft's add_weighted_adapter makes it."""
+
+    name: str
+    method: str
+    weights: tuple[tuple[str, float], ...]  # (adapter, weight) in the order written
+    density: float | None = None
+    majority_sign_method: str = "total"
+    svd_rank: int | None = None
+    line: int = 0
+    id: str | None = None
+    op: str = "merge"
+
+    def arguments(self) -> dict[str, Any]:
+        """The step as JSON data, every default filled in."""
+        return {
+            "name": self.name,
+            "method": self.method,
+            "adapters": dict(self.weights),
+            "density": self.density,
+            "majority_sign_method": self.majority_sign_method,
+            "svd_rank": self.svd_rank,
+        }
+
+
+@dataclass(frozen=True)
+class Save:
+    """Write adapter ADAPTER in FORMAT (None: the family's own) into the step's folder."""
+
+    adapter: str
+    format: str | None = None
+    line: int = 0
+    id: str | None = None
+    op: str = "save"
+
+    def arguments(self) -> dict[str, Any]:
+        return {"adapter": self.adapter, "format": self.format}
+
+
+@dataclass(frozen=True)
 class Score:
     """Rows x records: the log-likelihood of each record's continuation (or of each of its
     choices) given its context, under each row's adapter setting."""
@@ -148,7 +188,39 @@ class Score:
     op: str = "score"
 
 
-Step = Load | SetAdapters | Generate | Compare | Disable | Enable | Score
+@dataclass(frozen=True)
+class Train:
+    """Fine-tune ADAPTER on TEXTS, or on PROMPTS + COMPLETIONS (the loss on the completion)."""
+
+    adapter: str
+    steps: int
+    texts: tuple[str, ...] = ()  # the whole text is the target
+    prompts: tuple[str, ...] = ()  # with completions: one per prompt
+    completions: tuple[str, ...] = ()
+    learning_rate: float = 1e-4
+    batch_size: int = 4
+    max_length: int = 128
+    seed: int = 0
+    line: int = 0
+    id: str | None = None
+    op: str = "train"
+
+    def arguments(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"adapter": self.adapter, "steps": self.steps}
+        if self.texts:
+            out["text"] = list(self.texts)
+        else:
+            out.update(prompt=list(self.prompts), completion=list(self.completions))
+        out.update(
+            learning_rate=self.learning_rate,
+            batch_size=self.batch_size,
+            max_length=self.max_length,
+            seed=self.seed,
+        )
+        return out
+
+
+Step = Load | SetAdapters | Generate | Compare | Disable | Enable | Score | Merge | Save | Train
 
 
 @dataclass(frozen=True)
@@ -322,7 +394,32 @@ BUILDERS: dict[str, Callable[[dict[str, Any], _Here], Step]] = {
     "disable": lambda raw_step, here: Disable(here.at, here.id),
     "enable": lambda raw_step, here: Enable(here.at, here.id),
     "score": lambda raw_step, here: _score(raw_step, here),
+    "merge": lambda raw_step, here: _merge(raw_step, here),
+    "save": lambda raw_step, here: Save(
+        raw_step["adapter"], raw_step.get("format"), here.at, here.id
+    ),
+    "train": lambda raw_step, here: _train(raw_step, here),
 }
+
+
+def _train(raw_step: dict[str, Any], here: _Here) -> Train:
+    def texts(key: str) -> tuple[str, ...]:
+        value = raw_step.get(key)
+        return tuple([value] if isinstance(value, str) else value or ())
+
+    return Train(
+        adapter=raw_step["adapter"],
+        steps=int(raw_step["steps"]),
+        texts=texts("text"),
+        prompts=texts("prompt"),
+        completions=texts("completion"),
+        learning_rate=float(raw_step.get("learning_rate", 1e-4)),
+        batch_size=int(raw_step.get("batch_size", 4)),
+        max_length=int(raw_step.get("max_length", 128)),
+        seed=int(raw_step.get("seed", here.seed)),
+        line=here.at,
+        id=here.id,
+    )
 
 
 def _score(raw_step: dict[str, Any], here: _Here) -> Score:
@@ -362,6 +459,22 @@ def _score(raw_step: dict[str, Any], here: _Here) -> Score:
         continuations=each(values["continuation"]),
         choices=None if picked is None else tuple(tuple(c) for c in picked),
         labels=each(values["label"]),
+        line=here.at,
+        id=here.id,
+    )
+
+
+def _merge(raw_step: dict[str, Any], here: _Here) -> Merge:
+    chosen = raw_step["adapters"]
+    pairs = chosen.items() if isinstance(chosen, dict) else ((n, 1.0) for n in chosen)
+    density = raw_step.get("density")
+    return Merge(
+        name=raw_step["name"],
+        method=raw_step.get("method", "linear"),
+        weights=tuple((n, float(w)) for n, w in pairs),
+        density=None if density is None else float(density),
+        majority_sign_method=raw_step.get("majority_sign_method", "total"),
+        svd_rank=raw_step.get("svd_rank"),
         line=here.at,
         id=here.id,
     )
@@ -437,6 +550,8 @@ def resolved(spec: Spec) -> dict[str, Any]:
             ]
             out.update(prompt=list(step.prompts), seed=list(step.seeds))
             out.update(step.args)
+        elif isinstance(step, (Merge, Save, Train)):
+            out.update(step.arguments())
         elif isinstance(step, Score):
             out.update(score_arguments(step))
         return out

@@ -471,6 +471,7 @@ def op_definitions() -> dict[str, Any]:
             "properties": _step("enable", "Run the adapters that were active again."),
         },
         "score": _score_definition(),
+        **making_definitions(),
     }
 
 
@@ -751,5 +752,154 @@ def properties() -> dict[str, Any]:
             "description": "The steps, executed in order.",
             "type": "array",
             "minItems": 1,
+        },
+    }
+
+
+# --- making adapters: merge, save (CONTRACT section 11) ------------------------------------
+
+# peft's combination types (`add_weighted_adapter`), and which of them take which option.
+MERGE_METHODS = (
+    "linear",
+    "cat",
+    "svd",
+    "ties",
+    "ties_svd",
+    "dare_linear",
+    "dare_ties",
+    "dare_linear_svd",
+    "dare_ties_svd",
+    "magnitude_prune",
+    "magnitude_prune_svd",
+)
+DENSITY_METHODS = tuple(
+    m for m in MERGE_METHODS if m.split("_")[0] in ("ties", "dare", "magnitude")
+)
+SIGN_METHODS = ("ties", "ties_svd", "dare_ties", "dare_ties_svd")
+SVD_METHODS = tuple(m for m in MERGE_METHODS if m.endswith("svd"))
+# The adapter file formats each family writes, its own first (the default).
+SAVE_FORMATS = {"transformers": ("peft",), "diffusers": ("diffusers", "kohya")}
+
+_EXAMPLES.update(
+    merge="- op: merge\n  name: blend\n  method: ties\n  adapters: {a: 1.0, b: 0.5}\n"
+    "  density: 0.5",
+    save="- op: save\n  adapter: blend\n  format: peft",
+    train="- op: train\n  adapter: fresh\n  text: {data: corpus, field: text}\n  steps: 50",
+)
+
+_ADAPTER_NAME = {
+    "description": "An adapter name: [A-Za-z0-9_-]+.",
+    "type": "string",
+    "pattern": "^[A-Za-z0-9_-]+$",
+    "errorMessage": "expected letters, digits, '_' or '-'",
+}
+
+
+def making_definitions() -> dict[str, Any]:
+    """The ops that make adapters and write them (merge, save)."""
+    return {
+        "merge": {
+            "type": "object",
+            "required": ["name", "adapters"],
+            "additionalProperties": False,
+            "properties": _step(
+                "merge",
+                "A new adapter from loaded ones, as peft's add_weighted_adapter makes it; it "
+                "becomes the only active adapter and is written into the step's output folder.",
+                name={
+                    **_ADAPTER_NAME,
+                    "description": "The new adapter's name, not declared under adapters.",
+                },
+                method={
+                    "description": "peft's combination_type. Default linear.",
+                    "enum": list(MERGE_METHODS),
+                    "default": "linear",
+                },
+                adapters={
+                    "description": "The loaded adapters to merge, name -> weight (or a list "
+                    "of names, each at 1.0).",
+                    "type": ["object", "array"],
+                    "items": {"type": "string"},
+                    "minItems": 1,
+                    "minProperties": 1,
+                    "additionalProperties": {"type": "number"},
+                },
+                density={
+                    "description": "The fraction of values kept (ties, dare and "
+                    "magnitude_prune methods; required there).",
+                    "type": "number",
+                    "exclusiveMinimum": 0,
+                    "maximum": 1,
+                },
+                majority_sign_method={
+                    "description": "How ties elects each value's sign: total | frequency. "
+                    "Default total.",
+                    "enum": ["total", "frequency"],
+                },
+                svd_rank={
+                    "description": "The merged rank (svd methods). Default: the largest rank "
+                    "merged.",
+                    "type": "integer",
+                    "minimum": 1,
+                    "maximum": MAX_COUNT,
+                },
+            ),
+        },
+        "train": {
+            "type": "object",
+            "required": ["adapter", "steps"],
+            "additionalProperties": False,
+            "properties": _step(
+                "train",
+                "Fine-tune a loaded LoRA on texts, or on prompts and completions (the loss on "
+                "the completion alone), with AdamW (transformers); it is active afterwards and "
+                "written, with loss.jsonl, into the step's output folder.",
+                adapter={**_ADAPTER_NAME, "description": "The loaded adapter to train."},
+                text=_or_data(_prompts("The training texts, one per record.")),
+                prompt=_or_data(_prompts("The prompts, one per record (with completion).")),
+                completion=_or_data(
+                    _prompts("The completions, one per prompt: the loss is on these alone.")
+                ),
+                steps={
+                    "description": "Optimizer steps.",
+                    "type": "integer",
+                    "minimum": 1,
+                    "maximum": MAX_COUNT,
+                },
+                learning_rate={
+                    "description": "AdamW's learning rate, constant. Default 1e-4.",
+                    "type": "number",
+                    "exclusiveMinimum": 0,
+                },
+                batch_size={
+                    "description": "Records per step. Default 4.",
+                    "type": "integer",
+                    "minimum": 1,
+                    "maximum": MAX_COUNT,
+                },
+                max_length={
+                    "description": "Tokens per record at most (longer ones are cut). Default 128.",
+                    "type": "integer",
+                    "minimum": 2,
+                    "maximum": MAX_COUNT,
+                },
+                seed=SEED,
+            ),
+        },
+        "save": {
+            "type": "object",
+            "required": ["adapter"],
+            "additionalProperties": False,
+            "properties": _step(
+                "save",
+                "Write a loaded, merged or trained adapter into the step's output folder.",
+                adapter={**_ADAPTER_NAME, "description": "The adapter to write."},
+                format={
+                    "description": "peft (a PEFT adapter folder; transformers), diffusers (a "
+                    "LoRA .safetensors) or kohya (diffusers pipelines). Default: the family's "
+                    "own (peft, diffusers).",
+                    "enum": sorted({f for fs in SAVE_FORMATS.values() for f in fs}),
+                },
+            ),
         },
     }
