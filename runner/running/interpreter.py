@@ -21,7 +21,7 @@ from runner.record import manifest as m
 from runner.record.recorder import Recorder, scheduler_record
 from runner.record.samplers import sampler_name
 from runner.results import Completion, Picture, SchedulerUsed
-from runner.running import compare
+from runner.running import compare, effect
 from runner.running.cellwriter import CellWriter
 from runner.running.ending import finish
 from runner.running.models import ModelCache
@@ -61,6 +61,7 @@ class Made:
     notes: list[str] = field(default_factory=list)
     scheduler: SchedulerUsed | None = None  # the step's own scheduler, when it set one
     execution: dict[str, Any] = field(default_factory=dict)  # how it was carried out
+    rows: list[m.RowSummary] | None = None  # a compare with a base row: each row's distance
 
 
 def _load(ctx: Context, step: Load) -> Made:
@@ -126,6 +127,7 @@ def _compare(ctx: Context, step: Compare) -> Made:
     state = ctx.state
     try:
         execution = compare.EXECUTOR(ctx.backend, step, cells, done)
+        rows = effect.measure(ctx.backend, step, writer)
     except BaseException:
         writer.close(complete=False)  # what finished stays, described by cells.jsonl
         raise
@@ -134,7 +136,12 @@ def _compare(ctx: Context, step: Compare) -> Made:
     written, listed = writer.close()
     shape = f"{len(step.rows)} rows x {len(step.prompts)} prompts x {len(step.seeds)} seeds"
     notes = [f"{len(listed)} cells ({shape}) in {folder}"]
-    return Made(written, notes, execution={**execution, "cells": listed})
+    notes += [
+        f"warning: row {row.row} changed nothing: every cell equals its base cell"
+        for row in rows or []
+        if row.noop
+    ]
+    return Made(written, notes, execution={**execution, "cells": listed}, rows=rows)
 
 
 def _disable(ctx: Context, step: Disable) -> Made:
@@ -301,6 +308,7 @@ def _run_step(ctx: Context, step: Step, progress: Callable[[str], None]) -> None
     record.outputs = made.outputs
     record.scheduler = scheduler_record(made.scheduler)
     record.execution = made.execution
+    record.rows = made.rows
     ctx.recorder.step(record)
     shown = "disabled" if ctx.state.disabled else _show(ctx.state.active)
     progress(
