@@ -36,7 +36,7 @@ class Cell:
     def to_json(self) -> dict[str, Any]:
         head = {"row": self.row, "adapters": self.adapters, "prompt": self.prompt}
         if self.image is not None:
-            body = {**head, "seed": self.seed, "image": self.image}
+            body: dict[str, Any] = {**head, "seed": self.seed, "image": self.image}
         else:
             body = {**head, "seed": self.seed, "text": self.text, "token_ids": self.token_ids}
         if self.distance is not None:

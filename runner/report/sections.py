@@ -122,9 +122,12 @@ def _compare(run_dir: Path, step: m.StepRecord) -> str:
         f"<span class=muted>seed {e(cell.seed)}</span></th>"
         for cell in grid[0][1]
     )
+    noop = {r.row for r in step.rows or [] if r.noop}
     if grid[0][1][0].image is not None:
+        written = {o.path for o in step.outputs}
         body = [
-            f"<tr><th>{e(label)}</th>{''.join(_tile(folder, cell) for cell in cells)}</tr>"
+            f"<tr><th>{e(label)}{_badge(label, noop)}</th>"
+            f"{''.join(_tile(folder, cell, written) for cell in cells)}</tr>"
             for label, cells in grid
         ]
         return _table(_grid_link(step, folder), head, body)
@@ -141,7 +144,7 @@ def _compare(run_dir: Path, step: m.StepRecord) -> str:
             for i, cell in enumerate(cells)
             if i < len(reference)
         )
-        body.append(f"<tr><th>{e(label)}</th>{tds}</tr>")
+        body.append(f"<tr><th>{e(label)}{_badge(label, noop)}</th>{tds}</tr>")
     return _table(note, head, body)
 
 
@@ -165,10 +168,25 @@ def _rows(cells: list[c.Cell], labels: Any) -> list[tuple[str, list[c.Cell]]]:
     return grouped
 
 
-def _tile(folder: str, cell: c.Cell) -> str:
+def _badge(label: str, noop: set[str]) -> str:
+    """A no-op row's badge: every cell equals its base cell."""
+    if label not in noop:
+        return ""
+    return " <span class=noop title='every cell equals its base cell'>no-op</span>"
+
+
+def _tile(folder: str, cell: c.Cell, written: set[str]) -> str:
     name = cell.image or ""
     alt = f"{cell.row} | {cell.prompt} | seed {cell.seed}"
     inner = image(f"{folder}/{name}", alt) if "/" not in name else e(name)
+    d = cell.distance
+    if d is not None and "mean_abs" in d:
+        shown = f"from base: mean {d['mean_abs']}, max {d['max_abs']}"
+        inner += f"<span class=dist>{e(shown)}</span>"
+        diff = f"{folder}/{layout.difference(name)}"
+        if diff in written and "/" not in name:
+            shown = image(diff, f"difference from base: {alt}")
+            inner += f"<details><summary>difference</summary>{shown}</details>"
     return f"<td title='{e(alt)}'>{inner}</td>"
 
 
@@ -185,10 +203,12 @@ def _departure(cell: c.Cell, reference: c.Cell | None) -> str:
     text = cell.text or ""
     if reference is None:
         return f"<td class=text title='token ids: {e(ids)}'>{e(text)}</td>"
+    kl = (cell.distance or {}).get("kl")
+    shown_kl = "" if kl is None else f"<span class=dist>kl from base {e(f'{kl:.4g}')}</span>"
     mine, theirs = cell.token_ids or [], reference.token_ids or []
     token = next((i for i, (a, b) in enumerate(zip(mine, theirs, strict=False)) if a != b), None)
     if token is None and len(mine) == len(theirs):
-        return f"<td class='text same' title='token ids: {e(ids)}'>{e(text)}</td>"
+        return f"<td class='text same' title='token ids: {e(ids)}'>{e(text)}{shown_kl}</td>"
     token = min(len(mine), len(theirs)) if token is None else token
     other = reference.text or ""
     at = next((i for i, (a, b) in enumerate(zip(text, other, strict=False)) if a != b), None)
@@ -196,7 +216,7 @@ def _departure(cell: c.Cell, reference: c.Cell | None) -> str:
     at = text.rfind(" ", 0, at) + 1 if at < len(text) else at  # from the word it changes
     return (
         f"<td class=text title='token ids: {e(ids)}'>{e(text[:at])}<mark>{e(text[at:])}</mark>"
-        f"<span class=at>departs at token {token}</span></td>"
+        f"<span class=at>departs at token {token}</span>{shown_kl}</td>"
     )
 
 

@@ -15,18 +15,12 @@ from dataclasses import replace
 from typing import Any
 
 from runner.backends.base import Backend, ScoresTokens
+from runner.record import layout
 from runner.record import manifest as m
 from runner.running import distance
 from runner.running.cellwriter import CellWriter
 from runner.running.compare import Cell, apply_row, cell_step
 from runner.spec.types import Compare
-
-DIFF_PREFIX = "diff-"  # diff-N.png beside N.png
-
-
-def diff_name(image: str) -> str:
-    """The difference picture of the cell whose image is IMAGE (N.png -> diff-N.png)."""
-    return DIFF_PREFIX + image
 
 
 def base_row(step: Compare) -> int | None:
@@ -78,7 +72,8 @@ def _pictures(writer: CellWriter, image: str, base_image: str) -> dict[str, Any]
         found, picture = distance.image_distance(a, b)
     data = io.BytesIO()
     picture.save(data, format="PNG")
-    writer.outputs.append(writer.recorder.write(f"{folder}/{diff_name(image)}", data.getvalue()))
+    rel = f"{folder}/{layout.difference(image)}"
+    writer.outputs.append(writer.recorder.write(rel, data.getvalue()))
     return found
 
 

@@ -63,7 +63,6 @@ def _teacher_forced(model: Any, tokenizer: Any, prompt: str, completion: list[in
 def test_text_distances_against_hand_written_teacher_forcing(
     text_run: tuple[runner.Run, list[str]],
 ) -> None:
-    import torch
     from peft.tuners.lora import LoraLayer
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -83,12 +82,12 @@ def test_text_distances_against_hand_written_teacher_forcing(
         for cell, theirs in zip(mine, base, strict=True):
             assert (cell.prompt, cell.seed) == (theirs.prompt, theirs.seed)
             a, b = cell.token_ids or [], theirs.token_ids or []
-            first = next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), None)
+            first = next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), None)
             if first is None and len(a) != len(b):
                 first = min(len(a), len(b))
             assert cell.distance is not None
             assert cell.distance["first_divergence"] == first
-            same = sum(x == y for x, y in zip(a, b)) / max(len(a), len(b))
+            same = sum(x == y for x, y in zip(a, b, strict=False)) / max(len(a), len(b))
             assert cell.distance["same_tokens"] == pytest.approx(same)
             model.disable_adapters()
             q = _teacher_forced(model, tokenizer, cell.prompt, b)
@@ -111,8 +110,9 @@ def test_text_zero_lora_is_a_noop_row_with_a_warning(
     cells, _ = _cells(run, 2)
     zero = [cell for cell in cells if cell.row == "zero"]
     assert zero and all(cell.noop is True for cell in zero)
-    assert all(cell.distance == {"first_divergence": None, "same_tokens": 1.0, "kl": 0.0}
-               for cell in zero)
+    assert all(
+        cell.distance == {"first_divergence": None, "same_tokens": 1.0, "kl": 0.0} for cell in zero
+    )
     rows = {r.row: r for r in run.manifest.steps[1].rows or []}
     assert set(rows) == {"a", "a=0.3", "zero"}
     assert rows["zero"].noop and not rows["a"].noop and not rows["a=0.3"].noop
@@ -186,8 +186,9 @@ def test_image_distances_and_difference_pictures_from_the_pngs(
             assert all(cell.distance and cell.distance["mean_abs"] > 1 for cell in mine)
             assert all(cell.noop is False for cell in mine)
     zero = [cell for cell in cells if cell.row == "zero"]
-    assert all(cell.noop is True and cell.distance == {"mean_abs": 0.0, "max_abs": 0}
-               for cell in zero)
+    assert all(
+        cell.noop is True and cell.distance == {"mean_abs": 0.0, "max_abs": 0} for cell in zero
+    )
     rows = {r.row: r for r in run.manifest.steps[1].rows or []}
     assert rows["zero"].noop and not rows["a"].noop
     assert [line.strip() for line in lines if "changed nothing" in line] == [
@@ -202,3 +203,19 @@ def test_a_compare_without_base_row_records_no_distance(tmp_path: Path) -> None:
     assert all(cell.distance is None and cell.noop is None for cell in cells)
     assert run.manifest.steps[1].rows is None
     assert not any("changed nothing" in line for line in lines)
+
+
+def test_report_shows_the_noop_badge_and_the_difference_pictures(
+    image_run: tuple[runner.Run, list[str]],
+) -> None:
+    import re
+
+    run, _ = image_run
+    page = (run.dir / "report.html").read_text()
+    rows = re.findall(r"<tr><th>([^<]*)(?: <span class=noop[^>]*>no-op</span>)?</th>", page)
+    badged = re.findall(r"<tr><th>([^<]*) <span class=noop[^>]*>no-op</span></th>", page)
+    assert badged == ["zero"] and {"a", "base", "zero"} <= set(rows)
+    shown = re.findall(r"<details><summary>difference</summary><a href=\"([^\"]+)\"", page)
+    assert len(shown) == 8  # every non-base cell: 2 rows x 2 prompts x 2 images
+    assert all((run.dir / link).is_file() and "/diff-" in link for link in shown)
+    assert "<script" not in page and "Content-Security-Policy" in page
