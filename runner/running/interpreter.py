@@ -21,7 +21,7 @@ from runner.record import manifest as m
 from runner.record.recorder import Recorder, scheduler_record
 from runner.record.samplers import sampler_name
 from runner.results import Completion, Picture, SchedulerUsed
-from runner.running import compare, effect
+from runner.running import compare, effect, expectations
 from runner.running.cellwriter import CellWriter
 from runner.running.ending import finish
 from runner.running.models import ModelCache
@@ -62,6 +62,7 @@ class Made:
     scheduler: SchedulerUsed | None = None  # the step's own scheduler, when it set one
     execution: dict[str, Any] = field(default_factory=dict)  # how it was carried out
     rows: list[m.RowSummary] | None = None  # a compare with a base row: each row's distance
+    expectations: list[m.ExpectationResult] | None = None  # the step's `expect:`, checked
 
 
 def _load(ctx: Context, step: Load) -> Made:
@@ -107,6 +108,10 @@ def _generate(ctx: Context, step: Generate) -> Made:
     )
     made_by: list[Completion | Picture] = list(results)
     made = Made(written, [r.summary(file) for r, file in zip(made_by, files, strict=True)])
+    if step.expect is not None:
+        checked = expectations.of_generate(made_by, len(step.prompts))
+        made.expectations = expectations.check(step.expect, checked, None)
+        made.notes += expectations.failed(made.expectations)
     if "scheduler" in step.args and results and isinstance(results[0], Picture):
         made.scheduler = record = results[0].scheduler
         if record is not None:
@@ -141,7 +146,13 @@ def _compare(ctx: Context, step: Compare) -> Made:
         for row in rows or []
         if row.noop
     ]
-    return Made(written, notes, execution={**execution, "cells": listed}, rows=rows)
+    made = Made(written, notes, execution={**execution, "cells": listed}, rows=rows)
+    if step.expect is not None:
+        base = effect.base_row(step)
+        checked = expectations.of_compare(writer.cells, writer.row_of, base, len(step.prompts))
+        made.expectations = expectations.check(step.expect, checked, rows)
+        made.notes += expectations.failed(made.expectations)
+    return made
 
 
 def _disable(ctx: Context, step: Disable) -> Made:
@@ -309,6 +320,7 @@ def _run_step(ctx: Context, step: Step, progress: Callable[[str], None]) -> None
     record.scheduler = scheduler_record(made.scheduler)
     record.execution = made.execution
     record.rows = made.rows
+    record.expectations = made.expectations
     ctx.recorder.step(record)
     shown = "disabled" if ctx.state.disabled else _show(ctx.state.active)
     progress(

@@ -77,6 +77,7 @@ class Reuse:
             [printable(f"{len(written)} output(s) taken from {origin}")],
             execution={**old.execution, "outputs_from": origin},
             rows=old.rows,
+            expectations=old.expectations,
         )
 
 

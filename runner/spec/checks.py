@@ -15,6 +15,7 @@ from runner.sources import names
 from runner.spec import disk, references
 from runner.spec.defaults import generate_defaults, with_defaults
 from runner.spec.document import Document, Path_
+from runner.spec.expect_checks import expect_problems
 from runner.spec.values import is_int
 from runner.spec.vocabulary import DEVICE_MESSAGE, DEVICE_PATTERN, GENERATING, MAX_SEED
 
@@ -47,6 +48,7 @@ def meaning_problems(doc: Document, base_dir: Path) -> list[Located]:
         types["default"] = preloaded
     problems += _steps(doc, steps, adapters, types, preloaded is not None)
     problems += _generating(doc, data, steps, model.get("family"))
+    problems += expect_problems(doc, data, steps, model.get("family"))
     problems += references.size_problems(doc, data)
     return problems
 
