@@ -28,11 +28,40 @@ def step_section(run_dir: Path, step: m.StepRecord) -> str:
         if step.status != "ok":  # it made nothing the record lists, and left no state to show
             body = f"<p class=why>This step did not finish: {e(step.status)}.</p>"
         else:
-            body = SECTIONS.get(step.op, _files)(run_dir, step)
+            body = _expectations(step) + SECTIONS.get(step.op, _files)(run_dir, step)
     except (RunDirError, OSError, ValueError, KeyError, TypeError, IndexError) as exc:
         body = f"<p class=why>Its outputs could not be read: {e(exc)}</p>"
     status = "" if step.status == "ok" else f" {e(step.status)}"
     return f"<section class='step{status}' id='step-{step.index}'>{head}{body}</section>"
+
+
+def _expectations(step: m.StepRecord) -> str:
+    """The step's `expect:` as checked: each with passed or failed, and its failing cells."""
+    if not step.expectations:
+        return ""
+    items = []
+    for r in step.expectations:
+        verdict = "<span class=pass>passed</span>" if r.passed else "<span class=noop>failed</span>"
+        text = f"<li>{verdict} <code>{e(r.name)}: {e(json.dumps(r.expected))}</code>"
+        if r.failing:
+            cells = "".join(f"<li>{e(', '.join(_where(f)))}: {e(f.detail)}</li>" for f in r.failing)
+            more = r.failing_count - len(r.failing)
+            cells += f"<li class=muted>and {more} more</li>" if more > 0 else ""
+            text += f" in {r.failing_count}<ul>{cells}</ul>"
+        items.append(text + "</li>")
+    return f"<p>Expectations:</p><ul class=expect>{''.join(items)}</ul>"
+
+
+def _where(cell: m.FailedCell) -> list[str]:
+    return [
+        part
+        for part in (
+            None if cell.row is None else f"row {cell.row}",
+            None if cell.prompt is None else f"prompt {cell.prompt!r}",
+            None if cell.seed is None else f"seed {cell.seed}",
+        )
+        if part
+    ]
 
 
 def adapters_text(adapters: dict[str, float] | None) -> str:
