@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from PIL.Image import Image
 
     from runner.record import manifest as m
+    from runner.record.pnginfo import Hashes
     from runner.record.recorder import Recorder
     from runner.report.grid import Grid
 
@@ -37,6 +38,7 @@ class CellWriter:
         self.first_row: list[tuple[str, int, Image]] = []  # until the grid can be drawn
         self.grid: Grid | None = None
         self.placed: dict[int, int] = {}  # row -> tiles pasted
+        self.hashes: Hashes | None = None  # the model's and adapters', for the infotext
 
     def add(
         self,
@@ -68,14 +70,18 @@ class CellWriter:
     def _picture(
         self, row: int, name: str, label: str, adapters: dict[str, float] | None, pic: Picture
     ) -> str:
+        from runner.record.civitai import hashes
         from runner.record.pnginfo import png_bytes
 
+        if self.hashes is None:
+            self.hashes = hashes(self.recorder.manifest)
         data = png_bytes(
             pic,
             adapters=adapters,
             spec_sha256=self.recorder.spec_sha256,
             runner_version=__version__,
             row=label,
+            hashes=self.hashes,
         )
         self.outputs.append(self.recorder.write(f"{self.folder}/{name}", data))
         if row == 0:
