@@ -112,4 +112,4 @@ def test_the_report_shows_failed_expectations(tmp_path: Path) -> None:
     page = (Path(out.strip()) / "report.html").read_text()
     assert "<span class=noop>failed</span> <code>differs_from_base: true</code> in 1" in page
     assert "<li>row zero: changed nothing: every cell equals its base cell</li>" in page
-    assert '<span class=pass>passed</span> <code>not_contains: &quot;zzzz&quot;</code>' in page
+    assert "<span class=pass>passed</span> <code>not_contains: &quot;zzzz&quot;</code>" in page
