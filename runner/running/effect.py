@@ -45,7 +45,7 @@ def measure(backend: Backend, step: Compare, writer: CellWriter) -> list[m.RowSu
     kls = _kls(backend, step, writer, blocks, base, per_prompt)
     summaries = []
     for r, mine in sorted(blocks.items()):
-        if r == base:
+        if step.rows[r].weights is None:  # base, or base again
             continue
         found = []
         for k, i in enumerate(mine):
@@ -103,7 +103,7 @@ def _kls(
             theirs[key] = backend.next_token_logprobs(generate_of(k), list(key[1]))
     found: dict[int, float] = {}
     for r, mine in sorted(blocks.items()):
-        if r == base:
+        if step.rows[r].weights is None:
             continue
         apply_row(backend, step.rows[r])
         seen: dict[tuple[int, tuple[int, ...]], float] = {}
