@@ -210,7 +210,9 @@ def _tile(folder: str, cell: c.Cell, written: set[str]) -> str:
     inner = image(f"{folder}/{name}", alt) if "/" not in name else e(name)
     d = cell.distance
     if d is not None and "mean_abs" in d:
-        shown = f"from base: mean {d['mean_abs']}, max {d['max_abs']}"
+        mean = d["mean_abs"]
+        mean = f"{mean:.1f}" if isinstance(mean, int | float) else mean
+        shown = f"from base: mean {mean}, max {d['max_abs']}"
         inner += f"<span class=dist>{e(shown)}</span>"
         diff = f"{folder}/{layout.difference(name)}"
         if diff in written and "/" not in name:
