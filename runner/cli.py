@@ -19,6 +19,7 @@ from runner.meta import __version__
 from runner.spec.vocabulary import DEVICE_MESSAGE
 
 EXIT_OK, EXIT_INVALID, EXIT_FAILED, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+EXIT_EXPECTATIONS = 4  # `runner run`: the run succeeded, but an `expect:` of a step failed
 BY_COMMAND = -1  # a run-directory or filesystem error: the command says what it means
 # The one table from an error to its exit code: the first class it is an instance of wins.
 EXIT_CODES: tuple[tuple[type[BaseException], int], ...] = (
@@ -213,14 +214,14 @@ def run(
         with Reporter(sys.stderr, verbose=_verbose()) as shown:
             done = runner.resume(resume, out=out, spec=spec, device=device, progress=shown.line)
         click.echo(str(done.dir))
-        return EXIT_OK
+        return _expected(done.manifest.failed_expectations())
     out = out or Path("runs")
     if len(specs) == 1 and ray is None:
         loaded = runner.load_spec(specs[0])
         with Reporter(sys.stderr, verbose=_verbose()) as shown:
             done = runner.run(loaded, out=out, device=device, progress=shown.line, ticker=shown)
         click.echo(str(done.dir))
-        return EXIT_OK
+        return _expected(done.manifest.failed_expectations())
     return _run_many(specs, out, device, ray, workers)
 
 
@@ -289,7 +290,17 @@ def _run_many(
     if many.interrupted:
         click.echo("interrupted; what finished is kept", err=True)
         return EXIT_INTERRUPTED
-    return EXIT_OK if many.ok else EXIT_FAILED
+    if not many.ok:
+        return EXIT_FAILED
+    return EXIT_EXPECTATIONS if many.expectations_failed else EXIT_OK
+
+
+def _expected(failed: list[str]) -> int:
+    """A succeeded run's exit code: 4 where an expectation failed (named on stderr)."""
+    if not failed:
+        return EXIT_OK
+    click.echo(f"expectations failed: {', '.join(failed)}", err=True)
+    return EXIT_EXPECTATIONS
 
 
 def _verbose() -> bool:

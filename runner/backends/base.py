@@ -152,6 +152,18 @@ class ScoresText(Protocol):
         by the model as it is set."""
 
 
+@runtime_checkable
+class ScoresTokens(Protocol):
+    """A text backend that gives its next-token distributions along a given continuation
+    (teacher-forced), for a compare's `kl` distance to base."""
+
+    def next_token_logprobs(self, step: Generate, continuation: list[int]) -> Any:
+        """Under the current adapter setting: the log-probabilities (a float numpy array of
+        shape (positions, vocabulary)) of the next token after the step's one prompt followed
+        by each prefix of CONTINUATION: one row per token of it (one row, after the prompt
+        alone, for an empty CONTINUATION)."""
+
+
 def refuse_bad_name(name: str) -> None:
     """At run time, in every backend: a name torch or the runner reserves is refused before
     it reaches peft (a spec from Python may skip validation, or a file changed since)."""

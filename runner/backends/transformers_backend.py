@@ -239,6 +239,28 @@ class TransformersBackend:
             raise StepError(f"a causal LM's adapter is written as peft, not {format}")
         return saving.peft_folder(self.model, name, self.model_path)
 
+    def next_token_logprobs(self, step: Generate, continuation: list[int]) -> Any:
+        """One forward pass of the prompt (as `generate` encodes it) and CONTINUATION under
+        the current adapters: the log-softmax of the logits that predict each token of
+        CONTINUATION (the ScoresTokens capability)."""
+        args = dict(step.args)
+        if args.get("chat", False):
+            batch = self.tokenizer.apply_chat_template(
+                [[{"role": "user", "content": step.prompts[0]}]],
+                add_generation_prompt=True,
+                return_tensors="pt",
+                return_dict=True,
+            )
+        else:
+            batch = self.tokenizer([step.prompts[0]], return_tensors="pt")
+        prompt = batch["input_ids"][0].tolist()
+        ids = torch.tensor([prompt + list(continuation)], device=self.device)
+        with torch.no_grad(), captured(self.ticker.verbose):
+            logits = self.model(input_ids=ids).logits[0].float()
+        start = len(prompt) - 1
+        wanted = logits[start : start + max(1, len(continuation))]
+        return torch.log_softmax(wanted, dim=-1).cpu().double().numpy()
+
     # --- compare: mixed-adapter batches (the MixesAdapters capability) -------------------
 
     def deterministic(self, args: dict[str, Any]) -> bool:

@@ -2,7 +2,9 @@
 
 Ordered by row, then prompt, then seed, then image. Each object holds `row` (its label),
 `adapters` (name -> weight, null for `base`), `prompt`, `seed`, and either `text` and
-`token_ids` or `image`, the PNG's file name beside it. Written by the recorder, read by
+`token_ids` or `image`, the PNG's file name beside it. In a compare with a `base` row,
+every other cell also holds `distance` from its base cell and `noop` (CONTRACT section 9;
+runner.running.distance). Written by the recorder, read by
 the API and the report page; reading needs no model library.
 """
 
@@ -28,12 +30,18 @@ class Cell:
     text: str | None = None
     token_ids: list[int] | None = None
     image: str | None = None  # the PNG's file name in the step's folder
+    distance: dict[str, Any] | None = None  # from the base cell of the same prompt and seed
+    noop: bool | None = None  # its row changed nothing (every cell equal to its base cell)
 
     def to_json(self) -> dict[str, Any]:
         head = {"row": self.row, "adapters": self.adapters, "prompt": self.prompt}
         if self.image is not None:
-            return {**head, "seed": self.seed, "image": self.image}
-        return {**head, "seed": self.seed, "text": self.text, "token_ids": self.token_ids}
+            body: dict[str, Any] = {**head, "seed": self.seed, "image": self.image}
+        else:
+            body = {**head, "seed": self.seed, "text": self.text, "token_ids": self.token_ids}
+        if self.distance is not None:
+            body.update(distance=self.distance, noop=self.noop)
+        return body
 
 
 def line(cell: Cell) -> bytes:
@@ -81,8 +89,18 @@ def parse(file: Path, content: str) -> list[Cell]:
                     text=row.get("text"),
                     token_ids=[int(t) for t in row["token_ids"]] if "token_ids" in row else None,
                     image=row.get("image"),
+                    distance=_distance(row.get("distance")),
+                    noop=None if row.get("noop") is None else bool(row["noop"]),
                 )
             )
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise RunDirError(f"{file}:{number}: not a cell ({exc})") from None
     return cells
+
+
+def _distance(value: Any) -> dict[str, Any] | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise TypeError(f"distance is {type(value).__name__}, expected a mapping")
+    return dict(value)

@@ -4,7 +4,8 @@ spec.yaml            the spec as written          resolved.json   the spec with 
 manifest.json        the typed record             journal.jsonl   finished steps, while running
 report.html          the page                     SHA256SUMS      every other file's sha256
 outputs/NN-ID/       a step's outputs: completions.jsonl, K.png; a compare's
-                     cells.jsonl, its PNGs and grid.png
+                     cells.jsonl, its PNGs (diff-K.png: K.png's difference from
+                     its base cell) and grid.png
 """
 
 from __future__ import annotations
@@ -30,3 +31,8 @@ def output_dir(index: int, step_id: str | None) -> str:
 def picture(k: int) -> str:
     """The file name of a step's K-th image (0-based) in its output folder."""
     return f"{k}.png"
+
+
+def difference(image: str) -> str:
+    """The difference picture of a compare cell's IMAGE from its base cell: diff-K.png."""
+    return f"diff-{image}"

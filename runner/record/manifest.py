@@ -90,6 +90,30 @@ class ScoreRow:
 
 
 @dataclass
+class FailedCell:
+    """One cell (or row) where an expectation failed, and how."""
+
+    detail: str  # e.g. "' sat on the mat' does not contain 'dog'"
+    row: str | None = None  # compare: the row's label
+    prompt: str | None = None
+    seed: int | None = None
+
+
+FAILED_CELLS_KEPT = 20  # an expectation records its first failing cells and their count
+
+
+@dataclass
+class ExpectationResult:
+    """One `expect:` entry of a step as checked: passed, or where it failed."""
+
+    name: str  # differs_from_base | min_distance | contains | not_contains | equals | regex
+    passed: bool
+    expected: Any = None  # the value the spec wrote
+    failing: list[FailedCell] = field(default_factory=list)  # the first FAILED_CELLS_KEPT
+    failing_count: int = 0
+
+
+@dataclass
 class StepRecord:
     """One step as it ran."""
 
@@ -106,6 +130,7 @@ class StepRecord:
     scheduler: SchedulerRecord | None = None  # the step's own scheduler, when it set one
     rows: list[RowSummary] | None = None  # a compare with a base row: each other row's distance
     scores: list[ScoreRow] | None = None  # a score step: each row's summary
+    expectations: list[ExpectationResult] | None = None  # the step's `expect:`, checked
 
 
 @dataclass
@@ -273,6 +298,15 @@ class Manifest:
     def finished(self) -> bool:
         """False for a run whose process died before it could record its end."""
         return self.status in FINISHED
+
+    def failed_expectations(self) -> list[str]:
+        """`step N: NAME` for each expectation that failed, in step order."""
+        return [
+            f"step {step.index}: {result.name}"
+            for step in self.steps
+            for result in step.expectations or []
+            if not result.passed
+        ]
 
     def outputs(self) -> dict[str, int]:
         """Output relpath -> step index, in step order."""

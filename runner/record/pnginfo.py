@@ -18,6 +18,7 @@ from __future__ import annotations
 import io
 import json
 import re
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -36,8 +37,39 @@ _PARAM = re.compile(r'\s*(\w[\w \-/]+):\s*("(?:\\.|[^\\"])+"|[^,]*)(?:,|$)')
 _BREAKS = re.compile("([\n\r\v\f\x1c-\x1e\x85\u2028\u2029])")
 # A line that starts with a key of the format (after the whitespace readers strip).
 _KEY_START = re.compile("\\s*\\w[\\w \\-/]*\u200b?:")
+_HASHES = re.compile(r"(?:,\s*)?Hashes:\s*(\{[^}]*\})")
 _INERT = "\u200b"  # zero width space: the key no longer reads as one, the text looks the same
 NEGATIVE = "Negative prompt:"
+
+
+@dataclass(frozen=True)
+class Hashes:
+    """What A1111 and civitai read to name the model and the LoRAs of an image: the model's
+    name and AUTOV2, each adapter's AUTOV2 and (safetensors) AUTOV3."""
+
+    model: str | None = None  # the name A1111's `Model` shows
+    model_hash: str | None = None  # AUTOV2 of the checkpoint (or the denoiser's weights)
+    adapters: dict[str, tuple[str, str | None]] = field(default_factory=dict)  # autov2, autov3
+
+
+def _hash_fields(hashes: Hashes, adapters: dict[str, float] | None) -> dict[str, Any]:
+    """`Model`, `Model hash`, `Lora hashes` ("a: AUTOV3[:12], ...") for the active adapters."""
+    v3 = {n: hashes.adapters[n][1] for n in adapters or {} if n in hashes.adapters}
+    loras = [f"{n}: {h[:12]}" for n, h in v3.items() if h]
+    return {
+        "Model hash": hashes.model_hash,
+        "Model": hashes.model,
+        "Lora hashes": ", ".join(loras) or None,
+    }
+
+
+def _hashes_json(hashes: Hashes, adapters: dict[str, float] | None) -> str | None:
+    """`Hashes: {"model": AUTOV2, "lora:a": AUTOV2}` as civitai writes it: unquoted JSON."""
+    found = {"model": hashes.model_hash} if hashes.model_hash else {}
+    for name in adapters or {}:
+        if name in hashes.adapters:
+            found[f"lora:{name}"] = hashes.adapters[name][0]
+    return json.dumps(found, ensure_ascii=True) if found else None
 
 
 def inert(text: str) -> str:
@@ -81,15 +113,23 @@ def sampler(picture: Picture) -> str | None:
     return sampler_name(used.type, used.config) or used.type
 
 
-def infotext(picture: Picture, adapters: dict[str, float] | None, runner_version: str) -> str:
-    """The `parameters` text AUTOMATIC1111 writes: prompt, negative prompt, then settings."""
+def infotext(
+    picture: Picture,
+    adapters: dict[str, float] | None,
+    runner_version: str,
+    hashes: Hashes | None = None,
+) -> str:
+    """The `parameters` text AUTOMATIC1111 writes: prompt, negative prompt, then settings,
+    with the model's and the LoRAs' hashes (HASHES) where they are known."""
     params = picture.params
+    hashes = hashes or Hashes()
     fields: dict[str, Any] = {
         "Steps": params.get("num_inference_steps"),
         "Sampler": sampler(picture),
         "CFG scale": params.get("guidance_scale"),
         "Seed": picture.seed,
         "Size": f"{params.get('width')}x{params.get('height')}",
+        **_hash_fields(hashes, adapters),
         # Not A1111's `<lora:name:weight>` in the prompt, which would change what the prompt says.
         "Lora weights": ", ".join(f"{n}: {float(w)!r}" for n, w in adapters.items())
         if adapters
@@ -100,7 +140,11 @@ def infotext(picture: Picture, adapters: dict[str, float] | None, runner_version
     lines = [inert(picture.prompt)]
     if params.get("negative_prompt"):
         lines.append(f"{NEGATIVE} {inert(_text(params['negative_prompt']))}")
-    lines.append(", ".join(f"{k}: {_quote(v)}" for k, v in fields.items() if v is not None))
+    settings = [f"{k}: {_quote(v)}" for k, v in fields.items() if v is not None]
+    civitai = _hashes_json(hashes, adapters)
+    if civitai is not None:  # hex digests and adapter names: no quote, brace or newline
+        settings.insert(len(settings) - 1, f"Hashes: {civitai}")
+    lines.append(", ".join(settings))
     return "\n".join(lines)
 
 
@@ -119,6 +163,10 @@ def parse_parameters(text: str) -> dict[str, str]:
         else:
             prompt.append(line)
     result = {"Prompt": "\n".join(prompt), "Negative prompt": "\n".join(negative)}
+    civitai = _HASHES.search(last)
+    if civitai:  # unquoted JSON, as civitai writes it and sd-parsers reads it
+        result["Hashes"] = civitai.group(1)
+        last = last[: civitai.start()] + last[civitai.end() :]
     for key, value in _PARAM.findall(last):
         result[key] = json.loads(value) if value.startswith('"') else value
     return result
@@ -131,6 +179,7 @@ def png_bytes(
     spec_sha256: str,
     runner_version: str,
     row: str | None = None,
+    hashes: Hashes | None = None,
 ) -> bytes:
     """The picture as PNG with its provenance; the same picture gives the same bytes.
 
@@ -150,7 +199,7 @@ def png_bytes(
         **_scheduler_chunks(picture),
         "spec_sha256": spec_sha256,
         "runner_version": runner_version,
-        "parameters": infotext(picture, adapters, runner_version),
+        "parameters": infotext(picture, adapters, runner_version, hashes),
     }
     if row is not None:
         chunks["row"] = row

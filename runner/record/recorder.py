@@ -180,8 +180,10 @@ class Recorder:
     def pictures(
         self, folder: str, items: list[Picture], adapters: dict[str, float] | None
     ) -> list[m.Output]:
+        from runner.record.civitai import hashes
         from runner.record.pnginfo import png_bytes
 
+        named = hashes(self.manifest)
         return [
             self.write(
                 f"{folder}/{layout.picture(k)}",
@@ -190,6 +192,7 @@ class Recorder:
                     adapters=adapters,
                     spec_sha256=self.spec_sha256,
                     runner_version=__version__,
+                    hashes=named,
                 ),
             )
             for k, picture in enumerate(items)

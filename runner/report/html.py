@@ -47,6 +47,9 @@ thead th{background:#f3f3f3}tbody th{background:#f7f7f7;white-space:nowrap;verti
 td.text{white-space:pre-wrap;min-width:12em;max-width:32em}
 code,.mono{font-family:ui-monospace,Menlo,Consolas,monospace;font-size:12px}
 mark{background:#ffe08a}.same{color:#777}.at{display:block;color:#8a5a00;font-size:12px}
+.pass{background:#2e7d32;color:#fff;border-radius:3px;padding:0 4px;font-size:11px}
+.noop{background:#c62828;color:#fff;border-radius:3px;padding:0 4px;font-size:11px}
+.dist{display:block;color:#555;font-size:11px}details summary{font-size:11px;cursor:pointer}
 img.thumb{width:160px;height:auto;display:block;background:#eee}
 figure{display:inline-block;margin:0 12px 12px 0;vertical-align:top;max-width:160px}
 figcaption{font-size:12px;color:#444;overflow-wrap:anywhere}

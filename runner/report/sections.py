@@ -29,11 +29,40 @@ def step_section(run_dir: Path, step: m.StepRecord) -> str:
         if step.status != "ok":  # it made nothing the record lists, and left no state to show
             body = f"<p class=why>This step did not finish: {e(step.status)}.</p>"
         else:
-            body = SECTIONS.get(step.op, _files)(run_dir, step)
+            body = _expectations(step) + SECTIONS.get(step.op, _files)(run_dir, step)
     except (RunDirError, OSError, ValueError, KeyError, TypeError, IndexError) as exc:
         body = f"<p class=why>Its outputs could not be read: {e(exc)}</p>"
     status = "" if step.status == "ok" else f" {e(step.status)}"
     return f"<section class='step{status}' id='step-{step.index}'>{head}{body}</section>"
+
+
+def _expectations(step: m.StepRecord) -> str:
+    """The step's `expect:` as checked: each with passed or failed, and its failing cells."""
+    if not step.expectations:
+        return ""
+    items = []
+    for r in step.expectations:
+        verdict = "<span class=pass>passed</span>" if r.passed else "<span class=noop>failed</span>"
+        text = f"<li>{verdict} <code>{e(r.name)}: {e(json.dumps(r.expected))}</code>"
+        if r.failing:
+            cells = "".join(f"<li>{e(', '.join(_where(f)))}: {e(f.detail)}</li>" for f in r.failing)
+            more = r.failing_count - len(r.failing)
+            cells += f"<li class=muted>and {more} more</li>" if more > 0 else ""
+            text += f" in {r.failing_count}<ul>{cells}</ul>"
+        items.append(text + "</li>")
+    return f"<p>Expectations:</p><ul class=expect>{''.join(items)}</ul>"
+
+
+def _where(cell: m.FailedCell) -> list[str]:
+    return [
+        part
+        for part in (
+            None if cell.row is None else f"row {cell.row}",
+            None if cell.prompt is None else f"prompt {cell.prompt!r}",
+            None if cell.seed is None else f"seed {cell.seed}",
+        )
+        if part
+    ]
 
 
 def adapters_text(adapters: dict[str, float] | None) -> str:
@@ -123,9 +152,12 @@ def _compare(run_dir: Path, step: m.StepRecord) -> str:
         f"<span class=muted>seed {e(cell.seed)}</span></th>"
         for cell in grid[0][1]
     )
+    noop = {r.row for r in step.rows or [] if r.noop}
     if grid[0][1][0].image is not None:
+        written = {o.path for o in step.outputs}
         body = [
-            f"<tr><th>{e(label)}</th>{''.join(_tile(folder, cell) for cell in cells)}</tr>"
+            f"<tr><th>{e(label)}{_badge(label, noop)}</th>"
+            f"{''.join(_tile(folder, cell, written) for cell in cells)}</tr>"
             for label, cells in grid
         ]
         return _table(_grid_link(step, folder), head, body)
@@ -142,7 +174,7 @@ def _compare(run_dir: Path, step: m.StepRecord) -> str:
             for i, cell in enumerate(cells)
             if i < len(reference)
         )
-        body.append(f"<tr><th>{e(label)}</th>{tds}</tr>")
+        body.append(f"<tr><th>{e(label)}{_badge(label, noop)}</th>{tds}</tr>")
     return _table(note, head, body)
 
 
@@ -166,10 +198,27 @@ def _rows(cells: list[c.Cell], labels: Any) -> list[tuple[str, list[c.Cell]]]:
     return grouped
 
 
-def _tile(folder: str, cell: c.Cell) -> str:
+def _badge(label: str, noop: set[str]) -> str:
+    """A no-op row's badge: every cell equals its base cell."""
+    if label not in noop:
+        return ""
+    return " <span class=noop title='every cell equals its base cell'>no-op</span>"
+
+
+def _tile(folder: str, cell: c.Cell, written: set[str]) -> str:
     name = cell.image or ""
     alt = f"{cell.row} | {cell.prompt} | seed {cell.seed}"
     inner = image(f"{folder}/{name}", alt) if "/" not in name else e(name)
+    d = cell.distance
+    if d is not None and "mean_abs" in d:
+        mean = d["mean_abs"]
+        mean = f"{mean:.1f}" if isinstance(mean, int | float) else mean
+        shown = f"from base: mean {mean}, max {d['max_abs']}"
+        inner += f"<span class=dist>{e(shown)}</span>"
+        diff = f"{folder}/{layout.difference(name)}"
+        if diff in written and "/" not in name:
+            shown = image(diff, f"difference from base: {alt}")
+            inner += f"<details><summary>difference</summary>{shown}</details>"
     return f"<td title='{e(alt)}'>{inner}</td>"
 
 
@@ -186,10 +235,12 @@ def _departure(cell: c.Cell, reference: c.Cell | None) -> str:
     text = cell.text or ""
     if reference is None:
         return f"<td class=text title='token ids: {e(ids)}'>{e(text)}</td>"
+    kl = (cell.distance or {}).get("kl")
+    shown_kl = "" if kl is None else f"<span class=dist>kl from base {e(f'{kl:.4g}')}</span>"
     mine, theirs = cell.token_ids or [], reference.token_ids or []
     token = next((i for i, (a, b) in enumerate(zip(mine, theirs, strict=False)) if a != b), None)
     if token is None and len(mine) == len(theirs):
-        return f"<td class='text same' title='token ids: {e(ids)}'>{e(text)}</td>"
+        return f"<td class='text same' title='token ids: {e(ids)}'>{e(text)}{shown_kl}</td>"
     token = min(len(mine), len(theirs)) if token is None else token
     other = reference.text or ""
     at = next((i for i, (a, b) in enumerate(zip(text, other, strict=False)) if a != b), None)
@@ -197,7 +248,7 @@ def _departure(cell: c.Cell, reference: c.Cell | None) -> str:
     at = text.rfind(" ", 0, at) + 1 if at < len(text) else at  # from the word it changes
     return (
         f"<td class=text title='token ids: {e(ids)}'>{e(text[:at])}<mark>{e(text[at:])}</mark>"
-        f"<span class=at>departs at token {token}</span></td>"
+        f"<span class=at>departs at token {token}</span>{shown_kl}</td>"
     )
 
 

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from PIL.Image import Image
 
     from runner.record import manifest as m
+    from runner.record.pnginfo import Hashes
     from runner.record.recorder import Recorder
     from runner.report.grid import Grid
 
@@ -31,11 +32,13 @@ class CellWriter:
     def __init__(self, recorder: Recorder, folder: str, rows: list[str]) -> None:
         self.recorder, self.folder, self.rows = recorder, folder, rows
         self.outputs: list[m.Output] = []
-        self.lines: list[bytes] = []
-        self.listed: list[dict[str, Any]] = []  # per cell: row, prompt, seed, sha256
+        self.cells: list[c.Cell] = []  # in order; distances are set before `close`
+        self.row_of: list[int] = []  # each cell's row index
+        self.digests: list[str | None] = []  # a PNG's sha256; None: the line's, at close
         self.first_row: list[tuple[str, int, Image]] = []  # until the grid can be drawn
         self.grid: Grid | None = None
         self.placed: dict[int, int] = {}  # row -> tiles pasted
+        self.hashes: Hashes | None = None  # the model's and adapters', for the infotext
 
     def add(
         self,
@@ -46,8 +49,9 @@ class CellWriter:
         """One cell's results (several images with num_images_per_prompt), made under ROW."""
         label = self.rows[row]
         for result in results:
+            digest: str | None = None
             if isinstance(result, Picture):
-                name = layout.picture(len(self.lines))
+                name = layout.picture(len(self.cells))
                 cell = c.Cell(label, adapters, result.prompt, result.seed, image=name)
                 digest = self._picture(row, name, label, adapters, result)
             else:
@@ -59,23 +63,25 @@ class CellWriter:
                     text=result.text,
                     token_ids=list(result.token_ids),
                 )
-                digest = sha256_bytes(c.line(cell))
-            self.lines.append(c.line(cell))
-            self.listed.append(
-                {"row": label, "prompt": result.prompt, "seed": result.seed, "sha256": digest}
-            )
+            self.cells.append(cell)
+            self.row_of.append(row)
+            self.digests.append(digest)
 
     def _picture(
         self, row: int, name: str, label: str, adapters: dict[str, float] | None, pic: Picture
     ) -> str:
+        from runner.record.civitai import hashes
         from runner.record.pnginfo import png_bytes
 
+        if self.hashes is None:
+            self.hashes = hashes(self.recorder.manifest)
         data = png_bytes(
             pic,
             adapters=adapters,
             spec_sha256=self.recorder.spec_sha256,
             runner_version=__version__,
             row=label,
+            hashes=self.hashes,
         )
         self.outputs.append(self.recorder.write(f"{self.folder}/{name}", data))
         if row == 0:
@@ -104,11 +110,21 @@ class CellWriter:
     def close(self, complete: bool = True) -> tuple[list[m.Output], list[dict[str, Any]]]:
         """Write cells.jsonl (and grid.png for a complete image compare); return the step's
         files, cells.jsonl first, and its cells for the step's record."""
-        listing = self.recorder.write(f"{self.folder}/{layout.CELLS}", b"".join(self.lines))
+        lines = [c.line(cell) for cell in self.cells]
+        listing = self.recorder.write(f"{self.folder}/{layout.CELLS}", b"".join(lines))
         outputs = [listing, *self.outputs]
         if complete and self.first_row:
             if self.grid is None:
                 self._start_grid()
             assert self.grid is not None
             outputs.append(self.recorder.write(f"{self.folder}/{layout.GRID}", self.grid.png()))
-        return outputs, self.listed
+        listed = [
+            {
+                "row": cell.row,
+                "prompt": cell.prompt,
+                "seed": cell.seed,
+                "sha256": digest or sha256_bytes(line),
+            }
+            for cell, digest, line in zip(self.cells, self.digests, lines, strict=True)
+        ]
+        return outputs, listed

@@ -22,7 +22,7 @@ from runner.record import manifest as m
 from runner.record.recorder import Recorder, scheduler_record
 from runner.record.samplers import sampler_name
 from runner.results import Completion, Picture, SchedulerUsed
-from runner.running import compare, scoring
+from runner.running import compare, effect, expectations, scoring
 from runner.running.cellwriter import CellWriter
 from runner.running.ending import finish
 from runner.running.models import ModelCache
@@ -77,6 +77,8 @@ class Made:
     scheduler: SchedulerUsed | None = None  # the step's own scheduler, when it set one
     execution: dict[str, Any] = field(default_factory=dict)  # how it was carried out
     scores: list[m.ScoreRow] | None = None  # a score step: each row's summary
+    rows: list[m.RowSummary] | None = None  # a compare with a base row: each row's distance
+    expectations: list[m.ExpectationResult] | None = None  # the step's `expect:`, checked
 
 
 def _load(ctx: Context, step: Load) -> Made:
@@ -122,6 +124,10 @@ def _generate(ctx: Context, step: Generate) -> Made:
     )
     made_by: list[Completion | Picture] = list(results)
     made = Made(written, [r.summary(file) for r, file in zip(made_by, files, strict=True)])
+    if step.expect is not None:
+        checked = expectations.of_generate(made_by, len(step.prompts))
+        made.expectations = expectations.check(step.expect, checked, None)
+        made.notes += expectations.failed(made.expectations)
     if "scheduler" in step.args and results and isinstance(results[0], Picture):
         made.scheduler = record = results[0].scheduler
         if record is not None:
@@ -142,6 +148,7 @@ def _compare(ctx: Context, step: Compare) -> Made:
     state = ctx.state
     try:
         execution = compare.EXECUTOR(ctx.backend, step, cells, done)
+        rows = effect.measure(ctx.backend, step, writer)
     except BaseException:
         writer.close(complete=False)  # what finished stays, described by cells.jsonl
         raise
@@ -150,7 +157,18 @@ def _compare(ctx: Context, step: Compare) -> Made:
     written, listed = writer.close()
     shape = f"{len(step.rows)} rows x {len(step.prompts)} prompts x {len(step.seeds)} seeds"
     notes = [f"{len(listed)} cells ({shape}) in {folder}"]
-    return Made(written, notes, execution={**execution, "cells": listed})
+    notes += [
+        f"warning: row {row.row} changed nothing: every cell equals its base cell"
+        for row in rows or []
+        if row.noop
+    ]
+    made = Made(written, notes, execution={**execution, "cells": listed}, rows=rows)
+    if step.expect is not None:
+        base = effect.base_row(step)
+        checked = expectations.of_compare(writer.cells, writer.row_of, base, len(step.prompts))
+        made.expectations = expectations.check(step.expect, checked, rows)
+        made.notes += expectations.failed(made.expectations)
+    return made
 
 
 def _score(ctx: Context, step: Score) -> Made:
@@ -383,6 +401,8 @@ def _run_step(ctx: Context, step: Step, progress: Callable[[str], None]) -> None
     record.scheduler = scheduler_record(made.scheduler)
     record.execution = made.execution
     record.scores = made.scores
+    record.rows = made.rows
+    record.expectations = made.expectations
     ctx.recorder.step(record)
     shown = "disabled" if ctx.state.disabled else _show(ctx.state.active)
     progress(

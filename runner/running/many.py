@@ -34,6 +34,7 @@ class Outcome:
     seconds: float = 0.0
     message: str = ""  # why it failed
     notes: list[str] = field(default_factory=list)  # a reused model, a retry after a dead worker
+    expectations_failed: int = 0  # a succeeded run's failed `expect:` entries
 
 
 @dataclass
@@ -46,6 +47,11 @@ class Many:
     @property
     def ok(self) -> bool:
         return not self.interrupted and all(o.status == "succeeded" for o in self.outcomes)
+
+    @property
+    def expectations_failed(self) -> bool:
+        """Some run succeeded but an expectation of it failed (`runner run` exits 4)."""
+        return any(o.expectations_failed for o in self.outcomes)
 
 
 def pending(spec: Spec) -> Outcome:
@@ -90,15 +96,20 @@ def run_one(
         outcome.seconds = round(time.perf_counter() - started, 3)
         models.release()
     if outcome.run_dir is not None:
-        reused = _reused_from(outcome.run_dir)
+        manifest = _manifest(outcome.run_dir)
+        reused = manifest.origin.model_reused_from if manifest else None
         if reused:
             outcome.notes.append(f"model reused from {reused}")
+        failed = manifest.failed_expectations() if manifest else []
+        if failed and outcome.status == "succeeded":
+            outcome.expectations_failed = len(failed)
+            outcome.notes.append(f"expectations failed: {', '.join(failed)}")
     return outcome
 
 
-def _reused_from(run_dir: Path) -> str | None:
+def _manifest(run_dir: Path) -> m.Manifest | None:
     try:
-        return m.read(run_dir).origin.model_reused_from
+        return m.read(run_dir)
     except RunnerError:
         return None
 

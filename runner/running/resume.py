@@ -76,6 +76,8 @@ class Reuse:
             written,
             [printable(f"{len(written)} output(s) taken from {origin}")],
             execution={**old.execution, "outputs_from": origin},
+            rows=old.rows,
+            expectations=old.expectations,
         )
 
 

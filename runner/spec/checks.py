@@ -15,6 +15,7 @@ from runner.sources import names
 from runner.spec import datachecks, disk, making, references, scorechecks
 from runner.spec.defaults import generate_defaults, with_defaults
 from runner.spec.document import Document, Path_
+from runner.spec.expect_checks import expect_problems
 from runner.spec.values import is_int
 from runner.spec.vocabulary import DEVICE_MESSAGE, DEVICE_PATTERN, GENERATING, MAX_SEED
 
@@ -50,6 +51,7 @@ def meaning_problems(doc: Document, base_dir: Path) -> list[Located]:
     problems += references.size_problems(doc, datachecks.counted(data, base_dir))
     problems += datachecks.problems(doc, data, base_dir)
     problems += scorechecks.problems(doc, data, base_dir)
+    problems += expect_problems(doc, data, steps, model.get("family"))
     return problems
 
 

@@ -10,8 +10,10 @@ from pathlib import Path
 from typing import Any
 
 from runner.spec import data as data_files
+from runner.spec import expect
 from runner.spec import rows as row_forms
 from runner.spec.defaults import generate_defaults, with_defaults
+from runner.spec.expect import Expect
 from runner.spec.vocabulary import NAME_MAX
 
 
@@ -95,6 +97,7 @@ class Generate:
     line: int = 0
     id: str | None = None
     op: str = "generate"
+    expect: Expect | None = None  # checked after the step (runner.running.expectations)
 
 
 @dataclass(frozen=True)
@@ -117,6 +120,7 @@ class Compare:
     line: int = 0
     id: str | None = None
     op: str = "compare"
+    expect: Expect | None = None  # checked after the step (runner.running.expectations)
 
 
 @dataclass(frozen=True)
@@ -370,6 +374,7 @@ def _generate(raw_step: dict[str, Any], here: _Here) -> Generate:
     step_seed = args.pop("seed", here.seed)
     for key in ("op", "id"):
         args.pop(key, None)
+    expected = args.pop("expect", None)
     return Generate(
         prompts=tuple([prompt] if isinstance(prompt, str) else prompt),
         batch=not isinstance(prompt, str),
@@ -377,6 +382,7 @@ def _generate(raw_step: dict[str, Any], here: _Here) -> Generate:
         args=args,
         line=here.at,
         id=here.id,
+        expect=expect.build(expected, here.at),
     )
 
 
@@ -488,6 +494,7 @@ def _compare(
     written = args.pop("adapters")
     for key in ("op", "id", "max_cells"):
         args.pop(key, None)
+    expected = args.pop("expect", None)
     rows = tuple(
         Row(row_forms.label(weights, mapping=isinstance(row, dict)), weights, row_line)
         for row, row_line in zip(written, row_lines, strict=True)
@@ -500,6 +507,7 @@ def _compare(
         args=args,
         line=at,
         id=raw_step.get("id"),
+        expect=expect.build(expected, at),
     )
 
 

@@ -339,6 +339,47 @@ COMPARE_ROWS: dict[str, Any] = {
 }
 
 
+def _per_prompt(what: str) -> dict[str, Any]:
+    return {
+        "description": f"{what}: a string for every prompt, or a list with one per prompt.",
+        "type": ["string", "array"],
+        "items": {"type": "string"},
+        "minItems": 1,
+    }
+
+
+# What a generate or compare step is expected to make (CONTRACT section 9), checked after
+# the step: a failed expectation leaves the run succeeded and makes `runner run` exit 4.
+EXPECT: dict[str, Any] = {
+    "description": "What the step is expected to make, checked after it (the run still "
+    "succeeds; `runner run` exits 4 when one fails). Text checks apply to each completion "
+    "(in a compare: each cell of a non-base row).",
+    "type": "object",
+    "additionalProperties": False,
+    "minProperties": 1,
+    "properties": {
+        "differs_from_base": {
+            "description": "Every non-base row of the compare changes something (is no "
+            "no-op row). Needs a compare step with a `base` row.",
+            "type": "boolean",
+        },
+        "min_distance": {
+            "description": "Every non-base cell of the compare is at least this far from its "
+            "base cell: `mean_abs` (images, 0-255) or `kl` (text). Needs a `base` row.",
+            "type": "number",
+            "minimum": 0,
+        },
+        "contains": _per_prompt("Text the completion contains"),
+        "not_contains": _per_prompt("Text the completion does not contain"),
+        "equals": _per_prompt("The completion's whole text"),
+        "regex": _per_prompt("A Python regular expression the completion matches (re.search)"),
+    },
+}
+
+
+TEXT_EXPECTATIONS = ("contains", "not_contains", "equals", "regex")
+
+
 # What hover on a step's `op` shows in an editor besides the op's description.
 _EXAMPLES = {
     "load": "- op: load\n  adapters: [styles, cereal]",
@@ -429,6 +470,7 @@ def op_definitions() -> dict[str, Any]:
                 "generate",
                 "Generate text or images with the active adapters.",
                 **generate_arguments(),
+                expect=EXPECT,
             ),
         },
         "compare": {
@@ -458,6 +500,7 @@ def op_definitions() -> dict[str, Any]:
                     "maximum": CELLS_CEILING,
                 },
                 **{k: s for k, (_, s) in ARGUMENTS.items()},
+                expect=EXPECT,
             ),
         },
         "disable": {

@@ -326,6 +326,7 @@ def test_image_compare_record_lists_every_file_and_cell(image_run: runner.Run) -
     assert paths == (
         [f"{folder}/cells.jsonl"]
         + [f"{folder}/{n}.png" for n in range(16)]
+        + [f"{folder}/diff-{n}.png" for n in range(4, 16)]  # each non-base cell's difference
         + [f"{folder}/grid.png"]
     )
     pngs = {o.path.rsplit("/", 1)[1]: o.sha256 for o in step.outputs}
