@@ -10,11 +10,13 @@ renders the same bytes the run wrote, also for runs made before report pages exi
 from __future__ import annotations
 
 import json
+import os
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
-from runner.errors import RunDirError
+from runner.errors import Refused, RunDirError
 from runner.record import layout
 from runner.record import manifest as m
 from runner.record.files import write_atomic
@@ -56,8 +58,9 @@ line-clamp:4;overflow:hidden}
 """
 
 
-def render(run_dir: Path, manifest: m.Manifest) -> bytes:
-    """The report page of RUN_DIR from its manifest and output files."""
+def render(run_dir: Path, manifest: m.Manifest, base: str = "") -> bytes:
+    """The report page of RUN_DIR from its manifest and output files; BASE (see `base_for`)
+    is where the run's files are seen from the page, for a page written elsewhere."""
     spec = _resolved(run_dir)
     name = manifest.spec.name
     body = [
@@ -76,7 +79,7 @@ def render(run_dir: Path, manifest: m.Manifest) -> bytes:
         f"made by runner {e(manifest.runner.get('version'))}. Every file is listed with its "
         "sha256 in SHA256SUMS (<code>runner verify</code> checks them).</footer>",
     ]
-    return _page(f"{name} - runner report", "\n".join(part for part in body if part))
+    return _page(f"{name} - runner report", "\n".join(part for part in body if part), base)
 
 
 def page(run_dir: Path, manifest: m.Manifest) -> bytes:
@@ -102,14 +105,35 @@ def unavailable(name: str, error: BaseException) -> bytes:
 def write(run_dir: Path, out: Path | None = None) -> Path:
     """Render RUN_DIR's report page again into OUT (default RUN_DIR/report.html)."""
     target = out or run_dir / layout.REPORT
-    write_atomic(target, render(run_dir, m.read(run_dir)))
+    base = base_for(run_dir, target)
+    write_atomic(target, render(run_dir, m.read(run_dir), base))
     return target
 
 
-def _page(title: str, body: str) -> bytes:
+def base_for(run_dir: Path, page_file: Path) -> str:
+    """The URL of RUN_DIR relative to PAGE_FILE's folder ('' when the page is in it), so a
+    page written elsewhere still shows the run's images; refused where no relative path
+    reaches the run (another drive), since an absolute file: URL breaks when either moves."""
+    folder = page_file.absolute().parent
+    try:
+        rel = os.path.relpath(run_dir.absolute(), folder)
+    except ValueError as exc:
+        raise Refused(
+            f"cannot write the report page to '{page_file}': its images in '{run_dir}' "
+            f"cannot be reached by a relative path from there ({exc}); write it on the same "
+            "drive as the run"
+        ) from None
+    if rel == os.curdir:
+        return ""
+    return quote(Path(rel).as_posix()) + "/"
+
+
+def _page(title: str, body: str, base: str = "") -> bytes:
+    # <base> makes every relative link and image of the page resolve from the run's folder.
+    where = f'<base href="{e(base)}">\n' if base else ""
     page = (
         "<!doctype html>\n<html lang=en>\n<head>\n<meta charset=utf-8>\n"
-        f'<meta http-equiv="Content-Security-Policy" content="{_CSP}">\n'
+        f'<meta http-equiv="Content-Security-Policy" content="{_CSP}">\n{where}'
         '<meta name=viewport content="width=device-width, initial-scale=1">\n'
         f"<title>{e(title)}</title>\n<style>{CSS}</style>\n</head>\n<body>\n{body}\n"
         "</body>\n</html>\n"
