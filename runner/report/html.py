@@ -153,14 +153,17 @@ def _status(manifest: m.Manifest) -> str:
     status = manifest.status
     line = f"<p><span class='status {e(status)}'>{e(status)}</span></p>"
     if manifest.error is not None:
-        where = manifest.error.where
-        line += (
-            f"<p class=why>{e(status)} at step {manifest.error.step}: {e(where)}\n"
-            f"{e(manifest.error.message)}</p>"
-        )
+        line += _stopped(manifest.error, status)
     elif status == "running":
         line += "<p class=why>The run's process stopped before it recorded its end.</p>"
     return line
+
+
+def _stopped(error: m.Failure, status: str) -> str:
+    """Where and why the run stopped; an interrupt's message ('interrupted') is not repeated."""
+    said = "" if error.message == status else f"\n{e(error.message)}"
+    verb = "stopped by an interrupt" if status == "interrupted" else status
+    return f"<p class=why>{e(verb)} at step {error.step}: {e(error.where)}{said}</p>"
 
 
 def _duration(started: str, ended: str | None) -> str:
@@ -186,7 +189,11 @@ def _facts(manifest: m.Manifest) -> str:
         facts += [
             ("device", e(device)),
             ("dtype", e(settings.dtype)),
-            ("seed", e(settings.seed)),
+            (
+                "spec seed",
+                e(settings.seed) + " <span class=muted>(for steps that set none; "
+                "each step says which it used)</span>",
+            ),
             ("threads", e(settings.threads)),
         ]
     libraries = env.get("libraries") if isinstance(env, dict) else None

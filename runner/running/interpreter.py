@@ -25,6 +25,7 @@ from runner.running import compare
 from runner.running.cellwriter import CellWriter
 from runner.running.ending import finish
 from runner.running.models import ModelCache
+from runner.running.used import used
 from runner.sources import hub
 from runner.spec.types import Compare, Disable, Enable, Generate, Load, SetAdapters, Spec, Step
 
@@ -300,7 +301,7 @@ def _run_step(ctx: Context, step: Step, progress: Callable[[str], None]) -> None
     record.active_adapters = ctx.state.running
     record.outputs = made.outputs
     record.scheduler = scheduler_record(made.scheduler)
-    record.execution = made.execution
+    record.execution = {**made.execution, **used(ctx.backend, step)}
     ctx.recorder.step(record)
     shown = "disabled" if ctx.state.disabled else _show(ctx.state.active)
     progress(

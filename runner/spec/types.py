@@ -94,6 +94,7 @@ class Generate:
     line: int = 0
     id: str | None = None
     op: str = "generate"
+    seed_from: str = "spec"  # where `seed` came from: see `seed_from`
 
 
 @dataclass(frozen=True)
@@ -116,6 +117,7 @@ class Compare:
     line: int = 0
     id: str | None = None
     op: str = "compare"
+    seed_from: str = "spec"  # where `seeds` came from: see `seed_from`
 
 
 @dataclass(frozen=True)
@@ -266,6 +268,7 @@ def _generate(raw_step: dict[str, Any], here: _Here) -> Generate:
         args=args,
         line=here.at,
         id=here.id,
+        seed_from=seed_from(raw_step, here.defaults),
     )
 
 
@@ -305,7 +308,16 @@ def _compare(
         args=args,
         line=at,
         id=raw_step.get("id"),
+        seed_from=seed_from(raw_step, defaults),
     )
+
+
+def seed_from(raw_step: dict[str, Any], defaults: dict[str, Any]) -> str:
+    """Where a generating step's seed comes from: `step` (its own `seed:`), `defaults`
+    (`defaults.generate.seed`) or `spec` (the spec's top-level `seed`)."""
+    if "seed" in raw_step:
+        return "step"
+    return "defaults" if "seed" in defaults else "spec"
 
 
 def _default_name(file: Path) -> str:

@@ -114,7 +114,8 @@ def test_failed_and_interrupted_runs_have_a_report_that_says_where_and_why(
 ) -> None:
     run_dir = record(tmp_path / "runs", status)
     text = " ".join(" ".join(parse(run_dir / "report.html").text).split())
-    assert f"{status} at step 4: spec.yaml:14: step 4 (generate)" in text
+    said = "stopped by an interrupt" if status == "interrupted" else status
+    assert f"{said} at step 4: spec.yaml:14: step 4 (generate)" in text
     assert f"This step did not finish: {status}." in text
     if status == "failed":
         assert "RuntimeError: out of memory <b>" in text
