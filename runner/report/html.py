@@ -52,9 +52,12 @@ mark{background:#ffe08a}.same{color:#777}.at{display:block;color:#8a5a00;font-si
 img.thumb{width:160px;height:auto;display:block;background:#eee}
 figure{display:inline-block;margin:0 12px 12px 0;vertical-align:top;max-width:160px}
 figcaption{font-size:12px;color:#444;overflow-wrap:anywhere}
-table.grid td{padding:2px}table.grid thead th{max-width:180px;overflow-wrap:anywhere;
+table.grid td{padding:2px}table.grid thead th{max-width:180px;overflow-wrap:break-word;
 font-weight:normal}.clamp{display:-webkit-box;-webkit-box-orient:vertical;-webkit-line-clamp:4;
 line-clamp:4;overflow:hidden}
+th{word-break:keep-all}table.grid thead th:first-child{white-space:nowrap;vertical-align:bottom}
+table.grid td{text-align:center;vertical-align:middle}img.thumb{margin:0 auto}
+.crisp img.thumb{image-rendering:pixelated}
 """
 
 

@@ -13,6 +13,7 @@ from runner.record import completions, layout
 from runner.record import manifest as m
 from runner.record.trust import run_file
 from runner.report.markup import e, href, image
+from runner.report.pixels import small_images
 from runner.report.ran_with import ran_with
 from runner.spec.values import is_int
 
@@ -30,6 +31,7 @@ def step_section(run_dir: Path, step: m.StepRecord) -> str:
             body = f"<p class=why>This step did not finish: {e(step.status)}.</p>"
         else:
             body = ran_with(run_dir, step) + SECTIONS.get(step.op, _files)(run_dir, step)
+            body = f"<div class=crisp>{body}</div>" if small_images(run_dir, step) else body
     except (RunDirError, OSError, ValueError, KeyError, TypeError, IndexError) as exc:
         body = f"<p class=why>Its outputs could not be read: {e(exc)}</p>"
     status = "" if step.status == "ok" else f" {e(step.status)}"
