@@ -117,11 +117,13 @@ def run_many(
         for i in grouped([group_key(spec, overrides) for spec in specs]):
             spec = specs[i]
             progress(f"[{spec.name}] {spec.file}")
+            started = time.perf_counter()
             try:
                 outcomes[i] = run_one(spec, out, overrides, models, _tagged(spec, progress))
             except (Interrupted, KeyboardInterrupt) as exc:
                 stopped = pending(spec)
                 stopped.status, stopped.run_dir = "interrupted", getattr(exc, "run_dir", None)
+                stopped.seconds = round(time.perf_counter() - started, 3)
                 outcomes[i] = stopped
                 return Many(outcomes, interrupted=True)
             progress(f"[{spec.name}] {outcomes[i].status} in {outcomes[i].seconds:.2f}s")
@@ -155,6 +157,22 @@ def table(many: Many) -> str:
     for o in many.outcomes:
         lines += [f"{o.spec}: {text}" for text in [o.message, *o.notes] if text]
     return "\n".join(lines)
+
+
+def left_over(many: Many, out: Path) -> list[str]:
+    """The commands that finish an interrupted batch: `runner run --resume RUN` for each
+    run that stopped part-way, one `runner run` for the specs that never started."""
+    import shlex
+
+    lines = [
+        f"runner run --resume {shlex.quote(str(o.run_dir))}"
+        for o in many.outcomes
+        if o.status == "interrupted" and o.run_dir is not None
+    ]
+    never = [shlex.quote(o.spec) for o in many.outcomes if o.status == NOT_RUN]
+    if never:
+        lines.append(f"runner run {' '.join(never)} --out {shlex.quote(str(out))}")
+    return lines
 
 
 def _report(run_dir: Path | None) -> str | None:
