@@ -9,9 +9,10 @@ spec that was running is recorded as interrupted.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import overload
 
 from runner.errors import Interrupted, RunnerError, StepError
 from runner.record import layout
@@ -38,7 +39,8 @@ class Outcome:
 
 @dataclass
 class Many:
-    """Every spec's outcome, in the order the specs were given."""
+    """Every spec's outcome, in the order the specs were given; iterating it, indexing it
+    and len() go over the outcomes (`for o in runner.run_many([...])`)."""
 
     outcomes: list[Outcome]
     interrupted: bool = False
@@ -46,6 +48,19 @@ class Many:
     @property
     def ok(self) -> bool:
         return not self.interrupted and all(o.status == "succeeded" for o in self.outcomes)
+
+    def __iter__(self) -> Iterator[Outcome]:
+        return iter(self.outcomes)
+
+    def __len__(self) -> int:
+        return len(self.outcomes)
+
+    @overload
+    def __getitem__(self, index: int) -> Outcome: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[Outcome]: ...
+    def __getitem__(self, index: int | slice) -> Outcome | list[Outcome]:
+        return self.outcomes[index]
 
 
 def pending(spec: Spec) -> Outcome:

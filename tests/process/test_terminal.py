@@ -111,7 +111,9 @@ def test_a_lora_of_another_base_is_one_line_naming_adapter_model_and_shapes(
     )
     result = CliRunner().invoke(main, ["run", str(spec), "--out", "runs"])
     assert result.exit_code == 2
-    error, kept = result.stderr.splitlines()
+    loading, loaded, *_, error, kept = result.stderr.splitlines()
+    assert loading == "loading model builtin:tiny-sd (diffusers) ..."
+    assert loaded.startswith("    model loaded in ")
     assert re.fullmatch(
         r"error: wrong.yaml:7: step 1 \(load\): adapter 'xl': does not fit the model "
         r"builtin:tiny-sd: 8 weights have other shapes, e.g. \S+\.lora_A\.xl\.weight is "
