@@ -15,6 +15,7 @@ from runner.sources import names
 from runner.spec import disk, references
 from runner.spec.defaults import generate_defaults, with_defaults
 from runner.spec.document import Document, Path_
+from runner.spec.scheduler_checks import scheduler_problems
 from runner.spec.values import is_int
 from runner.spec.vocabulary import DEVICE_MESSAGE, DEVICE_PATTERN, GENERATING, MAX_SEED
 
@@ -48,6 +49,7 @@ def meaning_problems(doc: Document, base_dir: Path) -> list[Located]:
     problems += _steps(doc, steps, adapters, types, preloaded is not None)
     problems += _generating(doc, data, steps, model.get("family"))
     problems += references.size_problems(doc, data)
+    problems += scheduler_problems(doc, data)
     return problems
 
 
