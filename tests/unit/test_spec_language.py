@@ -154,7 +154,7 @@ def test_missing_spec_file_is_a_located_error(tmp_path: Path) -> None:
     assert code == 1
     assert (
         output
-        == f"{tmp_path / 'nope.yaml'}:1:1: $: cannot read the spec: No such file or directory\n"
+        == f"{tmp_path / 'nope.yaml'}:1:1: $: the spec file does not exist\n"
     )
 
 
