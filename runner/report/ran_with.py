@@ -37,7 +37,8 @@ def ran_with(run_dir: Path, step: m.StepRecord) -> str:
     settings = settings_of(run_dir, step)
     parts = [f"{e(k)} <code>{e(_value(v))}</code>" for k, v in settings.items()]
     parts.append(_seed(step))
-    return f"<p class=ran>ran with: {' &middot; '.join(p for p in parts if p)}</p>"
+    shown = " &middot; ".join(p for p in parts if p)
+    return f"<p class=ran>ran with: {shown}</p>" if shown else ""
 
 
 def settings_of(run_dir: Path, step: m.StepRecord) -> dict[str, Any]:
@@ -88,7 +89,7 @@ def _seed(step: m.StepRecord) -> str:
     label = "seeds" if isinstance(seed, list) else "seed"
     pngs = [o for o in step.outputs if o.path.endswith(".png")]
     if step.op == "generate" and len(pngs) > 1:
-        where += "; image k of the step draws from seed + k"
+        where = "; ".join(filter(None, [where, "image k of the step draws from seed + k"]))
     return f"{label} <code>{e(_value(seed))}</code>" + (f" ({e(where)})" if where else "")
 
 

@@ -15,3 +15,11 @@ def test_the_interrupted_banner_says_interrupted_once(tmp_path: Path) -> None:
     assert banner is not None
     why = re.findall(r"<p class=why>(.*?)</p>", banner.group(), flags=re.S)
     assert why == ["stopped by an interrupt at step 4: spec.yaml:14: step 4 (generate)"]
+
+
+def test_ran_with_reads_cleanly_where_the_record_is_older(tmp_path: Path) -> None:
+    # The recorded fixture has no execution.seed_from nor settings (as runs made before).
+    run_dir = record(tmp_path / "runs")
+    html = (run_dir / "report.html").read_text()
+    assert "ran with: seed <code>4</code> (image k of the step draws from seed + k)" in html
+    assert "(;" not in html and "ran with: </p>" not in html
