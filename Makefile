@@ -50,6 +50,9 @@ editor:
 # The schema file editors read, generated from the spec vocabulary (runner/spec/vocabulary.py).
 schema: $(STAMP)
 	$(VENV)/bin/runner schema > schemas/spec.schema.json
+	$(VENV)/bin/python -c "from runner.backends.scheduling import scheduler_keys_source as s; \
+	  print(s(), end='')" > runner/spec/scheduler_keys.py
+	$(VENV)/bin/ruff format -q runner/spec/scheduler_keys.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check runner tests benchmarks

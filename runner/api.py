@@ -91,12 +91,12 @@ class Run:
         return self.manifest.status
 
     @property
-    def outputs(self) -> dict[str, list[Text] | list[Picture]]:
+    def outputs(self) -> Outputs:
         """Each step's outputs by step id (or NN-generate, NN-compare when it has none).
 
         A compare step's are its cells as texts or images; `cells` adds their rows.
         """
-        found: dict[str, list[Text] | list[Picture]] = {}
+        found = Outputs(self.dir)
         for step in self.manifest.steps:
             if not step.outputs:
                 continue
@@ -152,6 +152,25 @@ class Run:
             )
             for c in cells.read_run(self.dir, listed[0])
         ]
+
+
+class NoSuchStep(KeyError):
+    """`run.outputs[ID]` for an ID no step with outputs has; says which ones there are."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class Outputs(dict[str, "list[Text] | list[Picture]"]):
+    """A run's outputs by step id; a missing id names the ids there are."""
+
+    def __init__(self, run_dir: Path) -> None:
+        super().__init__()
+        self.run_dir = run_dir
+
+    def __missing__(self, key: str) -> list[Text] | list[Picture]:
+        known = ", ".join(repr(k) for k in self) or "none"
+        raise NoSuchStep(f"no step {key!r} with outputs in {self.run_dir} (steps: {known})")
 
 
 @dataclass
@@ -215,19 +234,30 @@ def run(
     spec: Spec | str | Path | dict[str, Any],
     out: str | Path = "runs",
     device: str | None = None,
-    progress: Callable[[str], None] = lambda line: None,
+    progress: Callable[[str], None] | bool | None = None,
     ticker: Ticker | None = None,
 ) -> Run:
     """Execute SPEC into a new run directory under OUT; raises StepError (with .run_dir).
 
-    PROGRESS gets a line per step; TICKER, progress within a step and the libraries' notes.
+    PROGRESS: a function that gets each progress line (the model's load, a line per step,
+    what a step made); True shows progress, a bar within long steps (tqdm's, notebook-aware,
+    where tqdm is installed) and those lines on stderr; False, nothing; None (the default):
+    shown in a Jupyter notebook, nothing elsewhere. TICKER, with a function: progress
+    within a step and the libraries' notes.
     """
     from runner.running.interpreter import Overrides, execute
+    from runner.running.notebook import display, in_notebook
     from runner.spec.types import Spec as SpecType
 
     _check_device(device)
     typed = spec if isinstance(spec, SpecType) else load_spec(spec)
-    run_dir = execute(typed, Path(out), Overrides(device=device), progress, ticker)
+    shown = in_notebook() if progress is None else progress
+    if shown is True and ticker is None:
+        with display() as bars:
+            run_dir = execute(typed, Path(out), Overrides(device=device), bars.line, bars)
+        return open_run(run_dir)
+    lines = shown if callable(shown) else (lambda line: None)
+    run_dir = execute(typed, Path(out), Overrides(device=device), lines, ticker)
     return open_run(run_dir)
 
 

@@ -269,7 +269,7 @@ def _run_many(
 ) -> int:
     """Every spec validated first, then run; a table of outcomes on stdout."""
     import runner
-    from runner.running.many import table
+    from runner.running.many import left_over, table
     from runner.running.progress import Reporter
 
     typed, invalid = [], False
@@ -288,7 +288,9 @@ def _run_many(
         )
     click.echo(table(many))
     if many.interrupted:
-        click.echo("interrupted; what finished is kept", err=True)
+        rest = left_over(many, out)
+        click.echo("interrupted; what finished is kept" + (", the rest:" * bool(rest)), err=True)
+        click.echo("\n".join(f"  {line}" for line in rest), err=True, nl=bool(rest))
         return EXIT_INTERRUPTED
     if not many.ok:
         return EXIT_FAILED

@@ -51,18 +51,44 @@ def label(key: tuple[str, ...]) -> str:
     return "threads" if key[-1] in ("threads", "torch_threads") else " ".join(key)
 
 
+# What the record keeps that cannot change an output: where files may come from (the
+# inputs' sha256s say what they were), which GPU index or allocator settings were used (the
+# GPU's name is recorded apart), the core count (threads are a setting), the runner's git
+# commit (its version is compared; the outputs themselves are compared directly). Reported,
+# but a difference here alone does not make two runs differ.
+NOISE: frozenset[tuple[str, ...]] = frozenset(
+    {
+        ("env", "HF_HUB_OFFLINE"),
+        ("env", "CUDA_VISIBLE_DEVICES"),
+        ("env", "PYTORCH_CUDA_ALLOC_CONF"),
+        ("cpu_count",),
+        ("runner", "git_commit"),
+    }
+)
+
+
+def noise_changes(ma: m.Manifest, mb: m.Manifest) -> list[str]:
+    """The environment's differences that cannot change outputs (NOISE)."""
+    return [line for key, line in _environment(ma, mb) if key in NOISE]
+
+
 def environment_changes(ma: m.Manifest, mb: m.Manifest) -> list[str]:
-    """Library versions, python, platform, CPU, GPU, env vars and runner version."""
-    lines = []
+    """Library versions, python, platform, CPU, GPU, env vars and runner version: those
+    that can change outputs (see NOISE for the others)."""
+    return [line for key, line in _environment(ma, mb) if key not in NOISE]
+
+
+def _environment(ma: m.Manifest, mb: m.Manifest) -> list[tuple[tuple[str, ...], str]]:
+    lines: list[tuple[tuple[str, ...], str]] = []
     for key, a, b in changed_leaves(ma.environment, mb.environment):
         if key[:1] == ("libraries",) and len(key) == 2:
-            lines.append(f"{key[1]} {show(a, 'absent')} -> {show(b, 'absent')}")
+            lines.append((key, f"{key[1]} {show(a, 'absent')} -> {show(b, 'absent')}"))
         elif key[:1] == ("env",) and len(key) == 2:
-            lines.append(f"{key[1]} {show(a, 'unset')} -> {show(b, 'unset')}")
+            lines.append((key, f"{key[1]} {show(a, 'unset')} -> {show(b, 'unset')}"))
         else:
-            lines.append(f"{label(key)} {show(a)} -> {show(b)}")
+            lines.append((key, f"{label(key)} {show(a)} -> {show(b)}"))
     for key, a, b in changed_leaves(ma.runner, mb.runner):
-        lines.append(f"runner {label(key)} {show(a)} -> {show(b)}")
+        lines.append((("runner", *key), f"runner {label(key)} {show(a)} -> {show(b)}"))
     return lines
 
 
@@ -173,6 +199,7 @@ def likely_causes(manifest_a: m.Manifest, manifest_b: m.Manifest) -> list[str]:
     lines = [f"spec sha256 {show(sha_a)} -> {show(sha_b)}"] if sha_a != sha_b else []
     for part in (settings_changes, setup_changes, input_changes, environment_changes, step_changes):
         lines += part(manifest_a, manifest_b)
+    lines += noise_changes(manifest_a, manifest_b)
     return unique(lines, set())
 
 
@@ -190,6 +217,8 @@ class DiffReport:
     outputs: list[OutputDiff]
     # What makes the inputs other inputs (a file's sha256, a revision), wherever they lie.
     other_inputs: list[str] = field(default_factory=list)
+    # Environment differences that cannot change outputs (NOISE): shown, never counted.
+    noise: list[str] = field(default_factory=list)
 
     @property
     def outputs_same(self) -> bool:
@@ -221,6 +250,9 @@ class DiffReport:
             body = getattr(self, name)
             lines.append(f"{name}: {'differs' if body else 'same'}")
             lines += [f"  {line}" for line in body]
+            if name == "environment" and self.noise:
+                lines.append("  not counted (cannot change outputs):")
+                lines += [f"    {line}" for line in self.noise]
         lines.append(format_outputs(self.outputs))
         lines.append("runs are the same" if self.same else "runs differ")
         return "\n".join(printable(line) for line in "\n".join(lines).split("\n"))
@@ -259,6 +291,7 @@ def diff(run_a: Path, run_b: Path) -> DiffReport:
         spec=spec_diff(run_a, run_b),
         settings=unique(settings_changes(ma, mb) + setup_changes(ma, mb), seen),
         environment=unique(environment_changes(ma, mb), seen),
+        noise=unique(noise_changes(ma, mb), seen),
         inputs=unique(input_changes(ma, mb), seen),
         steps=unique(step_changes(ma, mb), seen),
         outputs=compare_outputs(run_a, run_b, ma, mb),

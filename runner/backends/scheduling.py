@@ -117,3 +117,60 @@ def _version() -> str:
     import diffusers
 
     return str(diffusers.__version__)
+
+
+def scheduler_keys() -> dict[str, list[str]]:
+    """Each scheduler class's config keys (`parameters`), by name: what
+    runner/spec/scheduler_keys.py lists. A class whose optional dependency is missing here
+    (diffusers exports a placeholder) is read from its source, so that the list does not
+    depend on what else is installed."""
+    import diffusers.schedulers as schedulers
+    from diffusers.utils import DummyObject
+
+    found: dict[str, list[str]] = {}
+    for name in scheduler_classes():
+        value = getattr(schedulers, name)
+        found[name] = (
+            _source_parameters(name) if isinstance(value, DummyObject) else parameters(value)
+        )
+    return found
+
+
+def _source_parameters(name: str) -> list[str]:
+    """The named parameters of class NAME's __init__, read from diffusers' scheduler sources."""
+    import ast
+    from pathlib import Path
+
+    import diffusers.schedulers as schedulers
+
+    for file in sorted(Path(schedulers.__file__).parent.rglob("*.py")):
+        tree = ast.parse(file.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ClassDef) and node.name == name:
+                for item in node.body:
+                    if isinstance(item, ast.FunctionDef) and item.name == "__init__":
+                        args = item.args
+                        return [
+                            a.arg for a in [*args.posonlyargs, *args.args, *args.kwonlyargs][1:]
+                        ]
+    return []
+
+
+def scheduler_keys_source() -> str:
+    """runner/spec/scheduler_keys.py as `scheduler_keys()` makes it, before ruff format."""
+    lines = [
+        '"""Each diffusers scheduler class\'s config keys, by class name: what a `scheduler:`',
+        "mapping may set beside `type`, checked by `runner validate` without importing diffusers.",
+        "",
+        "Generated from the installed diffusers, as schedulers.py is, and a test holds the two",
+        "equal; after upgrading diffusers, regenerate it with `make schema`.",
+        '"""',
+        "",
+        "from __future__ import annotations",
+        "",
+        f"# diffusers {_version()}",
+        "SCHEDULER_KEYS: dict[str, tuple[str, ...]] = {",
+    ]
+    for name, keys in scheduler_keys().items():
+        lines += [f'    "{name}": (', *(f'        "{key}",' for key in keys), "    ),"]
+    return "\n".join([*lines, "}"]) + "\n"

@@ -34,6 +34,18 @@ CONFIG_SEED = 0
 MERGE_ROWS = True
 MAX_BATCH = 64  # rows of one mixed generate call; more buys nothing on a CPU
 CPU_CACHE_BYTES = 2 << 30  # the KV cache a CPU batch may take
+SAMPLING = ("temperature", "top_p", "top_k")  # what matters only where generate samples
+# What `generate` does where neither the call nor the model's generation config says
+# (transformers 5 leaves unset fields None in the config).
+GENERATE_DEFAULTS: dict[str, Any] = {
+    "do_sample": False,
+    "num_beams": 1,
+    "repetition_penalty": 1.0,
+    "temperature": 1.0,
+    "top_p": 1.0,
+    "top_k": 50,
+    "max_length": 20,
+}
 
 
 class TransformersBackend:
@@ -260,6 +272,23 @@ class TransformersBackend:
         start = len(prompt) - 1
         wanted = logits[start : start + max(1, len(continuation))]
         return torch.log_softmax(wanted, dim=-1).cpu().double().numpy()
+
+    def settings(self, args: dict[str, Any]) -> dict[str, Any]:
+        """The decoding settings a generate call with ARGS runs with, the model's generation
+        config filling what ARGS leaves out (sampling ones only where it samples)."""
+        config = self.model.generation_config
+
+        def value(key: str) -> Any:
+            found = args.get(key, getattr(config, key, None))
+            return GENERATE_DEFAULTS.get(key) if found is None else found
+
+        known = {k: value(k) for k in ("do_sample", "num_beams", "max_new_tokens")}
+        known["repetition_penalty"] = value("repetition_penalty")
+        if known["do_sample"]:
+            known.update({k: value(k) for k in SAMPLING})
+        if known["max_new_tokens"] is None:  # generate then stops at max_length, prompt included
+            known["max_length"] = value("max_length")
+        return {k: v for k, v in known.items() if v is not None}
 
     # --- compare: mixed-adapter batches (the MixesAdapters capability) -------------------
 

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+import time
+from collections.abc import Callable
+from contextvars import ContextVar
 from pathlib import Path
 
 from runner.builtin.entry import PREFIX, Builtin
@@ -16,6 +19,9 @@ from runner.builtin.known import catalog
 from runner.meta import cache_home
 
 __all__ = ["PREFIX", "Builtin", "cache_root", "catalog", "resolve"]
+
+# Who hears that a builtin is being made (it takes seconds): the running run's progress.
+ANNOUNCE: ContextVar[Callable[[str], None]] = ContextVar("announce", default=lambda line: None)
 
 # Bump when any maker's output changes, so old caches are not reused.
 FORMAT = "2"
@@ -32,6 +38,8 @@ def resolve(name: str) -> Path:
     if target.is_dir():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
+    say, started = ANNOUNCE.get(), time.perf_counter()
+    say(f"    making {PREFIX}{name} (first use, kept in the cache) ...")
     work = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=target.parent))
     from runner.backends.quiet import captured
 
@@ -46,4 +54,5 @@ def resolve(name: str) -> Path:
                 raise
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    say(f"    made {PREFIX}{name} in {time.perf_counter() - started:.1f}s")
     return target

@@ -10,11 +10,13 @@ renders the same bytes the run wrote, also for runs made before report pages exi
 from __future__ import annotations
 
 import json
+import os
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
-from runner.errors import RunDirError
+from runner.errors import Refused, RunDirError
 from runner.record import layout
 from runner.record import manifest as m
 from runner.record.files import write_atomic
@@ -53,14 +55,18 @@ mark{background:#ffe08a}.same{color:#777}.at{display:block;color:#8a5a00;font-si
 img.thumb{width:160px;height:auto;display:block;background:#eee}
 figure{display:inline-block;margin:0 12px 12px 0;vertical-align:top;max-width:160px}
 figcaption{font-size:12px;color:#444;overflow-wrap:anywhere}
-table.grid td{padding:2px}table.grid thead th{max-width:180px;overflow-wrap:anywhere;
+table.grid td{padding:2px}table.grid thead th{max-width:180px;overflow-wrap:break-word;
 font-weight:normal}.clamp{display:-webkit-box;-webkit-box-orient:vertical;-webkit-line-clamp:4;
 line-clamp:4;overflow:hidden}
+th{word-break:keep-all}table.grid thead th:first-child{white-space:nowrap;vertical-align:bottom}
+table.grid td{text-align:center;vertical-align:middle}img.thumb{margin:0 auto}
+.crisp img.thumb{image-rendering:pixelated}
 """
 
 
-def render(run_dir: Path, manifest: m.Manifest) -> bytes:
-    """The report page of RUN_DIR from its manifest and output files."""
+def render(run_dir: Path, manifest: m.Manifest, base: str = "") -> bytes:
+    """The report page of RUN_DIR from its manifest and output files; BASE (see `base_for`)
+    is where the run's files are seen from the page, for a page written elsewhere."""
     spec = _resolved(run_dir)
     name = manifest.spec.name
     body = [
@@ -79,7 +85,7 @@ def render(run_dir: Path, manifest: m.Manifest) -> bytes:
         f"made by runner {e(manifest.runner.get('version'))}. Every file is listed with its "
         "sha256 in SHA256SUMS (<code>runner verify</code> checks them).</footer>",
     ]
-    return _page(f"{name} - runner report", "\n".join(part for part in body if part))
+    return _page(f"{name} - runner report", "\n".join(part for part in body if part), base)
 
 
 def page(run_dir: Path, manifest: m.Manifest) -> bytes:
@@ -105,14 +111,35 @@ def unavailable(name: str, error: BaseException) -> bytes:
 def write(run_dir: Path, out: Path | None = None) -> Path:
     """Render RUN_DIR's report page again into OUT (default RUN_DIR/report.html)."""
     target = out or run_dir / layout.REPORT
-    write_atomic(target, render(run_dir, m.read(run_dir)))
+    base = base_for(run_dir, target)
+    write_atomic(target, render(run_dir, m.read(run_dir), base))
     return target
 
 
-def _page(title: str, body: str) -> bytes:
+def base_for(run_dir: Path, page_file: Path) -> str:
+    """The URL of RUN_DIR relative to PAGE_FILE's folder ('' when the page is in it), so a
+    page written elsewhere still shows the run's images; refused where no relative path
+    reaches the run (another drive), since an absolute file: URL breaks when either moves."""
+    folder = page_file.absolute().parent
+    try:
+        rel = os.path.relpath(run_dir.absolute(), folder)
+    except ValueError as exc:
+        raise Refused(
+            f"cannot write the report page to '{page_file}': its images in '{run_dir}' "
+            f"cannot be reached by a relative path from there ({exc}); write it on the same "
+            "drive as the run"
+        ) from None
+    if rel == os.curdir:
+        return ""
+    return quote(Path(rel).as_posix()) + "/"
+
+
+def _page(title: str, body: str, base: str = "") -> bytes:
+    # <base> makes every relative link and image of the page resolve from the run's folder.
+    where = f'<base href="{e(base)}">\n' if base else ""
     page = (
         "<!doctype html>\n<html lang=en>\n<head>\n<meta charset=utf-8>\n"
-        f'<meta http-equiv="Content-Security-Policy" content="{_CSP}">\n'
+        f'<meta http-equiv="Content-Security-Policy" content="{_CSP}">\n{where}'
         '<meta name=viewport content="width=device-width, initial-scale=1">\n'
         f"<title>{e(title)}</title>\n<style>{CSS}</style>\n</head>\n<body>\n{body}\n"
         "</body>\n</html>\n"
@@ -132,14 +159,17 @@ def _status(manifest: m.Manifest) -> str:
     status = manifest.status
     line = f"<p><span class='status {e(status)}'>{e(status)}</span></p>"
     if manifest.error is not None:
-        where = manifest.error.where
-        line += (
-            f"<p class=why>{e(status)} at step {manifest.error.step}: {e(where)}\n"
-            f"{e(manifest.error.message)}</p>"
-        )
+        line += _stopped(manifest.error, status)
     elif status == "running":
         line += "<p class=why>The run's process stopped before it recorded its end.</p>"
     return line
+
+
+def _stopped(error: m.Failure, status: str) -> str:
+    """Where and why the run stopped; an interrupt's message ('interrupted') is not repeated."""
+    said = "" if error.message == status else f"\n{e(error.message)}"
+    verb = "stopped by an interrupt" if status == "interrupted" else status
+    return f"<p class=why>{e(verb)} at step {error.step}: {e(error.where)}{said}</p>"
 
 
 def _duration(started: str, ended: str | None) -> str:
@@ -165,7 +195,11 @@ def _facts(manifest: m.Manifest) -> str:
         facts += [
             ("device", e(device)),
             ("dtype", e(settings.dtype)),
-            ("seed", e(settings.seed)),
+            (
+                "spec seed",
+                e(settings.seed) + " <span class=muted>(for steps that set none; "
+                "each step says which it used)</span>",
+            ),
             ("threads", e(settings.threads)),
         ]
     libraries = env.get("libraries") if isinstance(env, dict) else None

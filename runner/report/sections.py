@@ -14,6 +14,8 @@ from runner.record import manifest as m
 from runner.record.trust import run_file
 from runner.report import losses, scores
 from runner.report.markup import e, href, image
+from runner.report.pixels import small_images
+from runner.report.ran_with import ran_with
 from runner.spec.values import is_int
 
 
@@ -29,7 +31,12 @@ def step_section(run_dir: Path, step: m.StepRecord) -> str:
         if step.status != "ok":  # it made nothing the record lists, and left no state to show
             body = f"<p class=why>This step did not finish: {e(step.status)}.</p>"
         else:
-            body = _expectations(step) + SECTIONS.get(step.op, _files)(run_dir, step)
+            body = (
+                _expectations(step)
+                + ran_with(run_dir, step)
+                + SECTIONS.get(step.op, _files)(run_dir, step)
+            )
+            body = f"<div class=crisp>{body}</div>" if small_images(run_dir, step) else body
     except (RunDirError, OSError, ValueError, KeyError, TypeError, IndexError) as exc:
         body = f"<p class=why>Its outputs could not be read: {e(exc)}</p>"
     status = "" if step.status == "ok" else f" {e(step.status)}"

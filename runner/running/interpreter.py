@@ -23,9 +23,11 @@ from runner.record.recorder import Recorder, scheduler_record
 from runner.record.samplers import sampler_name
 from runner.results import Completion, Picture, SchedulerUsed
 from runner.running import compare, effect, expectations, scoring
+from runner.running.announce import CellCounter, announcing, loaded_line
 from runner.running.cellwriter import CellWriter
 from runner.running.ending import finish
 from runner.running.models import ModelCache
+from runner.running.used import used
 from runner.sources import hub
 from runner.spec.types import (
     Compare,
@@ -66,6 +68,7 @@ class Context:
     recorder: Recorder
     index: int = 0  # 1-based number of the step being run
     setup: Setup | None = None
+    ticker: Ticker | None = None  # progress within a step
 
 
 @dataclass
@@ -141,15 +144,19 @@ def _compare(ctx: Context, step: Compare) -> Made:
     folder = layout.output_dir(ctx.index, step.id or "compare")
     writer = CellWriter(ctx.recorder, folder, [row.label for row in step.rows])
 
+    counted = CellCounter(ctx.ticker, cells)
+
     def done(cell: compare.Cell, results: list[Completion] | list[Picture]) -> None:
         weights = None if cell.row.weights is None else dict(cell.row.weights)
         writer.add(cell.row_index, weights, results)
+        counted(cell)
 
     state = ctx.state
     try:
         execution = compare.EXECUTOR(ctx.backend, step, cells, done)
         rows = effect.measure(ctx.backend, step, writer)
     except BaseException:
+        counted.stop()
         writer.close(complete=False)  # what finished stays, described by cells.jsonl
         raise
     finally:
@@ -298,8 +305,9 @@ def execute(
     index, where = 0, spec.where(0)
     with contextlib.ExitStack() as loaded:
         try:
-            backend, state = _prepare(spec, recorder, overrides, setup.models, ticker)
-            ctx = Context(spec, backend, state, recorder, setup=setup)
+            loaded.enter_context(announcing(progress))
+            backend, state = _prepare(spec, recorder, overrides, setup.models, ticker, progress)
+            ctx = Context(spec, backend, state, recorder, setup=setup, ticker=ticker)
             loaded.enter_context(_frozen())
             for index, step in enumerate(spec.steps, start=1):
                 ctx.index, where = index, spec.where(index)
@@ -346,6 +354,7 @@ def _prepare(
     overrides: Overrides,
     models: ModelCache | None,
     ticker: Ticker | None = None,
+    progress: Callable[[str], None] = lambda line: None,
 ) -> tuple[Backend, State]:
     """Settings, environment and the model; an adapter folder as model brings `default`."""
     from runner.backends.determinism import apply_determinism
@@ -355,9 +364,12 @@ def _prepare(
     applied = apply_determinism(
         overrides.device or spec.device, overrides.threads, spec.deterministic
     )
+    started = time.perf_counter()
+    progress(f"loading model {spec.model.path} ({spec.model.family}) ...")
     got = (models or ModelCache(keep=False)).acquire(
         spec, overrides.device or spec.device, overrides.dtype or spec.dtype, recorder.run, ticker
     )
+    progress(loaded_line(got, time.perf_counter() - started))
     backend = got.backend
     if got.reused_from is not None:
         recorder.manifest.origin.model_reused_from = str(got.reused_from)
@@ -399,7 +411,7 @@ def _run_step(ctx: Context, step: Step, progress: Callable[[str], None]) -> None
     record.active_adapters = ctx.state.running
     record.outputs = made.outputs
     record.scheduler = scheduler_record(made.scheduler)
-    record.execution = made.execution
+    record.execution = {**made.execution, **used(ctx.backend, step)}
     record.scores = made.scores
     record.rows = made.rows
     record.expectations = made.expectations

@@ -9,9 +9,10 @@ spec that was running is recorded as interrupted.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import overload
 
 from runner.errors import Interrupted, RunDirError, RunnerError, StepError
 from runner.record import layout
@@ -39,7 +40,8 @@ class Outcome:
 
 @dataclass
 class Many:
-    """Every spec's outcome, in the order the specs were given."""
+    """Every spec's outcome, in the order the specs were given; iterating it, indexing it
+    and len() go over the outcomes (`for o in runner.run_many([...])`)."""
 
     outcomes: list[Outcome]
     interrupted: bool = False
@@ -52,6 +54,19 @@ class Many:
     def expectations_failed(self) -> bool:
         """Some run succeeded but an expectation of it failed (`runner run` exits 4)."""
         return any(o.expectations_failed for o in self.outcomes)
+
+    def __iter__(self) -> Iterator[Outcome]:
+        return iter(self.outcomes)
+
+    def __len__(self) -> int:
+        return len(self.outcomes)
+
+    @overload
+    def __getitem__(self, index: int) -> Outcome: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[Outcome]: ...
+    def __getitem__(self, index: int | slice) -> Outcome | list[Outcome]:
+        return self.outcomes[index]
 
 
 def pending(spec: Spec) -> Outcome:
@@ -128,11 +143,13 @@ def run_many(
         for i in grouped([group_key(spec, overrides) for spec in specs]):
             spec = specs[i]
             progress(f"[{spec.name}] {spec.file}")
+            started = time.perf_counter()
             try:
                 outcomes[i] = run_one(spec, out, overrides, models, _tagged(spec, progress))
             except (Interrupted, KeyboardInterrupt) as exc:
                 stopped = pending(spec)
                 stopped.status, stopped.run_dir = "interrupted", getattr(exc, "run_dir", None)
+                stopped.seconds = round(time.perf_counter() - started, 3)
                 outcomes[i] = stopped
                 return Many(outcomes, interrupted=True)
             progress(f"[{spec.name}] {outcomes[i].status} in {outcomes[i].seconds:.2f}s")
@@ -192,6 +209,22 @@ def _best(run_dir: Path | None) -> str | None:
             text += f", acc {right.row} ({right.acc:.3g})"
         shown.append(text)
     return "; ".join(shown) or None
+
+
+def left_over(many: Many, out: Path) -> list[str]:
+    """The commands that finish an interrupted batch: `runner run --resume RUN` for each
+    run that stopped part-way, one `runner run` for the specs that never started."""
+    import shlex
+
+    lines = [
+        f"runner run --resume {shlex.quote(str(o.run_dir))}"
+        for o in many.outcomes
+        if o.status == "interrupted" and o.run_dir is not None
+    ]
+    never = [shlex.quote(o.spec) for o in many.outcomes if o.status == NOT_RUN]
+    if never:
+        lines.append(f"runner run {' '.join(never)} --out {shlex.quote(str(out))}")
+    return lines
 
 
 def _report(run_dir: Path | None) -> str | None:

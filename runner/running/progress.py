@@ -43,6 +43,7 @@ class Reporter:
         self._drawn = 0  # characters of the bar now on the terminal's last line
         self._last = clock()  # when the last line or redraw was written
         self._began: float | None = None  # when the current long call began
+        self._outer: tuple[int, int, str, str] | None = None  # a whole step's count: within()
 
     def line(self, text: str) -> None:
         """A line of its own (the interpreter's progress callback)."""
@@ -55,12 +56,25 @@ class Reporter:
         """A library's warning, folded into one line."""
         self.line(f"    note: {text}")
 
+    def within(self, done: int, total: int, unit: str, label: str = "") -> None:
+        """DONE of TOTAL UNITs of a whole step are finished (a compare's cells), LABEL the
+        part now worked on: one bar for the step, the calls' own counts shown inside it,
+        instead of a bar that restarts with every call. DONE == TOTAL ends it."""
+        if done <= 0 or self._outer is None:
+            self._began = self.clock()
+        self._outer = (done, total, unit, label) if done < total else None
+        if self._outer is not None and not self.verbose:
+            self.tick(0, None, "")
+
     def tick(self, done: int, total: int | None, unit: str) -> None:
         """DONE of TOTAL UNITs of a long call are finished."""
         if self.verbose:
             return
         now = self.clock()
-        if self._began is None or done <= 1:
+        if self._outer is not None:  # a call within a step: the step's bar, its count inside
+            done, total, unit = self._inner(done, total, unit)
+            self._began = now if self._began is None else self._began
+        elif self._began is None or done <= 1:
             self._began = now
         finished = total is not None and done >= total
         if self.live:
@@ -70,6 +84,12 @@ class Reporter:
             self.stream.write(clip(f"    {_count(done, total)} {unit}") + "\n")
             self.stream.flush()
             self._last = now
+
+    def _inner(self, done: int, total: int | None, unit: str) -> tuple[int, int, str]:
+        assert self._outer is not None
+        cells, of, what, label = self._outer
+        inner = f" · {_count(done, total)} {unit}" if unit else ""
+        return cells, of, f"{what}" + (f" (row {label})" if label else "") + inner
 
     def close(self) -> None:
         """Wipe the bar, if one is shown."""

@@ -14,6 +14,7 @@ import logging
 import os
 import signal
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ from runner.errors import Interrupted, RunnerError
 from runner.record import rundir
 from runner.record.files import sha256_bytes
 from runner.running import orphan
+from runner.running.following import Followed
 from runner.running.interpreter import Overrides
 from runner.running.many import Many, Outcome, group_key, pending
 from runner.running.plan import Plan
@@ -129,6 +131,7 @@ class Driver:
         self.actor_class = ray.remote(Worker).options(**resources)
         self.slots = self._start(count)
         self.busy: dict[Any, Slot] = {}  # task ref -> the slot running it
+        self.followed: dict[int, Followed] = {}  # job index -> its run, since its dispatch
 
     def _workers(self, workers: int | None, jobs: int) -> tuple[int, dict[str, Any]]:
         """How many workers, and what each holds: a GPU, else a CPU."""
@@ -163,6 +166,7 @@ class Driver:
                 if not self.busy:
                     continue
                 ready, _ = self.ray.wait(list(self.busy), num_returns=1, timeout=1.0)
+                self._follow()
                 for ref in ready:
                     self._collect(ref)
         except (Interrupted, KeyboardInterrupt):
@@ -189,7 +193,17 @@ class Driver:
                 continue
             slot.job = job
             self.busy[slot.actor.run.remote(job)] = slot
+            self.followed[job.index] = Followed(job.run_dir, time.perf_counter())
             self.progress(f"[{job.spec.name}] started on {slot.name}")
+
+    def _follow(self) -> None:
+        """Each busy run's steps as its worker finishes them, read from its journal on the
+        shared --out (the worker writes a line per finished step there anyway)."""
+        for slot in self.busy.values():
+            job = slot.job
+            if job is not None and job.index in self.followed:
+                for line in self.followed[job.index].new_steps(len(job.spec.steps)):
+                    self.progress(f"[{job.spec.name}] {line}")
 
     def _collect(self, ref: Any) -> None:
         slot = self.busy.pop(ref)
@@ -236,6 +250,8 @@ class Driver:
             orphan.close(job.run_dir, job.spec, "interrupted", "interrupted")
             stopped = pending(job.spec)
             stopped.status, stopped.run_dir = "interrupted", job.run_dir
+            if job.index in self.followed:
+                stopped.seconds = round(time.perf_counter() - self.followed[job.index].began, 3)
             self.outcomes[job.index] = stopped
         self.busy.clear()
 

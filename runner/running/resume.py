@@ -127,7 +127,9 @@ def spec_to_resume(run_dir: Path, spec_file: Path | None = None) -> tuple[Path, 
         )
         shown = [line for line in diff if not line.startswith("@@")][:12]
         raise Refused(
-            f"cannot resume {run_dir}: {chosen} changed since it ran:\n" + "\n".join(shown)
+            f"cannot resume {run_dir}: {chosen} changed since it ran:\n"
+            + "\n".join(shown)
+            + f"\nto resume the spec as it ran, pass the run's copy: {copy}"
         )
     return chosen, Path(old.spec.base_dir) if chosen == copy else None
 

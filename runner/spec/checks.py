@@ -16,6 +16,7 @@ from runner.spec import datachecks, disk, making, references, scorechecks
 from runner.spec.defaults import generate_defaults, with_defaults
 from runner.spec.document import Document, Path_
 from runner.spec.expect_checks import expect_problems
+from runner.spec.scheduler_checks import scheduler_problems
 from runner.spec.values import is_int
 from runner.spec.vocabulary import DEVICE_MESSAGE, DEVICE_PATTERN, GENERATING, MAX_SEED
 
@@ -52,6 +53,7 @@ def meaning_problems(doc: Document, base_dir: Path) -> list[Located]:
     problems += datachecks.problems(doc, data, base_dir)
     problems += scorechecks.problems(doc, data, base_dir)
     problems += expect_problems(doc, data, steps, model.get("family"))
+    problems += scheduler_problems(doc, data)
     return problems
 
 

@@ -13,6 +13,7 @@ from runner.builtin.known import catalog
 from runner.errors import Located, SourceError
 from runner.sources import folders, names
 from runner.spec.document import Document, Path_
+from runner.spec.vocabulary import FAMILIES
 
 _RELATIVE = " (relative paths resolve against the spec's folder)"
 
@@ -119,7 +120,7 @@ def _source(
             fitting = sorted(n for n, b in known.items() if b.family == family) or sorted(known)
             message = f"unknown builtin {kind} '{name}'; builtins: {', '.join(fitting)}"
             return [doc.problem(where, message)]
-        if isinstance(family, str) and known[name].family != family:
+        if family in FAMILIES and known[name].family != family:  # a typo is reported once
             message = (
                 f"builtin '{name}' is a {known[name].family} {kind}, but model.family is {family}"
             )

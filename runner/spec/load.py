@@ -23,9 +23,7 @@ def load(file: Path, *, base_dir: Path | None = None) -> Spec:
         with file.open("rb") as f:
             raw = f.read(MAX_BYTES + 1)  # no more: a device or a pipe may never end
     except OSError as exc:
-        raise SpecError(
-            [Located(1, 1, "$", f"cannot read the spec: {exc.strerror}", str(file))]
-        ) from None
+        raise SpecError([Located(1, 1, "$", unreadable(exc), str(file))]) from None
     return load_bytes(raw, file, base_dir)
 
 
@@ -54,3 +52,12 @@ def load_data(data: dict[str, Any], base_dir: Path) -> Spec:
 def _unique(problems: list[Located]) -> list[Located]:
     """The schema and the meaning checks can both catch one thing; say it once."""
     return list(dict.fromkeys(problems))
+
+
+def unreadable(exc: OSError) -> str:
+    """Why a spec file cannot be read, as a person would say it."""
+    if isinstance(exc, FileNotFoundError):
+        return "the spec file does not exist"
+    if isinstance(exc, IsADirectoryError):
+        return "this is a folder, not a spec file"
+    return f"cannot read the spec: {exc.strerror}"

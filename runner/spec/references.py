@@ -6,6 +6,7 @@ The wording of each rule lives here once; `checks` uses it for load and set_adap
 
 from __future__ import annotations
 
+import difflib
 from typing import Any
 
 from runner.errors import Located
@@ -17,7 +18,17 @@ from runner.spec.values import is_int, is_number
 
 def not_declared(name: str, declared: dict[str, Any]) -> str:
     listing = ", ".join(sorted(declared)) or "none"
-    return f"adapter '{name}' is not declared under adapters (declared: {listing})"
+    close = _close(name, declared)
+    return f"adapter '{name}' is not declared under adapters{close} (declared: {listing})"
+
+
+def _close(name: str, declared: dict[str, Any]) -> str:
+    """` (did you mean 'x'?)` for a declared name (or the `base` row) spelt otherwise."""
+    if name.lower() == rows.BASE and name != rows.BASE:
+        return f" (did you mean '{rows.BASE}', the base model's row?)"
+    lowered = {str(d).lower(): str(d) for d in declared}
+    close = difflib.get_close_matches(name.lower(), list(lowered), n=1, cutoff=0.75)
+    return f" (did you mean '{lowered[close[0]]}'?)" if close else ""
 
 
 def not_loaded(name: str) -> str:

@@ -15,6 +15,7 @@ from runner.errors import Located
 from runner.spec import document, grammar, validcache
 from runner.spec.document import Document, Path_, format_path
 from runner.spec.values import is_number
+from runner.spec.vocabulary import FAMILIES, family_of
 
 if TYPE_CHECKING:
     from jsonschema import ValidationError
@@ -174,6 +175,16 @@ def _translate(error: ValidationError, doc: Document) -> list[Located]:
     return problems
 
 
+def _of_family(allowed: list[str], doc: Document, path: Path_) -> list[str]:
+    """The keys allowed at PATH less the generate arguments of the other family, for a
+    step or defaults.generate of a spec whose model.family is valid."""
+    model = doc.data.get("model") if isinstance(doc.data, dict) else None
+    family = model.get("family") if isinstance(model, dict) else None
+    if family not in FAMILIES or not path or path[0] not in ("steps", "defaults"):
+        return allowed
+    return [k for k in allowed if family_of(k) in (None, family)]
+
+
 def _messages(error: ValidationError, doc: Document) -> list[Located]:
     path: Path_ = tuple(error.absolute_path)
     value, rule, schema_node = error.instance, error.validator, error.schema
@@ -183,7 +194,7 @@ def _messages(error: ValidationError, doc: Document) -> list[Located]:
     if custom and rule == "pattern":
         return [doc.problem(path, f"{custom}, found {_found(value)}")]
     if rule == "additionalProperties":
-        allowed = sorted(schema_node.get("properties", {}))
+        allowed = _of_family(sorted(schema_node.get("properties", {})), doc, path)
         return [
             doc.problem(
                 (*path, key),

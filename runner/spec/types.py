@@ -98,6 +98,7 @@ class Generate:
     id: str | None = None
     op: str = "generate"
     expect: Expect | None = None  # checked after the step (runner.running.expectations)
+    seed_from: str = "spec"  # where `seed` came from: see `seed_from`
 
 
 @dataclass(frozen=True)
@@ -121,6 +122,7 @@ class Compare:
     id: str | None = None
     op: str = "compare"
     expect: Expect | None = None  # checked after the step (runner.running.expectations)
+    seed_from: str = "spec"  # where `seeds` came from: see `seed_from`
 
 
 @dataclass(frozen=True)
@@ -383,6 +385,7 @@ def _generate(raw_step: dict[str, Any], here: _Here) -> Generate:
         line=here.at,
         id=here.id,
         expect=expect.build(expected, here.at),
+        seed_from=seed_from(raw_step, here.defaults),
     )
 
 
@@ -508,6 +511,7 @@ def _compare(
         line=at,
         id=raw_step.get("id"),
         expect=expect.build(expected, at),
+        seed_from=seed_from(raw_step, defaults),
     )
 
 
@@ -524,6 +528,14 @@ def score_arguments(step: Score) -> dict[str, Any]:
         out["choices"] = [list(c) for c in step.choices]
         out["label"] = list(step.labels or ())
     return out
+
+
+def seed_from(raw_step: dict[str, Any], defaults: dict[str, Any]) -> str:
+    """Where a generating step's seed comes from: `step` (its own `seed:`), `defaults`
+    (`defaults.generate.seed`) or `spec` (the spec's top-level `seed`)."""
+    if "seed" in raw_step:
+        return "step"
+    return "defaults" if "seed" in defaults else "spec"
 
 
 def _default_name(file: Path) -> str:

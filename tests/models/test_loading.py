@@ -216,11 +216,12 @@ def test_reproduce_rebuilds_the_schedulers_and_diff_shows_another(
 def test_a_scheduler_key_the_class_does_not_take_fails_in_one_line(tmp_path: Path) -> None:
     text = SAMPLERS_SPEC.format(prompt=PROMPT).replace("use_karras_sigmas", "use_karas_sigmas")
     code, _, err = run_spec(tmp_path, text)
-    assert code == 2
-    assert error(err).endswith(
-        "model: DPMSolverMultistepScheduler takes no config key 'use_karas_sigmas' "
-        "(did you mean 'use_karras_sigmas'?)"
-    )
+    assert code == 1  # refused at validation now, before the model loads (issue 25)
+    (line,) = err.strip().splitlines()
+    assert line.endswith(
+        "model.scheduler.use_karas_sigmas: DPMSolverMultistepScheduler takes no config key "
+        "'use_karas_sigmas' (did you mean 'use_karras_sigmas'?)"
+    ), line
 
 
 @pytest.fixture(scope="module")

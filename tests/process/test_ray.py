@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import threading
@@ -185,5 +186,10 @@ def test_ctrl_c_stops_the_cluster_and_keeps_what_finished(tmp_path: Path) -> Non
         assert runner.verify(stopped).ok
         (row,) = [line for line in stdout.splitlines() if str(run) in line]
         assert row.split()[1] == "interrupted"
+        assert float(row.split()[2]) > 0, row  # the seconds it ran, not 0.00
+        assert f"  runner run --resume {run}" in stderr.splitlines()
     (waiting,) = [line for line in stdout.splitlines() if " not run " in line]
     assert waiting.split()[0] in specs
+    assert f"  runner run {waiting.split()[0]} --out {out}" in stderr.splitlines()
+    # the workers' steps arrived as they finished, read from their journals
+    assert re.search(r"^\[(one|two)\] step 1/400 generate +\d+\.\d\ds$", stderr, flags=re.M)

@@ -54,8 +54,15 @@ def test_the_image_quickstart_shows_only_the_runners_lines(tmp_path: Path) -> No
     lines = check(stderr)
     assert "\r" not in stderr  # no bar off a terminal
     alive = re.compile(r"    \d/4 denoising steps")  # at most every 10 s, on a slow machine
-    # 10 step lines, 6 of outputs, a load report line per adapter
-    assert len([line for line in lines if line and not alive.fullmatch(line)]) == 18
+    # builtins made on first use are announced, each with its time
+    made = re.compile(
+        r"    making builtin:\S+ \(first use, kept in the cache\) \.\.\.|    made builtin:\S+ in .*s"
+    )
+    lines = [line for line in lines if not made.fullmatch(line)]
+    # the model's two lines, 10 step lines, 6 of outputs, a load report line per adapter
+    assert len([line for line in lines if line and not alive.fullmatch(line)]) == 20
+    assert lines[0] == "loading model builtin:tiny-sdxl (diffusers) ...", lines
+    assert re.fullmatch(r"    model loaded in \d+\.\d\ds", lines[1]), lines[1]
     assert sum(line.startswith("    adapter kohya: 120 modules") for line in lines) == 1
     assert proc.stdout.decode().strip() == str(next(tmp_path.iterdir()))
     assert "    'a red cube on a table' -> outputs/04-kohya/1.png" in lines
@@ -104,7 +111,9 @@ def test_a_lora_of_another_base_is_one_line_naming_adapter_model_and_shapes(
     )
     result = CliRunner().invoke(main, ["run", str(spec), "--out", "runs"])
     assert result.exit_code == 2
-    error, kept = result.stderr.splitlines()
+    loading, loaded, *_, error, kept = result.stderr.splitlines()
+    assert loading == "loading model builtin:tiny-sd (diffusers) ..."
+    assert loaded.startswith("    model loaded in ")
     assert re.fullmatch(
         r"error: wrong.yaml:7: step 1 \(load\): adapter 'xl': does not fit the model "
         r"builtin:tiny-sd: 8 weights have other shapes, e.g. \S+\.lora_A\.xl\.weight is "
