@@ -21,7 +21,7 @@ from runner.record import manifest as m
 from runner.record.recorder import Recorder, scheduler_record
 from runner.record.samplers import sampler_name
 from runner.results import Completion, Picture, SchedulerUsed
-from runner.running import compare
+from runner.running import compare, shaping
 from runner.running.cellwriter import CellWriter
 from runner.running.ending import finish
 from runner.running.models import ModelCache
@@ -151,6 +151,11 @@ def _enable(ctx: Context, step: Enable) -> Made:
     return Made()
 
 
+def _shaped(done: shaping.Done) -> Made:
+    notes, execution = done
+    return Made(notes=notes, execution=execution)
+
+
 OPS: dict[str, Callable[[Context, Any], Made]] = {
     "load": _load,
     "set_adapters": _set_adapters,
@@ -158,6 +163,9 @@ OPS: dict[str, Callable[[Context, Any], Made]] = {
     "compare": _compare,
     "disable": _disable,
     "enable": _enable,
+    "fuse": lambda ctx, step: _shaped(shaping.fuse(ctx.state, ctx.backend, step)),
+    "unfuse": lambda ctx, step: _shaped(shaping.unfuse(ctx.state, ctx.backend, step)),
+    "delete": lambda ctx, step: _shaped(shaping.delete(ctx.state, ctx.backend, step)),
 }
 
 
@@ -325,7 +333,8 @@ def _arguments(step: Step) -> dict[str, Any]:
             "seed": list(step.seeds),
             **step.args,
         }
-    return {}
+    arguments = getattr(step, "arguments", None)  # the shaping ops say their own
+    return arguments() if callable(arguments) else {}
 
 
 def _show(active: dict[str, float]) -> str:

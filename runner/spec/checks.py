@@ -12,7 +12,7 @@ from typing import Any
 
 from runner.errors import Located
 from runner.sources import names
-from runner.spec import disk, references
+from runner.spec import disk, references, shaping_checks
 from runner.spec.defaults import generate_defaults, with_defaults
 from runner.spec.document import Document, Path_
 from runner.spec.values import is_int
@@ -46,6 +46,9 @@ def meaning_problems(doc: Document, base_dir: Path) -> list[Located]:
     if preloaded is not None:  # an adapter folder as model path arrives as 'default'
         types["default"] = preloaded
     problems += _steps(doc, steps, adapters, types, preloaded is not None)
+    problems += shaping_checks.fused_problems(
+        doc, steps, model.get("family"), "quantization" in model, preloaded is not None
+    )
     problems += _generating(doc, data, steps, model.get("family"))
     problems += references.size_problems(doc, data)
     return problems
@@ -164,6 +167,8 @@ def _steps(
         op = step.get("op")
         if op == "compare":
             problems += references.compare_problems(doc, here, step, declared, loaded, types)
+        if op == "delete":
+            problems += shaping_checks.delete_problems(doc, here, step, declared, loaded)
         if op not in ("load", "set_adapters"):
             continue
         field = (*here, "adapters")

@@ -132,7 +132,43 @@ class Enable:
     op: str = "enable"
 
 
-Step = Load | SetAdapters | Generate | Compare | Disable | Enable
+@dataclass(frozen=True)
+class Fuse:
+    """Fold the active adapters into the base weights at LORA_SCALE."""
+
+    lora_scale: float = 1.0
+    line: int = 0
+    id: str | None = None
+    op: str = "fuse"
+
+    def arguments(self) -> dict[str, Any]:
+        return {"lora_scale": self.lora_scale}
+
+
+@dataclass(frozen=True)
+class Unfuse:
+    line: int = 0
+    id: str | None = None
+    op: str = "unfuse"
+
+    def arguments(self) -> dict[str, Any]:
+        return {}
+
+
+@dataclass(frozen=True)
+class Delete:
+    """Remove ADAPTERS from the model and from the interpreter's books."""
+
+    adapters: tuple[str, ...]
+    line: int = 0
+    id: str | None = None
+    op: str = "delete"
+
+    def arguments(self) -> dict[str, Any]:
+        return {"adapters": list(self.adapters)}
+
+
+Step = Load | SetAdapters | Generate | Compare | Disable | Enable | Fuse | Unfuse | Delete
 
 
 @dataclass(frozen=True)
@@ -282,6 +318,9 @@ BUILDERS: dict[str, Callable[[dict[str, Any], _Here], Step]] = {
     "compare": _compare_step,
     "disable": lambda raw_step, here: Disable(here.at, here.id),
     "enable": lambda raw_step, here: Enable(here.at, here.id),
+    "fuse": lambda raw_step, here: Fuse(float(raw_step.get("lora_scale", 1.0)), here.at, here.id),
+    "unfuse": lambda raw_step, here: Unfuse(here.at, here.id),
+    "delete": lambda raw_step, here: Delete(_load(raw_step, here).adapters, here.at, here.id),
 }
 
 
@@ -340,6 +379,8 @@ def resolved(spec: Spec) -> dict[str, Any]:
             ]
             out.update(prompt=list(step.prompts), seed=list(step.seeds))
             out.update(step.args)
+        elif isinstance(step, (Fuse, Unfuse, Delete)):
+            out.update(step.arguments())
         return out
 
     return {
