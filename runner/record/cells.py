@@ -15,6 +15,8 @@ from typing import Any
 
 from runner.errors import RunDirError
 from runner.record.trust import CELLS_LIMIT, read_limited, read_run_file
+from runner.spec import weights
+from runner.spec.weights import Weight
 
 
 @dataclass(frozen=True)
@@ -22,7 +24,7 @@ class Cell:
     """One line of cells.jsonl, as read back."""
 
     row: str
-    adapters: dict[str, float] | None
+    adapters: dict[str, Weight] | None
     prompt: str
     seed: int
     text: str | None = None
@@ -75,7 +77,7 @@ def parse(file: Path, content: str) -> list[Cell]:
                     row=str(row["row"]),
                     adapters=None
                     if adapters is None
-                    else {str(k): float(v) for k, v in adapters.items()},
+                    else {str(k): weights.typed(v) for k, v in adapters.items()},
                     prompt=str(row["prompt"]),
                     seed=int(row["seed"]),
                     text=row.get("text"),

@@ -14,6 +14,8 @@ from typing import Any
 
 from runner.errors import RunDirError
 from runner.record.trust import CELLS_LIMIT, read_limited, read_run_file
+from runner.spec import weights
+from runner.spec.weights import Weight
 
 
 @dataclass(frozen=True)
@@ -24,7 +26,7 @@ class Completed:
     text: str
     token_ids: list[int]
     seed: int
-    adapters: dict[str, float] | None
+    adapters: dict[str, Weight] | None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -76,7 +78,7 @@ def parse(file: Path, content: str) -> list[Completed]:
                     seed=int(row["seed"]),
                     adapters=None
                     if adapters is None
-                    else {str(k): float(v) for k, v in adapters.items()},
+                    else {str(k): weights.typed(v) for k, v in adapters.items()},
                 )
             )
         except (ValueError, KeyError, TypeError, AttributeError) as exc:

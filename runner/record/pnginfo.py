@@ -26,6 +26,8 @@ from PIL.PngImagePlugin import PngImageFile, PngInfo
 
 from runner.record.files import write_atomic
 from runner.record.samplers import sampler_name
+from runner.spec import weights
+from runner.spec.weights import Weight
 
 if TYPE_CHECKING:
     from runner.results import Picture
@@ -81,7 +83,7 @@ def sampler(picture: Picture) -> str | None:
     return sampler_name(used.type, used.config) or used.type
 
 
-def infotext(picture: Picture, adapters: dict[str, float] | None, runner_version: str) -> str:
+def infotext(picture: Picture, adapters: dict[str, Weight] | None, runner_version: str) -> str:
     """The `parameters` text AUTOMATIC1111 writes: prompt, negative prompt, then settings."""
     params = picture.params
     fields: dict[str, Any] = {
@@ -91,7 +93,7 @@ def infotext(picture: Picture, adapters: dict[str, float] | None, runner_version
         "Seed": picture.seed,
         "Size": f"{params.get('width')}x{params.get('height')}",
         # Not A1111's `<lora:name:weight>` in the prompt, which would change what the prompt says.
-        "Lora weights": ", ".join(f"{n}: {float(w)!r}" for n, w in adapters.items())
+        "Lora weights": ", ".join(f"{n}: {weights.written(w)}" for n, w in adapters.items())
         if adapters
         else None,
         "Lora scale": params.get("lora_scale") if adapters else None,
@@ -127,7 +129,7 @@ def parse_parameters(text: str) -> dict[str, str]:
 def png_bytes(
     picture: Picture,
     *,
-    adapters: dict[str, float] | None,
+    adapters: dict[str, Weight] | None,
     spec_sha256: str,
     runner_version: str,
     row: str | None = None,

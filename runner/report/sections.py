@@ -13,7 +13,9 @@ from runner.record import completions, layout
 from runner.record import manifest as m
 from runner.record.trust import run_file
 from runner.report.markup import e, href, image
+from runner.spec import weights
 from runner.spec.values import is_int
+from runner.spec.weights import Weight
 
 
 def step_section(run_dir: Path, step: m.StepRecord) -> str:
@@ -35,13 +37,13 @@ def step_section(run_dir: Path, step: m.StepRecord) -> str:
     return f"<section class='step{status}' id='step-{step.index}'>{head}{body}</section>"
 
 
-def adapters_text(adapters: dict[str, float] | None) -> str:
+def adapters_text(adapters: dict[str, Weight] | None) -> str:
     """`none`, `disabled (base model)`, or `a, b=0.5` (weights other than 1 shown)."""
     if adapters is None:
         return "disabled (base model)"
     if not adapters:
         return "none"
-    return ", ".join(n if w == 1.0 else f"{n}={w:g}" for n, w in adapters.items())
+    return ", ".join(weights.shown(n, w) for n, w in adapters.items())
 
 
 def _after(step: m.StepRecord) -> str:

@@ -26,7 +26,9 @@ from runner.running.cellwriter import CellWriter
 from runner.running.ending import finish
 from runner.running.models import ModelCache
 from runner.sources import hub
+from runner.spec import weights
 from runner.spec.types import Compare, Disable, Enable, Generate, Load, SetAdapters, Spec, Step
+from runner.spec.weights import Weight
 
 
 @dataclass
@@ -34,11 +36,11 @@ class State:
     """Adapter bookkeeping: what is loaded, what runs (or would run, while disabled)."""
 
     loaded: list[str] = field(default_factory=list)
-    active: dict[str, float] = field(default_factory=dict)
+    active: dict[str, Weight] = field(default_factory=dict)
     disabled: bool = False
 
     @property
-    def running(self) -> dict[str, float] | None:
+    def running(self) -> dict[str, Weight] | None:
         """The adapters the model runs with now; None while disabled."""
         return None if self.disabled else dict(self.active)
 
@@ -337,7 +339,7 @@ def _arguments(step: Step) -> dict[str, Any]:
     return arguments() if callable(arguments) else {}
 
 
-def _show(active: dict[str, float]) -> str:
+def _show(active: dict[str, Weight]) -> str:
     if not active:
         return "none"
-    return ", ".join(name if w == 1.0 else f"{name}={w:g}" for name, w in active.items())
+    return ", ".join(weights.shown(name, w) for name, w in active.items())

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from runner.spec import rows as row_forms
+from runner.spec import weights as weight_forms
 from runner.spec.defaults import generate_defaults, with_defaults
 from runner.spec.vocabulary import NAME_MAX
 
@@ -76,7 +77,8 @@ class Load:
 
 @dataclass(frozen=True)
 class SetAdapters:
-    weights: tuple[tuple[str, float], ...]  # (name, weight) in the order written
+    # (name, weight) in the order written; a weight per component is a mapping (weights.py)
+    weights: tuple[tuple[str, weight_forms.Weight], ...]
     line: int = 0
     id: str | None = None
     op: str = "set_adapters"
@@ -101,7 +103,7 @@ class Row:
     """One adapter setting of a compare step; `weights` None is the base model."""
 
     label: str  # `base`, `3d, cereal` or `3d=0.7, cereal=0.5`
-    weights: tuple[tuple[str, float], ...] | None
+    weights: tuple[tuple[str, weight_forms.Weight], ...] | None
     line: int = 0
 
 
@@ -286,7 +288,7 @@ def _set_adapters(raw_step: dict[str, Any], here: _Here) -> SetAdapters:
     if isinstance(chosen, str):
         chosen = [chosen]
     pairs = chosen.items() if isinstance(chosen, dict) else ((n, 1.0) for n in chosen)
-    return SetAdapters(tuple((n, float(w)) for n, w in pairs), here.at, here.id)
+    return SetAdapters(tuple((n, weight_forms.typed(w)) for n, w in pairs), here.at, here.id)
 
 
 def _generate(raw_step: dict[str, Any], here: _Here) -> Generate:
