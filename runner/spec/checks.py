@@ -51,6 +51,7 @@ def meaning_problems(doc: Document, base_dir: Path) -> list[Located]:
     )
     problems += _generating(doc, data, steps, model.get("family"))
     problems += weight_checks.weight_problems(doc, steps, model, base_dir)
+    problems += shaping_checks.quantization_problems(doc, model)
     problems += references.size_problems(doc, data)
     return problems
 
