@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from runner.errors import RunDirError
-from runner.record.trust import CELLS_LIMIT, read_limited, read_run_file
+from runner.record.trust import records_text, run_records_text
 
 
 @dataclass(frozen=True)
@@ -52,21 +52,13 @@ def line(cell: Cell) -> bytes:
 def read(file: Path) -> list[Cell]:
     """Every cell of a cells.jsonl file (a regular file within CELLS_LIMIT), in order;
     raises RunDirError naming the file or a bad line."""
-    try:
-        content = read_limited(file, CELLS_LIMIT).decode("utf-8")
-    except (OSError, ValueError) as exc:
-        raise RunDirError(f"{file}: not readable ({exc})") from None
-    return parse(file, content)
+    return parse(file, records_text(file))
 
 
 def read_run(run_dir: Path, rel: str) -> list[Cell]:
     """Every cell of the cells.jsonl REL of RUN_DIR, read by the run directory's rule
     (RunDirError for a link, a FIFO, a file past CELLS_LIMIT, or a bad line)."""
-    try:
-        content = read_run_file(run_dir, rel, CELLS_LIMIT).decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise RunDirError(f"{run_dir / rel}: not readable ({exc})") from None
-    return parse(run_dir / rel, content)
+    return parse(run_dir / rel, run_records_text(run_dir, rel))
 
 
 def parse(file: Path, content: str) -> list[Cell]:

@@ -151,3 +151,21 @@ def sha256_run_file(run_dir: Path, rel: str) -> str:
         return sha256_regular(file)
     except OSError as exc:
         raise UnsafePath(run_dir, rel, f"cannot be read ({exc.strerror or exc})") from None
+
+
+def records_text(file: Path) -> str:
+    """A JSON-lines record of a run (cells.jsonl, completions.jsonl) as text: a regular file
+    within CELLS_LIMIT, in UTF-8; RunDirError naming the file otherwise."""
+    try:
+        return read_limited(file, CELLS_LIMIT).decode("utf-8")
+    except (OSError, ValueError) as exc:
+        raise RunDirError(f"{file}: not readable ({exc})") from None
+
+
+def run_records_text(run_dir: Path, rel: str) -> str:
+    """The JSON-lines record REL of RUN_DIR as text, read by the run directory's rule
+    (RunDirError for a link, a FIFO, a file past CELLS_LIMIT, or bytes that are no UTF-8)."""
+    try:
+        return read_run_file(run_dir, rel, CELLS_LIMIT).decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise RunDirError(f"{run_dir / rel}: not readable ({exc})") from None
