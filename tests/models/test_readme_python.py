@@ -13,7 +13,8 @@ ROOT = Path(__file__).resolve().parents[2]
 BLOCKS = re.findall(r"^```python\n(.*?)^```", (ROOT / "README.md").read_text(), re.M | re.S)
 NEEDS = re.compile(r"# needs: (gpu|hub)\b")
 
-# What the examples name: spec.yaml with a step `blend`, a.yaml and b.yaml.
+# What the examples name: spec.yaml with a step `blend` and a score step `loglik`, a.yaml
+# and b.yaml.
 SPEC = """\
 version: 1
 name: {name}
@@ -31,6 +32,11 @@ steps:
     id: blend
     prompt: [the cat, a bird]
     max_new_tokens: 4
+  - op: score
+    id: loglik
+    adapters: [base, a]
+    context: [the cat]
+    continuation: [" sat on the mat"]
 """
 
 
