@@ -144,7 +144,7 @@ def test_completion_offers_exactly_the_familys_arguments(
     model = TRANSFORMERS if family == "transformers" else DIFFUSERS
     if where == "step":
         text = f"version: 1\n{model}steps:\n  - op: generate\n    prompt: hi\n    \n"
-        expected = _family_keys(family) | COMMON
+        expected = _family_keys(family) | COMMON | {"expect"}  # a step's, not a default
     else:
         text = f"version: 1\n{model}defaults:\n  generate:\n    prompt: hi\n    \nsteps: [{{op: disable}}]\n"
         expected = _family_keys(family) | {"seed"}

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -64,9 +65,15 @@ def open_in_browser(browser: Any, page_file: Path, screenshot: Path) -> dict[str
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
     page.goto(page_file.resolve().as_uri())
+    # the difference pictures sit in closed <details>: open them, so that every image shows
+    page.evaluate("() => document.querySelectorAll('details').forEach(d => { d.open = true })")
     for image in page.query_selector_all("img"):  # thumbnails load lazily, as they scroll in
         image.scroll_into_view_if_needed()
-    page.wait_for_function("[...document.images].every(i => i.complete)", timeout=15000)
+    # polled from here: the page's CSP forbids the eval that wait_for_function would need
+    deadline = time.monotonic() + 15
+    while not page.evaluate("() => [...document.images].every(i => i.complete)"):
+        assert time.monotonic() < deadline, "the page's images did not finish loading"
+        page.wait_for_timeout(100)
     found = page.evaluate(
         """() => ({
             images: [...document.images].map(i => [i.getAttribute('src'), i.naturalWidth]),
@@ -123,7 +130,8 @@ steps:
     run = runner.run(spec, out=tmp_path / "runs")
     shot = tmp_path / "report.png"
     seen = open_in_browser(browser, run.dir / "report.html", shot)
-    assert len(seen["images"]) == 5 * 4 + 1 and all(w > 0 for _, w in seen["images"])
+    # 5 rows x 4 cells, the grid, and a difference picture for each of the 4 non-base rows' cells
+    assert len(seen["images"]) == 5 * 4 + 1 + 4 * 4 and all(w > 0 for _, w in seen["images"])
     assert all(u.startswith("file://") for u in seen["requests"])
     assert seen["grids"] == [
         {"rows": ["base", "a", "a=0.5, b=0.5", "b=0.5", "b=1"], "columns": 4, "cells": [4] * 5}
