@@ -15,8 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from runner.errors import RunDirError
-from runner.record.trust import records_text, run_records_text
+from runner.record.trust import adapter_weights, json_lines, records_text, run_records_text
 
 
 @dataclass(frozen=True)
@@ -63,31 +62,21 @@ def read_run(run_dir: Path, rel: str) -> list[Cell]:
 
 def parse(file: Path, content: str) -> list[Cell]:
     """Every cell of CONTENT, read from FILE, in order; raises RunDirError naming a bad line."""
-    cells = []
-    for number, text in enumerate(content.splitlines(), 1):
-        if not text.strip():
-            continue
-        try:
-            row = json.loads(text)
-            adapters = row["adapters"]
-            cells.append(
-                Cell(
-                    row=str(row["row"]),
-                    adapters=None
-                    if adapters is None
-                    else {str(k): float(v) for k, v in adapters.items()},
-                    prompt=str(row["prompt"]),
-                    seed=int(row["seed"]),
-                    text=row.get("text"),
-                    token_ids=[int(t) for t in row["token_ids"]] if "token_ids" in row else None,
-                    image=row.get("image"),
-                    distance=_distance(row.get("distance")),
-                    noop=None if row.get("noop") is None else bool(row["noop"]),
-                )
-            )
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:
-            raise RunDirError(f"{file}:{number}: not a cell ({exc})") from None
-    return cells
+    return json_lines(file, content, _cell, "a cell")
+
+
+def _cell(row: dict[str, Any]) -> Cell:
+    return Cell(
+        row=str(row["row"]),
+        adapters=adapter_weights(row["adapters"]),
+        prompt=str(row["prompt"]),
+        seed=int(row["seed"]),
+        text=row.get("text"),
+        token_ids=[int(t) for t in row["token_ids"]] if "token_ids" in row else None,
+        image=row.get("image"),
+        distance=_distance(row.get("distance")),
+        noop=None if row.get("noop") is None else bool(row["noop"]),
+    )
 
 
 def _distance(value: Any) -> dict[str, Any] | None:

@@ -12,8 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from runner.errors import RunDirError
-from runner.record.trust import records_text, run_records_text
+from runner.record.trust import adapter_weights, json_lines, records_text, run_records_text
 
 
 @dataclass(frozen=True)
@@ -53,24 +52,14 @@ def read_run(run_dir: Path, rel: str) -> list[Completed]:
 
 def parse(file: Path, content: str) -> list[Completed]:
     """Every completion of CONTENT, read from FILE; raises RunDirError naming a bad line."""
-    found = []
-    for number, text in enumerate(content.splitlines(), 1):
-        if not text.strip():
-            continue
-        try:
-            row = json.loads(text)
-            adapters = row["adapters"]
-            found.append(
-                Completed(
-                    prompt=str(row["prompt"]),
-                    text=str(row["text"]),
-                    token_ids=[int(t) for t in row["token_ids"]],
-                    seed=int(row["seed"]),
-                    adapters=None
-                    if adapters is None
-                    else {str(k): float(v) for k, v in adapters.items()},
-                )
-            )
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:
-            raise RunDirError(f"{file}:{number}: not a completion ({exc})") from None
-    return found
+    return json_lines(file, content, _completed, "a completion")
+
+
+def _completed(row: dict[str, Any]) -> Completed:
+    return Completed(
+        prompt=str(row["prompt"]),
+        text=str(row["text"]),
+        token_ids=[int(t) for t in row["token_ids"]],
+        seed=int(row["seed"]),
+        adapters=adapter_weights(row["adapters"]),
+    )

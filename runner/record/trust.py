@@ -16,9 +16,12 @@ there).
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import stat
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 from runner.errors import RunDirError, printable
 
@@ -169,3 +172,25 @@ def run_records_text(run_dir: Path, rel: str) -> str:
         return read_run_file(run_dir, rel, CELLS_LIMIT).decode("utf-8")
     except UnicodeDecodeError as exc:
         raise RunDirError(f"{run_dir / rel}: not readable ({exc})") from None
+
+
+T = TypeVar("T")
+
+
+def json_lines(file: Path, content: str, build: Callable[[Any], T], what: str) -> list[T]:
+    """BUILD of each non-blank JSON line of CONTENT (read from FILE), in order; a line BUILD
+    cannot take is a RunDirError naming FILE, the line and WHAT it should have been."""
+    found = []
+    for number, text in enumerate(content.splitlines(), 1):
+        if not text.strip():
+            continue
+        try:
+            found.append(build(json.loads(text)))
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise RunDirError(f"{file}:{number}: not {what} ({exc})") from None
+    return found
+
+
+def adapter_weights(value: Any) -> dict[str, float] | None:
+    """A recorded `adapters` field: name -> weight, or None (none active, or base)."""
+    return None if value is None else {str(k): float(v) for k, v in value.items()}
