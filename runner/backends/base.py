@@ -75,6 +75,17 @@ class Backend(Protocol):
     def unload_adapters(self) -> None:
         """Remove every adapter, so that the model computes exactly what a fresh load does."""
 
+    def fuse(self, weights: dict[str, float], lora_scale: float) -> dict[str, Any]:
+        """Fold the active adapters WEIGHTS into the base weights; returns what to record
+        (the base weights' sha256 before)."""
+
+    def unfuse(self) -> dict[str, Any]:
+        """Take them out again, the base weights bit-identical to before fuse (else
+        StepError); returns what to record."""
+
+    def delete_adapters(self, names: list[str], active: dict[str, float]) -> None:
+        """Remove NAMES from the model; ACTIVE (the others that were active) stays active."""
+
 
 class CannotMix(Exception):
     """The model refuses a mixed batch at run time (e.g. a layer sees the batch flattened,

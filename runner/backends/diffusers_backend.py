@@ -12,7 +12,7 @@ import torch
 from diffusers import DiffusionPipeline
 from safetensors import SafetensorError
 
-from runner.backends import load_report, merging, saving, scheduling
+from runner.backends import fusing, load_report, merging, saving, scheduling
 from runner.backends.base import Logged, Ticker, refuse_bad_name
 from runner.backends.devices import gpu_memory, resolve_device, resolve_dtype, torch_dtype
 from runner.backends.quiet import ADAPTER_FALSE_ALARMS, ANSI, captured, fold, one_line
@@ -81,6 +81,7 @@ class DiffusersBackend:
         self.own_scheduler: Any = None  # the scheduler the pipeline came with: the base config
         self.scheduler: Any = None  # the model's scheduler: every step without its own runs it
         self.left_out: tuple[str, ...] = ()  # components loaded as None
+        self.kept: fusing.Kept | None = None  # the base weights as they were, while fused
 
     def load_model(self, model: Model, local: Path | str | None) -> None:
         """Load the pipeline from `local` (a folder or hub id), or from `model.path` when None,
@@ -231,8 +232,40 @@ class DiffusersBackend:
         if self.adapters():
             self.pipe.enable_lora()
 
+    def _modules(self) -> dict[str, Any]:
+        return {k: v for k, v in self.pipe.components.items() if isinstance(v, torch.nn.Module)}
+
+    def fuse(self, weights: dict[str, float], lora_scale: float) -> dict[str, Any]:
+        """fuse_lora of the active adapters, their weights as set_adapters set them; keeps
+        the base weights it changes (a hash, and a CPU copy that unfuse puts back)."""
+        self.kept = fusing.Kept.before_fuse(self._modules())
+        with captured(self.ticker.verbose):
+            self.pipe.fuse_lora(lora_scale=lora_scale, adapter_names=list(weights))
+        return {"base_sha256": self.kept.sha256, "fused": list(weights)}
+
+    def unfuse(self) -> dict[str, Any]:
+        """unfuse_lora, then the base weights checked bit for bit against fuse's hash."""
+        if self.kept is None:
+            raise StepError("unfuse with nothing fused")
+        with captured(self.ticker.verbose):
+            self.pipe.unfuse_lora()
+        kept, self.kept = self.kept, None
+        return {"base_sha256": kept.sha256, **kept.put_back(self._modules())}
+
+    def delete_adapters(self, names: list[str], active: dict[str, float]) -> None:
+        """delete_adapters; the adapters still active stay active (none: the base runs)."""
+        with captured(self.ticker.verbose):
+            self.pipe.delete_adapters(names)
+        rest = sorted(self.adapters())
+        if active:
+            self.set_adapters(active)
+        elif rest:  # peft would make another adapter active on its own
+            self.set_adapters(dict.fromkeys(rest, 0.0))
+
     def unload_adapters(self) -> None:
         """unload_lora_weights: every component gets its own layers back, LoRA-free."""
+        if self.kept is not None:
+            self.unfuse()
         if hasattr(self.pipe, "unload_lora_weights"):
             self.pipe.unload_lora_weights()
 

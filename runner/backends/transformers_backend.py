@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from transformers import StoppingCriteria, StoppingCriteriaList
 
-from runner.backends import likelihood, load_report, lora_mixing, merging, saving, training
+from runner.backends import fusing, likelihood, load_report, lora_mixing, merging, saving, training
 from runner.backends.base import CannotMix, Logged, Ticker, refuse_bad_name
 from runner.backends.devices import gpu_memory, resolve_device, resolve_dtype, seed, torch_dtype
 from runner.backends.quiet import ADAPTER_FALSE_ALARMS, captured, fold, one_line
@@ -68,6 +68,7 @@ class TransformersBackend:
         self.attn_implementation: str | None = None  # as the spec asks; None: transformers'
         self.merged: dict[str, lora_mixing.Merged] = {}  # a compare step's merged rows
         self.layers: list[Any] | None = None  # the LoRA layers, while a compare mixes
+        self.kept: fusing.Kept | None = None  # the base weights as they were, while fused
 
     def load_model(self, model: Model, local: Path | str | None) -> None:
         """Load a local folder or the hub id `model.path`; an adapter folder loads the base
@@ -142,6 +143,43 @@ class TransformersBackend:
         if getattr(self.model, "peft_config", None):
             self.model.enable_adapters()
 
+    def fuse(self, weights: dict[str, float], lora_scale: float) -> dict[str, Any]:
+        """peft's merge_adapter of the active adapters, layer by layer as it does; keeps the
+        base weights it changes (a hash, and a CPU copy that unfuse puts back)."""
+        from peft.tuners.tuners_utils import BaseTunerLayer
+
+        if lora_scale != 1.0:
+            raise StepError("lora_scale of fuse is a diffusers argument")
+        self.kept = fusing.Kept.before_fuse({"model": self.model})
+        with captured(self.ticker.verbose):
+            for module in self.model.modules():
+                if isinstance(module, BaseTunerLayer):
+                    module.merge(adapter_names=list(weights))
+        return {"base_sha256": self.kept.sha256, "fused": list(weights)}
+
+    def unfuse(self) -> dict[str, Any]:
+        """peft's unmerge_adapter, then the base weights checked against fuse's hash."""
+        from peft.tuners.tuners_utils import BaseTunerLayer
+
+        if self.kept is None:
+            raise StepError("unfuse with nothing fused")
+        with captured(self.ticker.verbose):
+            for module in self.model.modules():
+                if isinstance(module, BaseTunerLayer):
+                    module.unmerge()
+        kept, self.kept = self.kept, None
+        return {"base_sha256": kept.sha256, **kept.put_back({"model": self.model})}
+
+    def delete_adapters(self, names: list[str], active: dict[str, float]) -> None:
+        """peft's delete_adapter; the adapters still active stay active (none: the base)."""
+        with captured(self.ticker.verbose):
+            self.model.delete_adapter(names)
+        rest = sorted(getattr(self.model, "peft_config", None) or {})
+        if active:
+            self.set_adapters(active)
+        elif rest:  # peft would make another adapter active on its own
+            self.set_adapters(dict.fromkeys(rest, 0.0))
+
     def unload_adapters(self) -> None:
         """Delete every adapter, then put each layer peft wrapped back in its place.
 
@@ -151,6 +189,8 @@ class TransformersBackend:
         from peft.tuners.tuners_utils import BaseTunerLayer
         from peft.utils.other import AuxiliaryTrainingWrapper
 
+        if self.kept is not None:
+            self.unfuse()
         names = list(getattr(self.model, "peft_config", None) or {})
         if names:
             with captured(self.ticker.verbose):

@@ -22,7 +22,7 @@ from runner.record import manifest as m
 from runner.record.recorder import Recorder, scheduler_record
 from runner.record.samplers import sampler_name
 from runner.results import Completion, Picture, SchedulerUsed
-from runner.running import compare, effect, expectations, scoring
+from runner.running import compare, effect, expectations, scoring, shaping
 from runner.running.announce import CellCounter, announcing, loaded_line
 from runner.running.cellwriter import CellWriter
 from runner.running.ending import finish
@@ -31,8 +31,10 @@ from runner.running.used import used
 from runner.sources import hub
 from runner.spec.types import (
     Compare,
+    Delete,
     Disable,
     Enable,
+    Fuse,
     Generate,
     Load,
     Merge,
@@ -42,6 +44,7 @@ from runner.spec.types import (
     Spec,
     Step,
     Train,
+    Unfuse,
     score_arguments,
 )
 
@@ -251,6 +254,9 @@ def _train(ctx: Context, step: Train) -> Made:
 def _save(ctx: Context, step: Save) -> Made:
     folder = layout.output_dir(ctx.index, step.id or "save")
     return _write_adapter(ctx, folder, step.adapter, step.format)
+def _shaped(done: shaping.Done) -> Made:
+    notes, execution = done
+    return Made(notes=notes, execution=execution)
 
 
 OPS: dict[str, Callable[[Context, Any], Made]] = {
@@ -264,6 +270,9 @@ OPS: dict[str, Callable[[Context, Any], Made]] = {
     "merge": _merge,
     "train": _train,
     "save": _save,
+    "fuse": lambda ctx, step: _shaped(shaping.fuse(ctx.state, ctx.backend, step)),
+    "unfuse": lambda ctx, step: _shaped(shaping.unfuse(ctx.state, ctx.backend, step)),
+    "delete": lambda ctx, step: _shaped(shaping.delete(ctx.state, ctx.backend, step)),
 }
 
 
@@ -439,7 +448,7 @@ def _arguments(step: Step) -> dict[str, Any]:
             "seed": list(step.seeds),
             **step.args,
         }
-    if isinstance(step, (Merge, Save, Train)):
+    if isinstance(step, (Merge, Save, Train, Fuse, Unfuse, Delete)):
         return step.arguments()
     if isinstance(step, Score):
         return score_arguments(step)

@@ -12,7 +12,7 @@ from typing import Any
 
 from runner.errors import Located
 from runner.sources import names
-from runner.spec import datachecks, disk, making, references, scorechecks
+from runner.spec import datachecks, disk, making, references, scorechecks, shaping_checks
 from runner.spec.defaults import generate_defaults, with_defaults
 from runner.spec.document import Document, Path_
 from runner.spec.expect_checks import expect_problems
@@ -48,6 +48,9 @@ def meaning_problems(doc: Document, base_dir: Path) -> list[Located]:
     if preloaded is not None:  # an adapter folder as model path arrives as 'default'
         types["default"] = preloaded
     problems += _steps(doc, steps, adapters, types, preloaded is not None, model.get("family"))
+    problems += shaping_checks.fused_problems(
+        doc, steps, model.get("family"), "quantization" in model, preloaded is not None
+    )
     problems += _generating(doc, data, steps, model.get("family"))
     problems += references.size_problems(doc, datachecks.counted(data, base_dir))
     problems += datachecks.problems(doc, data, base_dir)
@@ -174,6 +177,8 @@ def _steps(
             problems += references.compare_problems(doc, here, step, declared, loaded, types)
         if op in making.MAKING:
             problems += making.step_problems(doc, here, step, declared, loaded, types, family)
+        if op == "delete":
+            problems += shaping_checks.delete_problems(doc, here, step, declared, loaded)
         if op not in ("load", "set_adapters"):
             continue
         field = (*here, "adapters")

@@ -226,7 +226,57 @@ class Train:
         return out
 
 
-Step = Load | SetAdapters | Generate | Compare | Disable | Enable | Score | Merge | Save | Train
+@dataclass(frozen=True)
+class Fuse:
+    """Fold the active adapters into the base weights at LORA_SCALE."""
+
+    lora_scale: float = 1.0
+    line: int = 0
+    id: str | None = None
+    op: str = "fuse"
+
+    def arguments(self) -> dict[str, Any]:
+        return {"lora_scale": self.lora_scale}
+
+
+@dataclass(frozen=True)
+class Unfuse:
+    line: int = 0
+    id: str | None = None
+    op: str = "unfuse"
+
+    def arguments(self) -> dict[str, Any]:
+        return {}
+
+
+@dataclass(frozen=True)
+class Delete:
+    """Remove ADAPTERS from the model and from the interpreter's books."""
+
+    adapters: tuple[str, ...]
+    line: int = 0
+    id: str | None = None
+    op: str = "delete"
+
+    def arguments(self) -> dict[str, Any]:
+        return {"adapters": list(self.adapters)}
+
+
+Step = (
+    Load
+    | SetAdapters
+    | Generate
+    | Compare
+    | Disable
+    | Enable
+    | Score
+    | Merge
+    | Save
+    | Train
+    | Fuse
+    | Unfuse
+    | Delete
+)
 
 
 @dataclass(frozen=True)
@@ -408,6 +458,9 @@ BUILDERS: dict[str, Callable[[dict[str, Any], _Here], Step]] = {
         raw_step["adapter"], raw_step.get("format"), here.at, here.id
     ),
     "train": lambda raw_step, here: _train(raw_step, here),
+    "fuse": lambda raw_step, here: Fuse(float(raw_step.get("lora_scale", 1.0)), here.at, here.id),
+    "unfuse": lambda raw_step, here: Unfuse(here.at, here.id),
+    "delete": lambda raw_step, here: Delete(_load(raw_step, here).adapters, here.at, here.id),
 }
 
 
@@ -570,7 +623,7 @@ def resolved(spec: Spec) -> dict[str, Any]:
             ]
             out.update(prompt=list(step.prompts), seed=list(step.seeds))
             out.update(step.args)
-        elif isinstance(step, (Merge, Save, Train)):
+        elif isinstance(step, (Merge, Save, Train, Fuse, Unfuse, Delete)):
             out.update(step.arguments())
         elif isinstance(step, Score):
             out.update(score_arguments(step))

@@ -391,6 +391,9 @@ _EXAMPLES = {
     "  prompt: [a cat in a hat, a cabin in the snow]\n  seed: [0, 1]",
     "score": "- op: score\n  id: loglik\n  adapters: [base, a, b]\n"
     "  context: {data: qa, field: question}\n  continuation: {data: qa, field: answer}",
+    "fuse": "- op: fuse\n  lora_scale: 1.0",
+    "unfuse": "- op: fuse\n- op: generate\n  prompt: a cat\n- op: unfuse",
+    "delete": "- op: delete\n  adapters: cereal",
 }
 
 
@@ -515,6 +518,46 @@ def op_definitions() -> dict[str, Any]:
         },
         "score": _score_definition(),
         **making_definitions(),
+        "fuse": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": _step(
+                "fuse",
+                "Fold the active adapters into the base weights (diffusers fuse_lora; "
+                "transformers: peft's merge_adapter), recording a hash of the weights it changes.",
+                lora_scale={
+                    "description": "Scale of the fused adapters, on top of their weights "
+                    "(diffusers). Default 1.0.",
+                    "type": "number",
+                    "default": 1.0,
+                },
+            ),
+        },
+        "unfuse": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": _step(
+                "unfuse",
+                "Take the fused adapters out of the base weights again; the step fails unless "
+                "the base weights are bit-identical to what fuse recorded.",
+            ),
+        },
+        "delete": {
+            "type": "object",
+            "required": ["adapters"],
+            "additionalProperties": False,
+            "properties": _step(
+                "delete",
+                "Remove adapters from the model and from memory (diffusers delete_adapters, "
+                "peft delete_adapter), recording the process's memory before and after.",
+                adapters={
+                    "description": "The adapters to delete: a name or a list of loaded names.",
+                    "type": ["string", "array"],
+                    "items": {"type": "string"},
+                    "minItems": 1,
+                },
+            ),
+        },
     }
 
 
