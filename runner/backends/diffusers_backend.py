@@ -22,6 +22,7 @@ from runner.record import manifest as m
 from runner.results import ModelSetup, Picture
 from runner.sources import folders, names
 from runner.spec.types import Adapter, Generate, Merge, Model, Scheduler
+from runner.spec.weights import Weight
 
 # A compare's images per pipeline call: pixels at a time on a CPU, bytes per pixel of the
 # GPU memory's eighth (latents, activations and the VAE's decoding, roughly).
@@ -221,8 +222,51 @@ class DiffusersBackend:
         pipe.set_adapters([name])
         return load_report.report(components, name, missed, alpha_source, file)
 
-    def set_adapters(self, weights: dict[str, float]) -> None:
-        self.pipe.set_adapters(list(weights), adapter_weights=list(weights.values()))
+    def set_adapters(self, weights: dict[str, Weight]) -> None:
+        """set_adapters with each weight a number or diffusers' per-component (per-block)
+        mapping; a component it would skip with only a warning is refused."""
+        pipe = self.pipe
+        loadable = getattr(pipe, "_lora_loadable_modules", [])
+        holding = pipe.get_list_adapters()
+        for name, weight in weights.items():
+            for component in weight if isinstance(weight, dict) else ():
+                if component not in loadable or getattr(pipe, component, None) is None:
+                    raise StepError(
+                        f"{type(pipe).__name__} has no LoRA component '{component}' "
+                        f"(adapter '{name}'); its LoRA components: {', '.join(loadable)}"
+                    )
+                if name not in holding.get(component, []):
+                    raise StepError(
+                        f"adapter '{name}' has no layers in {component}; "
+                        f"a weight there would change nothing"
+                    )
+            unet_weight = weight.get("unet") if isinstance(weight, dict) else None
+            if isinstance(unet_weight, dict):
+                self._check_blocks(unet_weight)
+        try:
+            with captured(self.ticker.verbose):
+                pipe.set_adapters(list(weights), adapter_weights=list(weights.values()))
+        except (ValueError, KeyError) as exc:  # a block the UNet does not have, and the like
+            raise StepError(f"{type(pipe).__name__}.set_adapters: {one_line(str(exc))}") from exc
+
+    def _check_blocks(self, weight: dict[str, Any]) -> None:
+        """Each block named has attention layers: diffusers scales only those, and passes
+        over any other block without a word."""
+        unet = self.pipe.unet
+        for side in ("down", "up"):
+            blocks = weight.get(side)
+            if not isinstance(blocks, dict):
+                continue
+            scaled = [
+                i for i, b in enumerate(getattr(unet, f"{side}_blocks")) if hasattr(b, "attentions")
+            ]
+            for block in blocks:
+                if int(block.removeprefix("block_")) not in scaled:
+                    have = ", ".join(f"block_{i}" for i in scaled) or "none"
+                    raise StepError(
+                        f"the unet's {side}.{block} has no attention layers to scale "
+                        f"(its {side} blocks with them: {have})"
+                    )
 
     def disable(self) -> None:
         if self.adapters():  # diffusers raises on a pipeline that has no LoRA yet
@@ -235,7 +279,7 @@ class DiffusersBackend:
     def _modules(self) -> dict[str, Any]:
         return {k: v for k, v in self.pipe.components.items() if isinstance(v, torch.nn.Module)}
 
-    def fuse(self, weights: dict[str, float], lora_scale: float) -> dict[str, Any]:
+    def fuse(self, weights: dict[str, Weight], lora_scale: float) -> dict[str, Any]:
         """fuse_lora of the active adapters, their weights as set_adapters set them; keeps
         the base weights it changes (a hash, and a CPU copy that unfuse puts back)."""
         self.kept = fusing.Kept.before_fuse(self._modules())
@@ -252,7 +296,7 @@ class DiffusersBackend:
         kept, self.kept = self.kept, None
         return {"base_sha256": kept.sha256, **kept.put_back(self._modules())}
 
-    def delete_adapters(self, names: list[str], active: dict[str, float]) -> None:
+    def delete_adapters(self, names: list[str], active: dict[str, Weight]) -> None:
         """delete_adapters; the adapters still active stay active (none: the base runs)."""
         with captured(self.ticker.verbose):
             self.pipe.delete_adapters(names)

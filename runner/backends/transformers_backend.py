@@ -25,6 +25,7 @@ from runner.record import manifest as m
 from runner.results import Completion, Likelihood, ModelSetup
 from runner.sources import folders, hub, names
 from runner.spec.types import Adapter, Generate, Merge, Model, Train
+from runner.spec.weights import Weight
 
 # A config adapter is made right after torch.manual_seed(CONFIG_SEED): by hand, that is
 # `torch.manual_seed(0); model.add_adapter(LoraConfig(**options), adapter_name=name)`.
@@ -123,14 +124,17 @@ class TransformersBackend:
         self.model.eval()  # new adapter modules (dropout) start in training mode
         return loaded
 
-    def set_adapters(self, weights: dict[str, float]) -> None:
+    def set_adapters(self, weights: dict[str, Weight]) -> None:
         """Activate exactly these adapters: base + sum of weight x each adapter's delta."""
         from peft.tuners.lora import LoraLayer
 
+        scales = {n: w for n, w in weights.items() if not isinstance(w, dict)}
+        if len(scales) < len(weights):
+            raise StepError("weights per component are for diffusers pipelines")
         self.model.set_adapter(list(weights))
         for module in self.model.modules():
             if isinstance(module, LoraLayer):
-                for name, weight in weights.items():
+                for name, weight in scales.items():
                     module.set_scale(name, weight)  # weight x alpha / r, not cumulative
 
     def disable(self) -> None:
@@ -143,7 +147,7 @@ class TransformersBackend:
         if getattr(self.model, "peft_config", None):
             self.model.enable_adapters()
 
-    def fuse(self, weights: dict[str, float], lora_scale: float) -> dict[str, Any]:
+    def fuse(self, weights: dict[str, Weight], lora_scale: float) -> dict[str, Any]:
         """peft's merge_adapter of the active adapters, layer by layer as it does; keeps the
         base weights it changes (a hash, and a CPU copy that unfuse puts back)."""
         from peft.tuners.tuners_utils import BaseTunerLayer
@@ -170,7 +174,7 @@ class TransformersBackend:
         kept, self.kept = self.kept, None
         return {"base_sha256": kept.sha256, **kept.put_back({"model": self.model})}
 
-    def delete_adapters(self, names: list[str], active: dict[str, float]) -> None:
+    def delete_adapters(self, names: list[str], active: dict[str, Weight]) -> None:
         """peft's delete_adapter; the adapters still active stay active (none: the base)."""
         with captured(self.ticker.verbose):
             self.model.delete_adapter(names)
@@ -339,12 +343,15 @@ class TransformersBackend:
         beams = args.get("num_beams", config.num_beams) or 1
         return not sampled and int(beams) == 1
 
-    def mix(self, weights: dict[str, float] | None) -> tuple[str, float] | None:
+    def mix(self, weights: dict[str, Weight] | None) -> tuple[str, float] | None:
         """The adapter that runs WEIGHTS as one row of a mixed batch and its scale there:
         the adapter itself for one adapter, a temporary cat-merged one for several; None
         where peft cannot mix it (DoRA, merged layers, other PEFT types)."""
         if weights is None:
             return lora_mixing.BASE, 1.0
+        if any(isinstance(w, dict) for w in weights.values()):
+            return None  # per component: diffusers only, refused by set_adapters
+        scales = {n: float(w) for n, w in weights.items() if not isinstance(w, dict)}
         layers = self._layers()
         names = list(weights)
         if any(n == lora_mixing.BASE or n.startswith(lora_mixing.TEMPORARY) for n in names):
@@ -352,11 +359,11 @@ class TransformersBackend:
         if not lora_mixing.plain(self.model, layers, names):
             return None
         if len(names) == 1:
-            return names[0], weights[names[0]]
+            return names[0], scales[names[0]]
         if not MERGE_ROWS or not lora_mixing.mergeable(layers, names):
             return None
         name = f"{lora_mixing.TEMPORARY}{len(self.merged)}"
-        self.merged[name] = lora_mixing.merge(layers, weights)
+        self.merged[name] = lora_mixing.merge(layers, scales)
         return name, 1.0
 
     def unmix(self) -> None:

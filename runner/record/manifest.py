@@ -25,6 +25,7 @@ from runner.errors import RunDirError, printable
 from runner.record.layout import JOURNAL, MANIFEST
 from runner.record.trust import JOURNAL_LIMIT, MANIFEST_LIMIT, UnsafePath, read_run_file
 from runner.spec.values import is_int
+from runner.spec.weights import Weight
 
 SCHEMA_VERSION = 1
 FINISHED = ("succeeded", "failed", "interrupted")
@@ -80,7 +81,7 @@ class ScoreRow:
     summed loglik over the summed tokens), and with choices the mean acc and acc_norm."""
 
     row: str
-    adapters: dict[str, float] | None  # None: base
+    adapters: dict[str, Weight] | None  # None: base
     records: int
     loglik: float
     tokens: int
@@ -124,7 +125,7 @@ class StepRecord:
     seconds: float
     id: str | None = None
     arguments: dict[str, Any] = field(default_factory=dict)
-    active_adapters: dict[str, float] | None = None  # None while disabled
+    active_adapters: dict[str, Weight] | None = None  # None while disabled
     outputs: list[Output] = field(default_factory=list)
     execution: dict[str, Any] = field(default_factory=dict)  # how the step was carried out
     scheduler: SchedulerRecord | None = None  # the step's own scheduler, when it set one

@@ -23,6 +23,7 @@ from runner.record.samplers import sampler_name
 from runner.record.trust import rel_problem
 from runner.results import Completion, ModelSetup, Picture, SchedulerUsed
 from runner.spec.types import Adapter, Spec, resolved
+from runner.spec.weights import Weight
 
 T = TypeVar("T")
 
@@ -161,7 +162,7 @@ class Recorder:
         self,
         folder: str,
         results: list[Completion] | list[Picture],
-        adapters: dict[str, float] | None,
+        adapters: dict[str, Weight] | None,
     ) -> list[m.Output]:
         """Write a generate step's results; how depends on what they are."""
         if not results:
@@ -169,7 +170,7 @@ class Recorder:
         return WRITERS[type(results[0])](self, folder, results, adapters)
 
     def completions(
-        self, folder: str, items: list[Completion], adapters: dict[str, float] | None
+        self, folder: str, items: list[Completion], adapters: dict[str, Weight] | None
     ) -> list[m.Output]:
         lines = [
             completions.line(Completed(c.prompt, c.text, c.token_ids, c.seed, adapters))
@@ -178,7 +179,7 @@ class Recorder:
         return [self.write(f"{folder}/{layout.COMPLETIONS}", "".join(lines).encode("utf-8"))]
 
     def pictures(
-        self, folder: str, items: list[Picture], adapters: dict[str, float] | None
+        self, folder: str, items: list[Picture], adapters: dict[str, Weight] | None
     ) -> list[m.Output]:
         from runner.record.civitai import hashes
         from runner.record.pnginfo import png_bytes

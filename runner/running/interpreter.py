@@ -29,6 +29,7 @@ from runner.running.ending import finish
 from runner.running.models import ModelCache
 from runner.running.used import used
 from runner.sources import hub
+from runner.spec import weights
 from runner.spec.types import (
     Compare,
     Delete,
@@ -47,6 +48,7 @@ from runner.spec.types import (
     Unfuse,
     score_arguments,
 )
+from runner.spec.weights import Weight
 
 
 @dataclass
@@ -54,11 +56,11 @@ class State:
     """Adapter bookkeeping: what is loaded, what runs (or would run, while disabled)."""
 
     loaded: list[str] = field(default_factory=list)
-    active: dict[str, float] = field(default_factory=dict)
+    active: dict[str, Weight] = field(default_factory=dict)
     disabled: bool = False
 
     @property
-    def running(self) -> dict[str, float] | None:
+    def running(self) -> dict[str, Weight] | None:
         """The adapters the model runs with now; None while disabled."""
         return None if self.disabled else dict(self.active)
 
@@ -254,6 +256,8 @@ def _train(ctx: Context, step: Train) -> Made:
 def _save(ctx: Context, step: Save) -> Made:
     folder = layout.output_dir(ctx.index, step.id or "save")
     return _write_adapter(ctx, folder, step.adapter, step.format)
+
+
 def _shaped(done: shaping.Done) -> Made:
     notes, execution = done
     return Made(notes=notes, execution=execution)
@@ -455,7 +459,7 @@ def _arguments(step: Step) -> dict[str, Any]:
     return {}
 
 
-def _show(active: dict[str, float]) -> str:
+def _show(active: dict[str, Weight]) -> str:
     if not active:
         return "none"
-    return ", ".join(name if w == 1.0 else f"{name}={w:g}" for name, w in active.items())
+    return ", ".join(weights.shown(name, w) for name, w in active.items())

@@ -11,6 +11,7 @@ from typing import Any, Protocol
 from runner.backends.base import Backend
 from runner.errors import StepError
 from runner.spec.types import Delete, Fuse, Unfuse
+from runner.spec.weights import Weight
 
 Done = tuple[list[str], dict[str, Any]]  # (notes, execution)
 
@@ -19,7 +20,7 @@ class Books(Protocol):
     """The interpreter's State: what is loaded and active, and whether adapters are off."""
 
     loaded: list[str]
-    active: dict[str, float]
+    active: dict[str, Weight]
     disabled: bool
 
 

@@ -12,7 +12,15 @@ from typing import Any
 
 from runner.errors import Located
 from runner.sources import names
-from runner.spec import datachecks, disk, making, references, scorechecks, shaping_checks
+from runner.spec import (
+    datachecks,
+    disk,
+    making,
+    references,
+    scorechecks,
+    shaping_checks,
+    weight_checks,
+)
 from runner.spec.defaults import generate_defaults, with_defaults
 from runner.spec.document import Document, Path_
 from runner.spec.expect_checks import expect_problems
@@ -52,6 +60,7 @@ def meaning_problems(doc: Document, base_dir: Path) -> list[Located]:
         doc, steps, model.get("family"), "quantization" in model, preloaded is not None
     )
     problems += _generating(doc, data, steps, model.get("family"))
+    problems += weight_checks.weight_problems(doc, steps, model, base_dir)
     problems += references.size_problems(doc, datachecks.counted(data, base_dir))
     problems += datachecks.problems(doc, data, base_dir)
     problems += scorechecks.problems(doc, data, base_dir)

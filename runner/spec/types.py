@@ -12,6 +12,7 @@ from typing import Any
 from runner.spec import data as data_files
 from runner.spec import expect
 from runner.spec import rows as row_forms
+from runner.spec import weights as weight_forms
 from runner.spec.defaults import generate_defaults, with_defaults
 from runner.spec.expect import Expect
 from runner.spec.vocabulary import NAME_MAX
@@ -79,7 +80,8 @@ class Load:
 
 @dataclass(frozen=True)
 class SetAdapters:
-    weights: tuple[tuple[str, float], ...]  # (name, weight) in the order written
+    # (name, weight) in the order written; a weight per component is a mapping (weights.py)
+    weights: tuple[tuple[str, weight_forms.Weight], ...]
     line: int = 0
     id: str | None = None
     op: str = "set_adapters"
@@ -106,7 +108,7 @@ class Row:
     """One adapter setting of a compare step; `weights` None is the base model."""
 
     label: str  # `base`, `3d, cereal` or `3d=0.7, cereal=0.5`
-    weights: tuple[tuple[str, float], ...] | None
+    weights: tuple[tuple[str, weight_forms.Weight], ...] | None
     line: int = 0
 
 
@@ -417,7 +419,7 @@ def _set_adapters(raw_step: dict[str, Any], here: _Here) -> SetAdapters:
     if isinstance(chosen, str):
         chosen = [chosen]
     pairs = chosen.items() if isinstance(chosen, dict) else ((n, 1.0) for n in chosen)
-    return SetAdapters(tuple((n, float(w)) for n, w in pairs), here.at, here.id)
+    return SetAdapters(tuple((n, weight_forms.typed(w)) for n, w in pairs), here.at, here.id)
 
 
 def _generate(raw_step: dict[str, Any], here: _Here) -> Generate:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from runner.spec import weights
 from runner.spec.schedulers import SCHEDULERS
 
 FAMILIES = ("transformers", "diffusers")
@@ -317,6 +318,54 @@ def wrong_family_option(option: str, family: str) -> str:
     return f"'{option}' is a {owner} model option, but model.family is {family}"
 
 
+def adapter_weight(sweep: bool) -> dict[str, Any]:
+    """An adapter's weight: a number, or per component and per UNet block as diffusers'
+    set_adapters takes them (runner.spec.weights); SWEEP: a compare row's, where lists sweep."""
+    number: dict[str, Any] = {"type": "number"}
+    numbers = {"items": number, "minItems": 1}
+    one: dict[str, Any] = {"type": ["number", "array"], **numbers} if sweep else number
+    # A block's value: a number or one per layer of the block; swept, a list of those.
+    per_layer = {"type": ["number", "array"], **numbers}
+    block = {"type": ["number", "array"], "items": per_layer, "minItems": 1} if sweep else per_layer
+    kinds = ["number", "array", "object"] if sweep else ["number", "object"]
+    side = {
+        "description": "One weight for the side's blocks, or block_N -> weight (a list: one "
+        "per layer of the block).",
+        "type": kinds,
+        **numbers,
+        "minProperties": 1,
+        "propertyNames": {"pattern": weights.BLOCK_PATTERN},
+        "additionalProperties": {"description": "The block's weight.", **block},
+    }
+    unet = {
+        "description": "The UNet's weight, or per block: down, mid, up.",
+        "type": kinds,
+        **numbers,
+        "minProperties": 1,
+        "additionalProperties": False,
+        "properties": {
+            "down": side,
+            "mid": {"description": "The mid block's weight.", **one},
+            "up": side,
+        },
+    }
+    component = {"description": "The component's weight.", **one}
+    return {
+        "description": "The adapter's weight (base + weight x its change), or per component "
+        "{unet: 0.8, text_encoder: 0.3} and per UNet block {unet: {down: .., mid: .., up: "
+        "{block_0: ..}}} as diffusers' set_adapters takes them; a component left out: 1.0"
+        + ("; a list of weights makes a row for each." if sweep else "."),
+        "type": kinds,
+        **numbers,
+        "minProperties": 1,
+        "additionalProperties": False,
+        "properties": {
+            name: unet if name == "unet" else {**component, "type": kinds}
+            for name in weights.LORA_COMPONENTS
+        },
+    }
+
+
 COMPARE_ROWS: dict[str, Any] = {
     "description": "The rows, one adapter setting each, in order: `base` (no adapter), a name, "
     "a list of names (each at 1.0), or a mapping name -> weight, where a list of weights makes "
@@ -329,12 +378,7 @@ COMPARE_ROWS: dict[str, Any] = {
         "items": {"type": "string"},
         "minItems": 1,
         "minProperties": 1,
-        "additionalProperties": {
-            "description": "The adapter's weight, or a list of weights: a row for each.",
-            "type": ["number", "array"],
-            "items": {"type": "number"},
-            "minItems": 1,
-        },
+        "additionalProperties": adapter_weight(sweep=True),
     },
 }
 
@@ -459,10 +503,7 @@ def op_definitions() -> dict[str, Any]:
                     "items": {"type": "string"},
                     "minItems": 1,
                     "minProperties": 1,
-                    "additionalProperties": {
-                        "type": "number",
-                        "description": "The adapter's weight: base + weight x its change.",
-                    },
+                    "additionalProperties": adapter_weight(sweep=False),
                 },
             ),
         },
