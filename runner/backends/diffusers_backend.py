@@ -12,7 +12,7 @@ import torch
 from diffusers import DiffusionPipeline
 from safetensors import SafetensorError
 
-from runner.backends import fusing, load_report, merging, saving, scheduling
+from runner.backends import fusing, load_report, merging, quantizing, saving, scheduling
 from runner.backends.base import Logged, Ticker, refuse_bad_name
 from runner.backends.devices import gpu_memory, resolve_device, resolve_dtype, torch_dtype
 from runner.backends.quiet import ADAPTER_FALSE_ALARMS, ANSI, captured, fold, one_line
@@ -21,7 +21,7 @@ from runner.record import adapter_file
 from runner.record import manifest as m
 from runner.results import ModelSetup, Picture
 from runner.sources import folders, names
-from runner.spec.types import Adapter, Generate, Merge, Model, Scheduler
+from runner.spec.types import Adapter, Generate, Merge, Model, Quantization, Scheduler
 from runner.spec.weights import Weight
 
 # A compare's images per pipeline call: pixels at a time on a CPU, bytes per pixel of the
@@ -83,6 +83,7 @@ class DiffusersBackend:
         self.scheduler: Any = None  # the model's scheduler: every step without its own runs it
         self.left_out: tuple[str, ...] = ()  # components loaded as None
         self.kept: fusing.Kept | None = None  # the base weights as they were, while fused
+        self.quantization: Quantization | None = None  # a quantized base, as the spec says
 
     def load_model(self, model: Model, local: Path | str | None) -> None:
         """Load the pipeline from `local` (a folder or hub id), or from `model.path` when None,
@@ -98,6 +99,7 @@ class DiffusersBackend:
             try:
                 pipe = DiffusionPipeline.from_pretrained(
                     source,
+                    **self._quantized(model, index),
                     revision=model.revision,
                     variant=model.variant,
                     torch_dtype=torch_dtype(self.dtype),
@@ -133,6 +135,16 @@ class DiffusersBackend:
                 model.scheduler, self.own_scheduler.config
             )
 
+    def _quantized(self, model: Model, index: folders.PipelineIndex | None) -> dict[str, Any]:
+        """from_pretrained's quantization_config for a quantized base, else nothing."""
+        self.quantization = model.quantization
+        if model.quantization is None:
+            return {}
+        has_unet = index is None or "unet" in index.components
+        denoiser = "unet" if has_unet else "transformer"
+        config = quantizing.diffusers_config(model.quantization, self.dtype, denoiser)
+        return {"quantization_config": config}
+
     def _index(self, model: Model, source: str) -> folders.PipelineIndex | None:
         """The pipeline's model_index.json; every component left out must be one of its
         components, as diffusers ignores any other name with a warning."""
@@ -151,6 +163,7 @@ class DiffusersBackend:
         return ModelSetup(
             scheduler=scheduling.used(self.scheduler) if self.scheduler is not None else None,
             components_left_out=self.left_out,
+            quantization=self.quantization.written() if self.quantization else None,
         )
 
     def adapters(self) -> set[str]:

@@ -16,7 +16,16 @@ from typing import Any
 import torch
 from transformers import StoppingCriteria, StoppingCriteriaList
 
-from runner.backends import fusing, likelihood, load_report, lora_mixing, merging, saving, training
+from runner.backends import (
+    fusing,
+    likelihood,
+    load_report,
+    lora_mixing,
+    merging,
+    quantizing,
+    saving,
+    training,
+)
 from runner.backends.base import CannotMix, Logged, Ticker, refuse_bad_name
 from runner.backends.devices import gpu_memory, resolve_device, resolve_dtype, seed, torch_dtype
 from runner.backends.quiet import ADAPTER_FALSE_ALARMS, captured, fold, one_line
@@ -24,7 +33,7 @@ from runner.errors import StepError
 from runner.record import manifest as m
 from runner.results import Completion, Likelihood, ModelSetup
 from runner.sources import folders, hub, names
-from runner.spec.types import Adapter, Generate, Merge, Model, Train
+from runner.spec.types import Adapter, Generate, Merge, Model, Quantization, Train
 from runner.spec.weights import Weight
 
 # A config adapter is made right after torch.manual_seed(CONFIG_SEED): by hand, that is
@@ -70,6 +79,7 @@ class TransformersBackend:
         self.merged: dict[str, lora_mixing.Merged] = {}  # a compare step's merged rows
         self.layers: list[Any] | None = None  # the LoRA layers, while a compare mixes
         self.kept: fusing.Kept | None = None  # the base weights as they were, while fused
+        self.quantization: Quantization | None = None  # a quantized base, as the spec says
 
     def load_model(self, model: Model, local: Path | str | None) -> None:
         """Load a local folder or the hub id `model.path`; an adapter folder loads the base
@@ -77,6 +87,7 @@ class TransformersBackend:
         trust = model.trust_remote_code or self.trust_remote_code
         self.model_path = model.path
         self.attn_implementation = model.attn_implementation
+        self.quantization = model.quantization
         folder = folders.adapter_folder(local)
         if folder is None:
             # transformers itself attaches the adapter of a hub adapter repository
@@ -89,7 +100,10 @@ class TransformersBackend:
 
     def setup(self) -> ModelSetup:
         """The attention implementation the model runs (transformers' choice when not asked)."""
-        return ModelSetup(attn_implementation=self.model.config._attn_implementation)
+        return ModelSetup(
+            attn_implementation=self.model.config._attn_implementation,
+            quantization=self.quantization.written() if self.quantization else None,
+        )
 
     def load_adapter(self, adapter: Adapter, local: Path | None) -> m.LoadReport:
         """Attach the adapter and make it the only active one; on failure leave no trace.
@@ -457,6 +471,11 @@ class TransformersBackend:
         kwargs: dict[str, Any] = {"revision": revision, "trust_remote_code": trust}
         # Only when asked: left out, transformers chooses (sdpa where torch has it).
         attention = {"attn_implementation": self.attn_implementation}
+        if self.quantization is not None:  # bitsandbytes places the layers as it loads them
+            kwargs["quantization_config"] = quantizing.transformers_config(
+                self.quantization, self.dtype
+            )
+            kwargs["device_map"] = self.device
         try:
             with captured(self.ticker.verbose) as said:
                 model: Any = AutoModelForCausalLM.from_pretrained(
@@ -465,6 +484,8 @@ class TransformersBackend:
                     **kwargs,
                     **(attention if self.attn_implementation else {}),
                 )
+                kwargs.pop("quantization_config", None)
+                kwargs.pop("device_map", None)
                 if tokenizer is not None:
                     kwargs["revision"] = None  # a local adapter folder has no revisions
                 self.tokenizer = AutoTokenizer.from_pretrained(tokenizer or source, **kwargs)
@@ -479,7 +500,7 @@ class TransformersBackend:
                 f"attn_implementation {self.attn_implementation} cannot be used here: {reason}"
             ) from error
         fold(self.ticker, f"model {self.model_path or source}", said)
-        self.model = model.to(self.device).eval()
+        self.model = (model if self.quantization else model.to(self.device)).eval()
         self.tokenizer.padding_side = "left"  # decoder-only models continue at the right edge
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token

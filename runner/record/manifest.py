@@ -55,6 +55,7 @@ class ModelSetup:
     scheduler: SchedulerRecord | None = None  # diffusers: the model's scheduler
     components_left_out: list[str] = field(default_factory=list)  # diffusers
     attn_implementation: str | None = None  # transformers: the attention the model runs
+    quantization: dict[str, Any] | None = None  # a quantized base, as the spec wrote it
 
 
 @dataclass

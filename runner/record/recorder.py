@@ -111,6 +111,7 @@ class Recorder:
                 scheduler=scheduler_record(setup.scheduler),
                 components_left_out=list(setup.components_left_out),
                 attn_implementation=setup.attn_implementation,
+                quantization=setup.quantization,
             )
         self.save()
 

@@ -61,6 +61,7 @@ def meaning_problems(doc: Document, base_dir: Path) -> list[Located]:
     )
     problems += _generating(doc, data, steps, model.get("family"))
     problems += weight_checks.weight_problems(doc, steps, model, base_dir)
+    problems += shaping_checks.quantization_problems(doc, model)
     problems += references.size_problems(doc, datachecks.counted(data, base_dir))
     problems += datachecks.problems(doc, data, base_dir)
     problems += scorechecks.problems(doc, data, base_dir)

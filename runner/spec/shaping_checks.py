@@ -84,6 +84,29 @@ def fused_problems(
     return problems
 
 
+def quantization_problems(doc: Document, model: dict[str, Any]) -> list[Located]:
+    """4-bit options only at 4 bits; components to quantize only for a diffusers pipeline."""
+    q = model.get("quantization")
+    if not isinstance(q, dict):
+        return []
+    here: Path_ = ("model", "quantization")
+    problems = [
+        doc.problem((*here, key), f"{key} is a 4-bit option; bits is {q.get('bits')}", key=True)
+        for key in ("quant_type", "compute_dtype")
+        if key in q and q.get("bits") != 4
+    ]
+    if "components" in q and model.get("family") != "diffusers":
+        problems.append(
+            doc.problem(
+                (*here, "components"),
+                "components name what a diffusers pipeline quantizes; a causal LM is "
+                "quantized whole",
+                key=True,
+            )
+        )
+    return problems
+
+
 def _unfusable(
     step: dict[str, Any], family: Any, quantized: bool, disabled: bool, loaded: bool
 ) -> tuple[str, str] | None:

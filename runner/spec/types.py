@@ -37,6 +37,31 @@ class Scheduler:
 
 
 @dataclass(frozen=True)
+class Quantization:
+    """A quantized base: bitsandbytes at BITS; 4-bit options; diffusers' components."""
+
+    backend: str
+    bits: int
+    quant_type: str | None = None
+    compute_dtype: str | None = None
+    components: tuple[str, ...] = ()
+
+    def written(self) -> dict[str, Any]:
+        """The mapping as a spec writes it, keys left out omitted."""
+        out: dict[str, Any] = {"backend": self.backend, "bits": self.bits}
+        out.update(
+            {
+                k: v
+                for k, v in (("quant_type", self.quant_type), ("compute_dtype", self.compute_dtype))
+                if v is not None
+            }
+        )
+        if self.components:
+            out["components"] = list(self.components)
+        return out
+
+
+@dataclass(frozen=True)
 class Model:
     family: str  # "transformers" | "diffusers"
     path: str  # as written in the spec
@@ -47,6 +72,7 @@ class Model:
     scheduler: Scheduler | None = None  # diffusers: the model's scheduler, when not its own
     components: tuple[str, ...] = ()  # diffusers: components left out, as from_pretrained(x=None)
     attn_implementation: str | None = None  # transformers: eager | sdpa | flash_attention_2
+    quantization: Quantization | None = None  # a quantized base (CONTRACT section 13)
 
 
 @dataclass(frozen=True)
@@ -371,6 +397,7 @@ def from_document(
             scheduler=Scheduler.from_written(model["scheduler"]) if "scheduler" in model else None,
             components=tuple(model.get("components", {})),
             attn_implementation=model.get("attn_implementation"),
+            quantization=_quantization(model.get("quantization")),
         ),
         adapters=adapters,
         steps=tuple(steps),
@@ -593,6 +620,18 @@ def seed_from(raw_step: dict[str, Any], defaults: dict[str, Any]) -> str:
     return "defaults" if "seed" in defaults else "spec"
 
 
+def _quantization(written: dict[str, Any] | None) -> Quantization | None:
+    if written is None:
+        return None
+    return Quantization(
+        backend=written["backend"],
+        bits=int(written["bits"]),
+        quant_type=written.get("quant_type"),
+        compute_dtype=written.get("compute_dtype"),
+        components=tuple(written.get("components", ())),
+    )
+
+
 def _default_name(file: Path) -> str:
     """The file's stem, made fit for a folder name (as long as a written name may be)."""
     name = re.sub(r"[^a-z0-9._-]+", "-", file.stem.lower())[:NAME_MAX].strip("-._")
@@ -604,6 +643,7 @@ def _model_dict(model: Model) -> dict[str, Any]:
     out = asdict(model)
     out["scheduler"] = model.scheduler.written() if model.scheduler else None
     out["components"] = dict.fromkeys(model.components)
+    out["quantization"] = model.quantization.written() if model.quantization else None
     return out
 
 

@@ -751,6 +751,36 @@ DATA: dict[str, Any] = {
 }
 
 
+QUANTIZATION: dict[str, Any] = {
+    "description": "Load the base quantized (needs bitsandbytes: pip install "
+    "'peft-runner[quant]'): transformers' BitsAndBytesConfig, diffusers' "
+    "PipelineQuantizationConfig. LoRA adapters load on top; fuse is refused.",
+    "type": "object",
+    "required": ["backend", "bits"],
+    "additionalProperties": False,
+    "properties": {
+        "backend": {"description": "The quantization library.", "enum": ["bitsandbytes"]},
+        "bits": {"description": "4 or 8 bits per weight.", "enum": [4, 8]},
+        "quant_type": {
+            "description": "The 4-bit data type (bits 4 only). Default nf4.",
+            "enum": ["nf4", "fp4"],
+        },
+        "compute_dtype": {
+            "description": "The dtype 4-bit layers compute in (bits 4 only). Default: the "
+            "spec's dtype.",
+            "enum": ["float32", "float16", "bfloat16"],
+        },
+        "components": {
+            "description": "The pipeline components quantized (diffusers), e.g. [unet, "
+            "text_encoder]. Default: the denoiser (unet or transformer).",
+            "type": "array",
+            "items": {"type": "string"},
+            "minItems": 1,
+        },
+    },
+}
+
+
 def properties() -> dict[str, Any]:
     """The spec's top-level properties; `steps` gets its items from the grammar."""
     return {
@@ -815,6 +845,7 @@ def properties() -> dict[str, Any]:
                     "description": "Weights variant (diffusers), e.g. fp16. Default none.",
                     "type": _NULLABLE_STRING,
                 },
+                "quantization": QUANTIZATION,
                 "trust_remote_code": {
                     "description": "Run code shipped with the model. Default false; never true "
                     "unless written here.",

@@ -116,3 +116,37 @@ def test_a_deleted_adapter_is_loaded_no_more(tmp_path: Path) -> None:
 
 def test_a_deleted_adapter_may_be_loaded_again(tmp_path: Path) -> None:
     load(write(tmp_path, "  - {op: delete, adapters: a}\n  - {op: load, adapters: a}\n"))
+
+
+def test_quantization_options_and_fuse_on_a_quantized_base(tmp_path: Path) -> None:
+    spec = tmp_path / "q.yaml"
+    spec.write_text(
+        "version: 1\n"
+        "model:\n  family: transformers\n  path: builtin:tiny-causal-lm\n"
+        "  quantization: {backend: bitsandbytes, bits: 8, quant_type: nf4, components: [unet]}\n"
+        "adapters:\n  a: {path: builtin:tiny-causal-lm-lora-a}\n"
+        "steps:\n  - {op: load, adapters: a}\n  - {op: fuse}\n  - {op: unfuse}\n"
+    )
+    assert errors(spec) == [
+        "5: quant_type is a 4-bit option; bits is 8",
+        "5: components name what a diffusers pipeline quantizes; a causal LM is quantized whole",
+        "10: fuse on a quantized base is refused",
+    ]
+
+
+def test_the_quantization_is_part_of_the_model_key(tmp_path: Path) -> None:
+    from runner.running.models import model_key
+
+    plain = load(write(tmp_path, ""))
+    spec = tmp_path / "q.yaml"
+    spec.write_text(
+        write(tmp_path, "")
+        .read_text()
+        .replace(
+            "path: builtin:tiny-causal-lm}",
+            "path: builtin:tiny-causal-lm, quantization: {backend: bitsandbytes, bits: 4}}",
+        )
+    )
+    quantized = load(spec)
+    assert quantized.model.quantization is not None
+    assert model_key(plain, "cpu", "float32") != model_key(quantized, "cpu", "float32")
