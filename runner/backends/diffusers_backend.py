@@ -21,6 +21,7 @@ from runner.record import adapter_file
 from runner.record import manifest as m
 from runner.results import ModelSetup, Picture
 from runner.sources import folders, names
+from runner.spec import weights as weight_forms
 from runner.spec.types import Adapter, Generate, Merge, Model, Quantization, Scheduler
 from runner.spec.weights import Weight
 
@@ -84,6 +85,9 @@ class DiffusersBackend:
         self.left_out: tuple[str, ...] = ()  # components loaded as None
         self.kept: fusing.Kept | None = None  # the base weights as they were, while fused
         self.quantization: Quantization | None = None  # a quantized base, as the spec says
+        self.weights: dict[str, Weight] = {}  # set_adapters' weights, step ranges taken out
+        self.ranges: dict[str, tuple[int, int]] = {}  # adapter -> (start, stop) of its steps
+        self.off = False  # disabled: step ranges switch nothing
 
     def load_model(self, model: Model, local: Path | str | None) -> None:
         """Load the pipeline from `local` (a folder or hub id), or from `model.path` when None,
@@ -237,11 +241,14 @@ class DiffusersBackend:
 
     def set_adapters(self, weights: dict[str, Weight]) -> None:
         """set_adapters with each weight a number or diffusers' per-component (per-block)
-        mapping; a component it would skip with only a warning is refused."""
+        mapping; a component it would skip with only a warning is refused. An adapter with
+        a step range runs at weight 0 outside it: generate switches it at step boundaries."""
+        self.ranges = {n: r for n, w in weights.items() if (r := weight_forms.steps_of(w))}
+        self.weights = {n: weight_forms.unranged(w) for n, w in weights.items()}
         pipe = self.pipe
         loadable = getattr(pipe, "_lora_loadable_modules", [])
         holding = pipe.get_list_adapters()
-        for name, weight in weights.items():
+        for name, weight in self.weights.items():
             for component in weight if isinstance(weight, dict) else ():
                 if component not in loadable or getattr(pipe, component, None) is None:
                     raise StepError(
@@ -256,6 +263,18 @@ class DiffusersBackend:
             unet_weight = weight.get("unet") if isinstance(weight, dict) else None
             if isinstance(unet_weight, dict):
                 self._check_blocks(unet_weight)
+        self._set(self._at(0))
+
+    def _at(self, step: int) -> dict[str, Weight]:
+        """The weights that run at denoising step STEP: 0 for an adapter outside its range."""
+        return {
+            name: weight if start <= step < stop else 0.0
+            for name, weight in self.weights.items()
+            for start, stop in [self.ranges.get(name, (step, step + 1))]
+        }
+
+    def _set(self, weights: dict[str, Weight]) -> None:
+        pipe = self.pipe
         try:
             with captured(self.ticker.verbose):
                 pipe.set_adapters(list(weights), adapter_weights=list(weights.values()))
@@ -282,10 +301,12 @@ class DiffusersBackend:
                     )
 
     def disable(self) -> None:
+        self.off = True
         if self.adapters():  # diffusers raises on a pipeline that has no LoRA yet
             self.pipe.disable_lora()
 
     def enable(self) -> None:
+        self.off = False
         if self.adapters():
             self.pipe.enable_lora()
 
@@ -405,8 +426,13 @@ class DiffusersBackend:
         drawn = [seed + k for seed in seeds for k in range(per_prompt)]
         assert len(drawn) == count
         generators = [torch.Generator("cpu").manual_seed(seed) for seed in drawn]
+        ranged = bool(self.ranges) and not self.off
         if "callback_on_step_end" in accepted:
             args["callback_on_step_end"] = self._tick
+        elif ranged:
+            raise StepError(f"{type(pipe).__name__} takes no callback_on_step_end for step ranges")
+        if ranged:  # the previous call may have ended with an adapter switched off
+            self._set(self._at(0))
         if scheduler is not None:
             pipe.scheduler = scheduler
         try:
@@ -470,8 +496,14 @@ class DiffusersBackend:
     def _tick(
         self, pipe: Any, index: int, timestep: Any, tensors: dict[str, Any]
     ) -> dict[str, Any]:
-        """callback_on_step_end: counts denoising steps, hands the tensors back untouched."""
+        """callback_on_step_end: counts denoising steps, switches step-ranged adapters for
+        the next step (as set_adapters by hand in a callback does), hands the tensors back
+        untouched."""
         self.ticker.tick(index + 1, getattr(pipe, "num_timesteps", None), "denoising steps")
+        if self.ranges and not self.off:
+            after = self._at(index + 1)
+            if after != self._at(index):
+                self._set(after)
         return tensors
 
 

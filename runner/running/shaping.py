@@ -10,6 +10,7 @@ from typing import Any, Protocol
 
 from runner.backends.base import Backend
 from runner.errors import StepError
+from runner.spec import weights
 from runner.spec.types import Delete, Fuse, Unfuse
 from runner.spec.weights import Weight
 
@@ -27,6 +28,12 @@ class Books(Protocol):
 def fuse(state: Books, backend: Backend, step: Fuse) -> Done:
     if state.disabled or not state.active:
         raise StepError("fuse needs active adapters (none run now)")
+    ranged = [name for name, weight in state.active.items() if weights.ranged(weight)]
+    if ranged:
+        raise StepError(
+            f"fuse of '{ranged[0]}', which runs for a range of steps: fused weights run at "
+            f"every step; set_adapters without steps first"
+        )
     execution = backend.fuse(dict(state.active), step.lora_scale)
     note = f"fused {', '.join(state.active)}; base weights sha256 {execution['base_sha256']}"
     return [note], {**execution, "lora_scale": step.lora_scale}

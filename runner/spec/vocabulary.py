@@ -350,18 +350,34 @@ def adapter_weight(sweep: bool) -> dict[str, Any]:
         },
     }
     component = {"description": "The component's weight.", **one}
+    components = {
+        name: unet if name == "unet" else {**component, "type": kinds}
+        for name in weights.LORA_COMPONENTS
+    }
+    plain = {"type": kinds, **numbers, "minProperties": 1, "additionalProperties": False}
     return {
         "description": "The adapter's weight (base + weight x its change), or per component "
         "{unet: 0.8, text_encoder: 0.3} and per UNet block {unet: {down: .., mid: .., up: "
-        "{block_0: ..}}} as diffusers' set_adapters takes them; a component left out: 1.0"
+        "{block_0: ..}}} as diffusers' set_adapters takes them; a component left out: 1.0; "
+        "{weight: .., steps: [start, stop]}: only for denoising steps start to stop - 1"
         + ("; a list of weights makes a row for each." if sweep else "."),
-        "type": kinds,
-        **numbers,
-        "minProperties": 1,
-        "additionalProperties": False,
+        **plain,
         "properties": {
-            name: unet if name == "unet" else {**component, "type": kinds}
-            for name in weights.LORA_COMPONENTS
+            **components,
+            weights.WEIGHT: {
+                "description": "With steps: the weight while the adapter runs (a number or "
+                "per component). Default 1.0.",
+                **plain,
+                "properties": components,
+            },
+            weights.STEPS: {
+                "description": "[start, stop] (diffusers): the adapter runs for denoising "
+                "steps start to stop - 1 (counted from 0) and is off (weight 0) for the others.",
+                "type": "array",
+                "items": {"type": "integer", "minimum": 0, "maximum": MAX_COUNT},
+                "minItems": 2,
+                "maxItems": 2,
+            },
         },
     }
 

@@ -1,6 +1,7 @@
-"""Meaning checks of weights per component and per block (runner.spec.weights): diffusers
-only, components that take LoRAs, and blocks only where diffusers can scale them (the UNet:
-its block mapping covers UNet models only), naming the pipeline when its folder tells."""
+"""Meaning checks of weights per component, per block and per step range
+(runner.spec.weights): diffusers only, components that take LoRAs, blocks only where
+diffusers can scale them (the UNet: its block mapping covers UNet models only), naming the
+pipeline when its folder tells, and ranges that start below their stop."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ from typing import Any
 from runner.errors import Located
 from runner.sources import folders
 from runner.spec.document import Document, Path_
-from runner.spec.weights import LORA_COMPONENTS
+from runner.spec.values import is_int
+from runner.spec.weights import LORA_COMPONENTS, STEPS, WEIGHT
 
 
 def weight_problems(
@@ -28,16 +30,16 @@ def weight_problems(
     problems = []
     for where, weight in found:
         if family != "diffusers":
-            problems.append(
-                doc.problem(
-                    where,
-                    "weights per component are for diffusers pipelines; a transformers "
-                    "adapter takes one number",
-                )
-            )
+            problems.append(doc.problem(where, _REFUSED[STEPS in weight]))
             continue
-        for component, value in weight.items():
-            at = (*where, component)
+        ranging = _range_problem(weight)
+        if ranging is not None:
+            problems.append(doc.problem((*where, ranging[0]), ranging[1]))
+            continue
+        inner = weight.get(WEIGHT) if STEPS in weight else weight
+        at_inner = (*where, WEIGHT) if STEPS in weight else where
+        for component, value in inner.items() if isinstance(inner, dict) else ():
+            at = (*at_inner, component)
             if component not in LORA_COMPONENTS:
                 continue  # the schema names the components it takes
             if index is not None and component not in index.components:
@@ -54,6 +56,37 @@ def weight_problems(
                 continue
             problems.append(doc.problem(at, message, key=True))
     return problems
+
+
+_REFUSED = {
+    False: "weights per component are for diffusers pipelines; a transformers adapter takes "
+    "one number",
+    True: "step ranges (steps: [start, stop]) count a diffusers pipeline's denoising steps; "
+    "a transformers adapter takes one number",
+}
+
+
+def _range_problem(weight: dict[str, Any]) -> tuple[str, str] | None:
+    """(key, why) a weight's step range is wrong, or None."""
+    if WEIGHT in weight and STEPS not in weight:
+        return WEIGHT, "weight: goes with steps: [start, stop]; without a range write the weight"
+    if STEPS not in weight:
+        return None
+    if len(weight) > 2 or (len(weight) == 2 and WEIGHT not in weight):
+        return STEPS, (
+            "with steps, write the components inside weight: "
+            "{weight: {unet: .., text_encoder: ..}, steps: [start, stop]}"
+        )
+    written = weight[STEPS]
+    if not (isinstance(written, list) and len(written) == 2 and all(map(is_int, written))):
+        return None  # the schema says what is wrong with it
+    start, stop = written
+    if start >= stop:
+        return STEPS, (
+            f"steps [{start}, {stop}]: the start must be below the stop (the adapter runs "
+            f"for steps start to stop - 1)"
+        )
+    return None
 
 
 def _shaped_weights(steps: list[Any]) -> list[tuple[Path_, dict[str, Any]]]:

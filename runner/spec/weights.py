@@ -4,6 +4,8 @@
     {unet: 0.8, text_encoder: 0.3}              per component (a component left out: 1.0)
     {unet: {down: 0.9, mid: 1.0, up: {block_0: 0.6, block_1: [0.4, 0.8, 1.0]}}}
                                                 per UNet block; a list: one per layer
+    {weight: 0.8, steps: [0, 4]}                 for denoising steps 0 to 3 only (`weight`:
+                                                any of the above, default 1.0)
 
 These mean what diffusers' `set_adapters(names, adapter_weights=[...])` makes of them. In a
 compare row every list sweeps, one row per value (a block's per-layer list is then written
@@ -22,6 +24,8 @@ Weight = float | dict[str, Any]
 # How a label names a component: short enough for a grid's row header.
 SHORT = {"text_encoder": "te", "text_encoder_2": "te2", "text_encoder_3": "te3"}
 SIDES = ("down", "mid", "up")
+# A weight for a range of denoising steps: {weight: W, steps: [start, stop]}.
+WEIGHT, STEPS = "weight", "steps"
 BLOCK_PATTERN = "^block_[0-9]+$"
 # The pipeline components diffusers loads LoRA layers into, by the names set_adapters takes.
 LORA_COMPONENTS = (
@@ -35,17 +39,36 @@ LORA_COMPONENTS = (
 
 
 def typed(value: Any) -> Any:
-    """VALUE with every number a float (a mapping stays a mapping, a list a list)."""
+    """VALUE with every number a float (a mapping stays a mapping, a list a list), but for
+    a step range's two ints."""
     if isinstance(value, dict):
-        return {str(k): typed(v) for k, v in value.items()}
+        return {str(k): [int(s) for s in v] if k == STEPS else typed(v) for k, v in value.items()}
     if isinstance(value, list):
         return [typed(v) for v in value]
     return float(value)
 
 
 def shaped(weight: Any) -> bool:
-    """Whether WEIGHT is per component (a mapping), not one number."""
+    """Whether WEIGHT is a mapping (per component, or with a step range), not one number."""
     return isinstance(weight, dict)
+
+
+def ranged(weight: Any) -> bool:
+    """Whether WEIGHT runs for a range of denoising steps only: `{weight: .., steps: [a, b]}`."""
+    return isinstance(weight, dict) and STEPS in weight
+
+
+def steps_of(weight: Any) -> tuple[int, int] | None:
+    """WEIGHT's step range (start, stop: the adapter runs for steps start .. stop - 1)."""
+    if not ranged(weight):
+        return None
+    start, stop = weight[STEPS]
+    return int(start), int(stop)
+
+
+def unranged(weight: Any) -> Any:
+    """WEIGHT without its step range: what set_adapters takes while the adapter runs."""
+    return weight.get(WEIGHT, 1.0) if ranged(weight) else weight
 
 
 def _flat(value: Any, prefix: str) -> list[str]:
@@ -58,7 +81,11 @@ def _flat(value: Any, prefix: str) -> list[str]:
 
 def shown(name: str, weight: Any, *, bare_one: bool = True) -> str:
     """`3d`, `3d=0.7`, or per component `3d unet=0.8 te=0.3`, per block
-    `cereal unet.down=0.9 unet.up.block_1=0.4/0.8/1` (a list: per layer)."""
+    `cereal unet.down=0.9 unet.up.block_1=0.4/0.8/1` (a list: per layer), with a step
+    range `turbo steps=0:4` (steps 0 to 3)."""
+    if ranged(weight):
+        start, stop = weight[STEPS]
+        return f"{shown(name, unranged(weight), bare_one=bare_one)} steps={start}:{stop}"
     if shaped(weight):
         parts = [p for k, v in weight.items() for p in _flat(v, SHORT.get(k, k))]
         return f"{name} {' '.join(parts)}"
@@ -88,7 +115,10 @@ def sweep(value: Any, *, layers: bool = False) -> list[Any]:
         return [typed(v) if layers else float(v) for v in value]
     if isinstance(value, dict):
         keys = list(value)
-        choices = [sweep(value[k], layers=_is_block(k)) for k in keys]
+        choices = [
+            [[int(s) for s in value[k]]] if k == STEPS else sweep(value[k], layers=_is_block(k))
+            for k in keys
+        ]
         return [dict(zip(keys, combo, strict=True)) for combo in itertools.product(*choices)]
     return [float(value)]
 
@@ -99,8 +129,8 @@ def sweep_count(value: Any, cap: int) -> int:
         return len(value)
     if isinstance(value, dict):
         total = 1
-        for v in value.values():
-            total *= sweep_count(v, cap)
+        for k, v in value.items():
+            total *= 1 if k == STEPS else sweep_count(v, cap)
             if total > cap:
                 return cap + 1
         return total
@@ -109,10 +139,3 @@ def sweep_count(value: Any, cap: int) -> int:
 
 def _is_block(key: str) -> bool:
     return key.startswith("block_")
-
-
-def block_paths(weight: Any) -> list[tuple[str, ...]]:
-    """The paths of WEIGHT's mappings below a component: where it scales blocks."""
-    if not shaped(weight):
-        return []
-    return [(component,) for component, v in weight.items() if isinstance(v, dict)]

@@ -57,8 +57,8 @@ def test_per_block_weights_on_a_pipeline_without_a_unet_name_it(tmp_path: Path) 
         "7: FluxPipeline has no component 'unet'; its components: text_encoder, transformer, vae",
         "8: per-block weights are for the unet only (diffusers' block mapping covers UNet "
         "models only), not for transformer",
-        "9: unknown key 'vae' in steps[3].adapters[0].a; allowed: text_encoder, "
-        "text_encoder_2, text_encoder_3, transformer, transformer_2, unet",
+        "9: unknown key 'vae' in steps[3].adapters[0].a; allowed: steps, text_encoder, "
+        "text_encoder_2, text_encoder_3, transformer, transformer_2, unet, weight",
     ]
 
 
@@ -127,3 +127,67 @@ def test_labels_and_written_forms() -> None:
     assert weights.shown("3d", 1.0, bare_one=False) == "3d=1"
     assert weights.written({"unet": 0.5}) == '{"unet": 0.5}'
     assert weights.written(0.5) == "0.5"
+
+
+def test_step_ranges_type_sweep_and_label(tmp_path: Path) -> None:
+    file = spec(
+        tmp_path,
+        "diffusers",
+        "builtin:tiny-sd",
+        "  - {op: set_adapters, adapters: {a: {weight: 0.8, steps: [0, 4]}}}\n"
+        "  - op: compare\n"
+        "    adapters:\n"
+        "      - {a: {weight: [0.5, 1.0], steps: [2, 6]}}\n"
+        "      - {a: {weight: {unet: 0.5}, steps: [0, 1]}}\n"
+        "      - {a: {steps: [1, 3]}}\n"
+        "    prompt: x\n",
+    )
+    steps = load(file).steps
+    assert steps[1].weights == (("a", {"weight": 0.8, "steps": [0, 4]}),)  # type: ignore[union-attr]
+    rows = steps[2].rows  # type: ignore[union-attr]
+    assert [r.label for r in rows] == [
+        "a=0.5 steps=2:6",
+        "a=1 steps=2:6",
+        "a unet=0.5 steps=0:1",
+        "a=1 steps=1:3",
+    ]
+    assert rows[0].weights == (("a", {"weight": 0.5, "steps": [2, 6]}),)
+    assert weights.steps_of({"steps": [1, 3]}) == (1, 3) and weights.steps_of(0.5) is None
+    assert weights.unranged({"steps": [1, 3]}) == 1.0
+    assert weights.unranged({"weight": {"unet": 0.5}, "steps": [1, 3]}) == {"unet": 0.5}
+
+
+def test_bad_step_ranges_are_refused_at_validation(tmp_path: Path) -> None:
+    file = spec(
+        tmp_path,
+        "diffusers",
+        "builtin:tiny-sd",
+        "  - {op: set_adapters, adapters: {a: {weight: 0.8, steps: [4, 4]}}}\n"
+        "  - {op: set_adapters, adapters: {a: {weight: 0.8}}}\n"
+        "  - {op: set_adapters, adapters: {a: {unet: 0.8, steps: [0, 2]}}}\n"
+        "  - {op: set_adapters, adapters: {a: {steps: [0, 2, 3]}}}\n"
+        "  - {op: compare, adapters: [{a: {steps: [3, 1]}}], prompt: x}\n",
+    )
+    assert errors(file) == [
+        "7: steps [4, 4]: the start must be below the stop (the adapter runs for steps start "
+        "to stop - 1)",
+        "8: weight: goes with steps: [start, stop]; without a range write the weight",
+        "9: with steps, write the components inside weight: {weight: {unet: .., "
+        "text_encoder: ..}, steps: [start, stop]}",
+        "10: [0, 2, 3] is too long",
+        "11: steps [3, 1]: the start must be below the stop (the adapter runs for steps start "
+        "to stop - 1)",
+    ]
+
+
+def test_step_ranges_are_refused_for_transformers(tmp_path: Path) -> None:
+    file = spec(
+        tmp_path,
+        "transformers",
+        "builtin:tiny-causal-lm",
+        "  - {op: set_adapters, adapters: {a: {weight: 0.8, steps: [0, 4]}}}\n",
+    )
+    assert errors(file) == [
+        "7: step ranges (steps: [start, stop]) count a diffusers pipeline's denoising steps; "
+        "a transformers adapter takes one number"
+    ]
