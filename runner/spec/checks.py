@@ -165,7 +165,7 @@ def _steps(
                 problems.append(
                     doc.problem(
                         (*here, "id"),
-                        f"duplicate step id '{step_id}' (first in steps[{ids[step_id]}])",
+                        f"duplicate step id '{step_id}' (first in step {ids[step_id] + 1})",
                     )
                 )
             ids.setdefault(step_id, index)
@@ -191,7 +191,7 @@ def _steps(
                         where,
                         f"adapter '{name}' is already loaded"
                         + (
-                            f" (steps[{loaded[name]}])"
+                            f" (step {loaded[name] + 1})"
                             if loaded[name] >= 0
                             else " (with the model)"
                         ),
