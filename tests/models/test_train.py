@@ -20,6 +20,7 @@ from peft import LoraConfig, PeftModel
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+import runner
 from runner import api, builtin
 from runner.errors import SpecError
 
@@ -192,3 +193,66 @@ def test_the_report_draws_the_loss_curve(trained: api.Run) -> None:
     assert ys.index(min(ys)) == losses.index(max(losses))
     assert ys.index(max(ys)) == losses.index(min(losses))
     assert "<script" not in svg
+
+
+class StopAt:
+    """A ticker that stops the run, as Ctrl-C would, once training step AT has finished."""
+
+    verbose = False
+
+    def __init__(self, at: int) -> None:
+        self.at = at
+
+    def tick(self, done: int, total: int | None, unit: str) -> None:
+        if unit.startswith("training steps") and done == self.at:
+            raise runner.Interrupted("SIGINT")
+
+    def note(self, text: str) -> None:
+        pass
+
+
+def test_stopping_after_k_steps_and_continuing_is_the_straight_run(
+    trained: api.Run, tmp_path: Path
+) -> None:
+    written = spec(tmp_path)
+    written["steps"][1]["checkpoint_every"] = 2
+    with pytest.raises(runner.Interrupted) as stopped:
+        api.run(written, out=tmp_path / "runs", ticker=StopAt(3))
+    old = stopped.value.run_dir
+    assert old is not None
+    (folder,) = old.glob("outputs/*-trained")
+    assert sorted(p.name for p in folder.iterdir()) == ["checkpoint.json", "checkpoint.safetensors"]
+    state = json.loads((folder / "checkpoint.json").read_text())
+    assert state["steps_done"] == 2  # step 3 finished, but its checkpoint was not due
+    assert runner.verify(old).ok
+    lines: list[str] = []
+    resumed = runner.resume(old, progress=lines.append)
+    assert any("training continues from the checkpoint of step 2" in line for line in lines)
+    (straight,) = trained.dir.glob("outputs/*-trained")
+    (again,) = resumed.dir.glob("outputs/*-trained")
+    # no checkpoint is left once the adapter is written
+    assert sorted(p.name for p in again.iterdir()) == sorted(p.name for p in straight.iterdir())
+    for name in ("adapter_model.safetensors", "adapter_config.json", "loss.jsonl"):
+        assert (again / name).read_bytes() == (straight / name).read_bytes(), name
+    assert runner.verify(resumed).ok
+
+
+def test_a_damaged_checkpoint_trains_from_the_start(trained: api.Run, tmp_path: Path) -> None:
+    written = spec(tmp_path)
+    written["steps"][1]["checkpoint_every"] = 1
+    with pytest.raises(runner.Interrupted) as stopped:
+        api.run(written, out=tmp_path / "runs", ticker=StopAt(4))
+    old = stopped.value.run_dir
+    assert old is not None
+    (tensors,) = old.glob("outputs/*-trained/checkpoint.safetensors")
+    data = bytearray(tensors.read_bytes())
+    data[-1] ^= 1
+    tensors.write_bytes(bytes(data))
+    lines: list[str] = []
+    resumed = runner.resume(old, progress=lines.append)
+    assert any("checkpoint.safetensors changed" in line for line in lines)
+    assert not any("training continues" in line for line in lines)
+    (straight,) = trained.dir.glob("outputs/*-trained/adapter_model.safetensors")
+    (again,) = resumed.dir.glob("outputs/*-trained/adapter_model.safetensors")
+    assert again.read_bytes() == straight.read_bytes()
+
