@@ -256,3 +256,18 @@ def test_a_damaged_checkpoint_trains_from_the_start(trained: api.Run, tmp_path: 
     (again,) = resumed.dir.glob("outputs/*-trained/adapter_model.safetensors")
     assert again.read_bytes() == straight.read_bytes()
 
+
+def test_diff_names_the_trained_adapter_that_changed(trained: api.Run, tmp_path: Path) -> None:
+    written = spec(tmp_path)
+    written["steps"][1]["learning_rate"] = 1e-3
+    other = api.run(written, out=tmp_path / "runs")
+    report = runner.diff(trained, other)
+    (a,), (b,) = (
+        [o.sha256 for s in r.manifest.steps for o in s.outputs if o.path.endswith(".safetensors")]
+        for r in (trained, other)
+    )
+    assert report.adapters == [
+        f"adapter 'fresh' changed (step 2 train): sha256 {a[:12]}… -> {b[:12]}…"
+    ]
+    assert f"  {report.adapters[0]}" in report.format_text()
+    assert runner.diff(trained, trained).adapters == []
