@@ -271,3 +271,20 @@ def test_diff_names_the_trained_adapter_that_changed(trained: api.Run, tmp_path:
     ]
     assert f"  {report.adapters[0]}" in report.format_text()
     assert runner.diff(trained, trained).adapters == []
+
+
+def test_the_train_quickstart(tmp_path: Path) -> None:
+    """specs/quickstart-train.yaml, as `make demo` runs it: training changes what the model
+    writes (its expect: holds), and the saved adapter is the trained one."""
+    root = Path(__file__).resolve().parents[2]
+    run = runner.run(root / "specs" / "quickstart-train.yaml", out=tmp_path)
+    assert run.status == "succeeded"
+    (compared,) = [s for s in run.manifest.steps if s.op == "compare"]
+    assert compared.expectations and all(e.passed for e in compared.expectations)
+    trained, saved = (
+        (run.dir / "outputs" / name / "adapter_model.safetensors").read_bytes()
+        for name in ("02-fresh", "04-saved")
+    )
+    assert trained == saved
+    losses = [json.loads(x)["loss"] for x in (run.dir / "outputs/02-fresh/loss.jsonl").open()]
+    assert len(losses) == 40 and losses[-1] < losses[0] / 2
