@@ -86,8 +86,8 @@ class Reuse:
 
     def checkpoint(self, folder: str) -> dict[str, bytes] | None:
         """The checkpoint a train step of the old run left in FOLDER (file name -> bytes),
-        when SHA256SUMS lists it and it is intact; else None (the step trains from the
-        start)."""
+        when SHA256SUMS lists both files intact and checkpoint.json names the tensors file
+        beside it; else None (the step trains from its start)."""
         names = (layout.CHECKPOINT_TENSORS, layout.CHECKPOINT_STATE)
         try:
             sums = read_sums(self.old_run)
@@ -103,11 +103,18 @@ class Reuse:
                 return None
             files[name] = data
         try:
-            done = f" of step {int(json.loads(files[layout.CHECKPOINT_STATE])['steps_done'])}"
+            state = json.loads(files[layout.CHECKPOINT_STATE])
+            paired = state[layout.CHECKPOINT_TENSORS] == sha256_bytes(files[names[0]])
+            done = int(state["steps_done"])
         except (ValueError, KeyError, TypeError):
-            done = ""  # the train step says what is wrong with it
+            paired = False
+        if not paired:  # a process killed between the two files' writes
+            self.progress(f"    the checkpoint in {folder} is incomplete: not used")
+            return None
         origin = os.path.abspath(self.old_run)
-        self.progress(printable(f"    training continues from the checkpoint{done} in {origin}"))
+        self.progress(
+            printable(f"    training continues from the checkpoint of step {done} in {origin}")
+        )
         return files
 
 

@@ -23,6 +23,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 import runner
 from runner import api, builtin
 from runner.errors import SpecError
+from runner.record import rundir
 
 LORA = {"r": 4, "lora_alpha": 8, "lora_dropout": 0.1, "target_modules": ["q_proj", "v_proj"]}
 PROMPTS = ["The cat", "The dog", "A little bird"]
@@ -288,3 +289,27 @@ def test_the_train_quickstart(tmp_path: Path) -> None:
     assert trained == saved
     losses = [json.loads(x)["loss"] for x in (run.dir / "outputs/02-fresh/loss.jsonl").open()]
     assert len(losses) == 40 and losses[-1] < losses[0] / 2
+
+
+def test_a_checkpoint_split_by_a_kill_trains_from_the_start(
+    trained: api.Run, tmp_path: Path
+) -> None:
+    """A process killed between the checkpoint's two files: the JSON names other tensors.
+    SHA256SUMS lists what is there (as a parent closing the run writes it); not used."""
+    written = spec(tmp_path)
+    written["steps"][1]["checkpoint_every"] = 1
+    runs = []
+    for at in (3, 4):
+        with pytest.raises(runner.Interrupted) as stopped:
+            api.run(written, out=tmp_path / f"runs-{at}", ticker=StopAt(at))
+        assert stopped.value.run_dir is not None
+        runs.append(stopped.value.run_dir)
+    (older,), (newer,) = (r.glob("outputs/*-trained/checkpoint.safetensors") for r in runs)
+    newer.write_bytes(older.read_bytes())  # step 2's tensors beside step 3's JSON
+    rundir.write_sums(runs[1], {})
+    lines: list[str] = []
+    resumed = runner.resume(runs[1], progress=lines.append)
+    assert any("is incomplete: not used" in line for line in lines), lines
+    (straight,) = trained.dir.glob("outputs/*-trained/adapter_model.safetensors")
+    (again,) = resumed.dir.glob("outputs/*-trained/adapter_model.safetensors")
+    assert again.read_bytes() == straight.read_bytes()
