@@ -235,14 +235,27 @@ def _train(ctx: Context, step: Train) -> Made:
     train = getattr(ctx.backend, "train", None)
     if train is None:
         raise StepError(f"the {ctx.spec.model.family} backend cannot train adapters")
-    losses = train(step)
+    folder = layout.output_dir(ctx.index, step.id or "train")
+    checkpoint = ctx.setup.checkpoint if ctx.setup and ctx.setup.checkpoint else None
+    start = checkpoint(folder) if checkpoint else None
+    kept: list[str] = []
+
+    def keep(files: dict[str, bytes]) -> None:
+        """The loop's checkpoint, over the last one: what a resume of this run starts from."""
+        named = {f"{folder}/{name}": data for name, data in files.items()}
+        kept[:] = [o.path for o in ctx.recorder.write_together(named)]
+
+    if start is not None:
+        keep(start)  # a resume of this run, stopped again, starts from it too
+    losses = train(step, start, keep)
     ctx.state.active = {step.adapter: 1.0}
     if ctx.state.disabled:
         ctx.backend.disable()
-    folder = layout.output_dir(ctx.index, step.id or "train")
     made = _write_adapter(ctx, folder, step.adapter, None)
     lines = b"".join(json.dumps(r, sort_keys=True).encode() + b"\n" for r in losses)
     made.outputs.append(ctx.recorder.write(f"{folder}/{layout.LOSSES}", lines))
+    for rel in kept:  # the adapter is written whole: its checkpoint has served
+        ctx.recorder.remove(rel)
     first, last = losses[0]["loss"], losses[-1]["loss"]
     made.notes.insert(0, f"{len(losses)} steps, loss {first:.4f} -> {last:.4f}")
     return made
@@ -285,6 +298,8 @@ class Setup:
     reuse: Callable[[Context, Step], Made | None] | None = None
     origin: m.Origin = field(default_factory=m.Origin)
     run_dir: Path | None = None  # an empty run directory made beforehand
+    # A train step's checkpoint to continue from (by its output folder), from a stopped run.
+    checkpoint: Callable[[str], dict[str, bytes] | None] | None = None
 
 
 def execute(

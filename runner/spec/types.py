@@ -14,7 +14,7 @@ from runner.spec import expect
 from runner.spec import rows as row_forms
 from runner.spec.defaults import generate_defaults, with_defaults
 from runner.spec.expect import Expect
-from runner.spec.vocabulary import NAME_MAX
+from runner.spec.vocabulary import CHECKPOINT_EVERY, NAME_MAX
 
 
 @dataclass(frozen=True)
@@ -207,6 +207,7 @@ class Train:
     batch_size: int = 4
     max_length: int = 128
     seed: int = 0
+    checkpoint_every: int = CHECKPOINT_EVERY  # steps between two checkpoints
     line: int = 0
     id: str | None = None
     op: str = "train"
@@ -222,6 +223,7 @@ class Train:
             batch_size=self.batch_size,
             max_length=self.max_length,
             seed=self.seed,
+            checkpoint_every=self.checkpoint_every,
         )
         return out
 
@@ -426,6 +428,7 @@ def _train(raw_step: dict[str, Any], here: _Here) -> Train:
         batch_size=int(raw_step.get("batch_size", 4)),
         max_length=int(raw_step.get("max_length", 128)),
         seed=int(raw_step.get("seed", here.seed)),
+        checkpoint_every=int(raw_step.get("checkpoint_every", CHECKPOINT_EVERY)),
         line=here.at,
         id=here.id,
     )

@@ -38,6 +38,7 @@ MAX_SEED = 2**63 - 1
 
 # Counts and sizes reach the libraries as C ints; a larger one fails deep inside them.
 MAX_COUNT = 2**31 - 1
+CHECKPOINT_EVERY = 10  # a train step's default steps between two checkpoints
 
 
 def _prompts(what: str) -> dict[str, Any]:
@@ -927,6 +928,14 @@ def making_definitions() -> dict[str, Any]:
                     "maximum": MAX_COUNT,
                 },
                 seed=SEED,
+                checkpoint_every={
+                    "description": "Steps between two checkpoints (the adapter, the optimizer "
+                    "and the RNG state, in the step's folder), from which `runner run --resume` "
+                    f"continues an interrupted run. Default {CHECKPOINT_EVERY}.",
+                    "type": "integer",
+                    "minimum": 1,
+                    "maximum": MAX_COUNT,
+                },
             ),
         },
         "save": {
