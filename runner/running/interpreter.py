@@ -175,6 +175,8 @@ def _compare(ctx: Context, step: Compare) -> Made:
         checked = expectations.of_compare(writer.cells, writer.row_of, base, len(step.prompts))
         made.expectations = expectations.check(step.expect, checked, rows)
         made.notes += expectations.failed(made.expectations)
+        made.scores = expectations.accuracy(step.expect, checked, step.rows) or None
+        made.notes += [f"{s.row}: accuracy {s.accuracy:.3f}" for s in made.scores or []]
     return made
 
 

@@ -49,10 +49,13 @@ def meaning_problems(doc: Document, base_dir: Path) -> list[Located]:
         types["default"] = preloaded
     problems += _steps(doc, steps, adapters, types, preloaded is not None, model.get("family"))
     problems += _generating(doc, data, steps, model.get("family"))
-    problems += references.size_problems(doc, datachecks.counted(data, base_dir))
+    counted = datachecks.counted(data, base_dir)
+    problems += references.size_problems(doc, counted)
     problems += datachecks.problems(doc, data, base_dir)
     problems += scorechecks.problems(doc, data, base_dir)
-    problems += expect_problems(doc, data, steps, model.get("family"))
+    problems += expect_problems(
+        doc, counted, _shaped(counted.get("steps"), list), model.get("family")
+    )
     problems += scheduler_problems(doc, data)
     return problems
 

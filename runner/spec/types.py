@@ -341,7 +341,18 @@ def _from_data(mapping: dict[str, Any], sets: dict[str, data_files.DataSet]) -> 
             ref = data_files.ref(value)
             found = sets[ref.data].values(ref.field, kind)
             out[key] = [list(v) if isinstance(v, tuple) else v for v in found]
+    written = out.get("expect")
+    if isinstance(written, dict):
+        out["expect"] = {k: _expected(v, sets) for k, v in written.items()}
     return out
+
+
+def _expected(value: Any, sets: dict[str, data_files.DataSet]) -> Any:
+    """A text expectation taken from a data field: its values, and where they came from."""
+    if not data_files.is_ref(value):
+        return value
+    ref = data_files.ref(value)
+    return expect.PerPrompt(sets[ref.data].values(ref.field), True, (ref.data, ref.field))
 
 
 @dataclass(frozen=True)

@@ -369,10 +369,12 @@ EXPECT: dict[str, Any] = {
             "type": "number",
             "minimum": 0,
         },
-        "contains": _per_prompt("Text the completion contains"),
-        "not_contains": _per_prompt("Text the completion does not contain"),
-        "equals": _per_prompt("The completion's whole text"),
-        "regex": _per_prompt("A Python regular expression the completion matches (re.search)"),
+        "contains": _or_data(_per_prompt("Text the completion contains")),
+        "not_contains": _or_data(_per_prompt("Text the completion does not contain")),
+        "equals": _or_data(_per_prompt("The completion's whole text")),
+        "regex": _or_data(
+            _per_prompt("A Python regular expression the completion matches (re.search)")
+        ),
     },
 }
 
