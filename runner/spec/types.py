@@ -123,6 +123,8 @@ class Compare:
     op: str = "compare"
     expect: Expect | None = None  # checked after the step (runner.running.expectations)
     seed_from: str = "spec"  # where `seeds` came from: see `seed_from`
+    metrics: tuple[str, ...] = ()  # clip_score (runner.running.clip)
+    clip: str | None = None  # the CLIP model's path as written: hub id, folder, builtin:NAME
 
 
 @dataclass(frozen=True)
@@ -509,6 +511,7 @@ def _compare(
     for key in ("op", "id", "max_cells"):
         args.pop(key, None)
     expected = args.pop("expect", None)
+    metrics, clip = tuple(args.pop("metrics", ())), args.pop("clip", None)
     rows = tuple(
         Row(row_forms.label(weights, mapping=isinstance(row, dict)), weights, row_line)
         for row, row_line in zip(written, row_lines, strict=True)
@@ -523,7 +526,14 @@ def _compare(
         id=raw_step.get("id"),
         expect=expect.build(expected, at),
         seed_from=seed_from(raw_step, defaults),
+        metrics=metrics,
+        clip=None if clip is None else clip["path"],
     )
+
+
+def compare_metrics(step: Compare) -> dict[str, Any]:
+    """A compare's metrics and CLIP model as JSON data (resolved.json, the step's record)."""
+    return {"metrics": list(step.metrics), "clip": {"path": step.clip}} if step.metrics else {}
 
 
 def score_arguments(step: Score) -> dict[str, Any]:
@@ -581,6 +591,7 @@ def resolved(spec: Spec) -> dict[str, Any]:
             ]
             out.update(prompt=list(step.prompts), seed=list(step.seeds))
             out.update(step.args)
+            out.update(compare_metrics(step))
         elif isinstance(step, (Merge, Save, Train)):
             out.update(step.arguments())
         elif isinstance(step, Score):
