@@ -5,8 +5,9 @@ the step's `scores`. Run after the cells are made, before cells.jsonl is written
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
+from typing import Any
 
 from runner.record import manifest as m
 from runner.running.cellwriter import CellWriter
@@ -14,15 +15,21 @@ from runner.sources import hub
 from runner.spec.types import Compare
 
 
-def measure(step: Compare, writer: CellWriter, base_dir: Path, device: str) -> list[m.ScoreRow]:
-    """Set every picture cell's clip_score in WRITER; return each row's mean (none: [])."""
+def measure(
+    step: Compare, writer: CellWriter, base_dir: Path, device: str
+) -> tuple[list[m.ScoreRow], dict[str, Any]]:
+    """Set every picture cell's clip_score in WRITER; return each row's mean and, for the
+    step's execution record, the CLIP model's identity (its files' sha256); none: [], {}."""
     if "clip_score" not in step.metrics or step.clip is None:
-        return []
+        return [], {}
     from PIL import Image
 
     from runner.backends.clip_score import ClipScorer
+    from runner.record.identity import identify
 
-    scorer = ClipScorer(hub.clip_source(step.clip, base_dir), device)
+    source = hub.clip_source(step.clip, base_dir)
+    scorer = ClipScorer(source, device)
+    local = Path(source) if Path(source).exists() else None
     cells = writer.cells
     pictures = [i for i, cell in enumerate(cells) if cell.image is not None]
     folder = writer.recorder.run / writer.folder
@@ -39,4 +46,4 @@ def measure(step: Compare, writer: CellWriter, base_dir: Path, device: str) -> l
         weights = None if row.weights is None else dict(row.weights)
         mean = sum(x or 0.0 for x in mine) / len(mine) if mine else None
         summaries.append(m.ScoreRow(row.label, weights, len(mine), clip_score=mean))
-    return summaries
+    return summaries, {"clip": asdict(identify(step.clip, local, None))}

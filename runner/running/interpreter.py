@@ -156,7 +156,7 @@ def _compare(ctx: Context, step: Compare) -> Made:
     try:
         execution = compare.EXECUTOR(ctx.backend, step, cells, done)
         rows = effect.measure(ctx.backend, step, writer)
-        metrics = clip.measure(step, writer, ctx.spec.base_dir, ctx.backend.device)
+        metrics, clipped = clip.measure(step, writer, ctx.spec.base_dir, ctx.backend.device)
     except BaseException:
         counted.stop()
         writer.close(complete=False)  # what finished stays, described by cells.jsonl
@@ -171,7 +171,7 @@ def _compare(ctx: Context, step: Compare) -> Made:
         for row in rows or []
         if row.noop
     ]
-    made = Made(written, notes, execution={**execution, "cells": listed}, rows=rows)
+    made = Made(written, notes, execution={**execution, **clipped, "cells": listed}, rows=rows)
     made.scores = metrics or None
     made.notes += [f"{s.row}: clip_score {s.clip_score:.4g}" for s in metrics]
     if step.expect is not None:

@@ -84,4 +84,6 @@ def test_clip_score_is_clip_by_hand_on_the_recorded_pngs(tmp_path: Path) -> None
     page = (run.dir / "report.html").read_text()
     section = page.split("id='step-2'")[1].split("</section>")[0]
     assert "<th>clip_score</th>" in section and section.count("<svg") == 1
+    model = run.manifest.steps[1].execution["clip"]  # the CLIP model, byte for byte
+    assert model["path"] == "builtin:tiny-clip" and "model.safetensors" in model["files"]
     assert runner.verify(run).ok
