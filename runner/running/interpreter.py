@@ -179,8 +179,9 @@ def _compare(ctx: Context, step: Compare) -> Made:
         checked = expectations.of_compare(writer.cells, writer.row_of, base, len(step.prompts))
         made.expectations = expectations.check(step.expect, checked, rows)
         made.notes += expectations.failed(made.expectations)
-        made.scores = expectations.accuracy(step.expect, checked, step.rows) or made.scores
-        made.notes += [f"{s.row}: accuracy {s.accuracy:.3f}" for s in made.scores or []]
+        accuracy = expectations.accuracy(step.expect, checked, step.rows)  # text compares
+        made.scores = accuracy or made.scores
+        made.notes += [f"{s.row}: accuracy {s.accuracy:.3f}" for s in accuracy]
     return made
 
 

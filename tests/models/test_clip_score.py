@@ -34,6 +34,7 @@ steps:
     seed: [0, 1]
     metrics: [clip_score]
     clip: {{path: builtin:tiny-clip}}
+    expect: {{differs_from_base: true}}
 """
 
 
@@ -86,4 +87,5 @@ def test_clip_score_is_clip_by_hand_on_the_recorded_pngs(tmp_path: Path) -> None
     assert "<th>clip_score</th>" in section and section.count("<svg") == 1
     model = run.manifest.steps[1].execution["clip"]  # the CLIP model, byte for byte
     assert model["path"] == "builtin:tiny-clip" and "model.safetensors" in model["files"]
+    assert [r.passed for r in run.manifest.steps[1].expectations or []] == [True]
     assert runner.verify(run).ok
