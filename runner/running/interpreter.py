@@ -22,7 +22,7 @@ from runner.record import manifest as m
 from runner.record.recorder import Recorder, scheduler_record
 from runner.record.samplers import sampler_name
 from runner.results import Completion, Picture, SchedulerUsed
-from runner.running import compare, effect, expectations, scoring
+from runner.running import clip, compare, effect, expectations, scoring
 from runner.running.announce import CellCounter, announcing, loaded_line
 from runner.running.cellwriter import CellWriter
 from runner.running.ending import finish
@@ -42,6 +42,7 @@ from runner.spec.types import (
     Spec,
     Step,
     Train,
+    compare_metrics,
     score_arguments,
 )
 
@@ -155,6 +156,7 @@ def _compare(ctx: Context, step: Compare) -> Made:
     try:
         execution = compare.EXECUTOR(ctx.backend, step, cells, done)
         rows = effect.measure(ctx.backend, step, writer)
+        metrics, clipped = clip.measure(step, writer, ctx.spec.base_dir, ctx.backend.device)
     except BaseException:
         counted.stop()
         writer.close(complete=False)  # what finished stays, described by cells.jsonl
@@ -169,12 +171,17 @@ def _compare(ctx: Context, step: Compare) -> Made:
         for row in rows or []
         if row.noop
     ]
-    made = Made(written, notes, execution={**execution, "cells": listed}, rows=rows)
+    made = Made(written, notes, execution={**execution, **clipped, "cells": listed}, rows=rows)
+    made.scores = metrics or None
+    made.notes += [f"{s.row}: clip_score {s.clip_score:.4g}" for s in metrics]
     if step.expect is not None:
         base = effect.base_row(step)
         checked = expectations.of_compare(writer.cells, writer.row_of, base, len(step.prompts))
         made.expectations = expectations.check(step.expect, checked, rows)
         made.notes += expectations.failed(made.expectations)
+        accuracy = expectations.accuracy(step.expect, checked, step.rows)  # text compares
+        made.scores = accuracy or made.scores
+        made.notes += [f"{s.row}: accuracy {s.accuracy:.3f}" for s in accuracy]
     return made
 
 
@@ -453,6 +460,7 @@ def _arguments(step: Step) -> dict[str, Any]:
             "prompt": list(step.prompts),
             "seed": list(step.seeds),
             **step.args,
+            **compare_metrics(step),
         }
     if isinstance(step, (Merge, Save, Train)):
         return step.arguments()

@@ -1,8 +1,9 @@
 """Continue a failed or interrupted run into a new run directory.
 
 The new run replays every adapter step (load, set_adapters, disable, enable), takes the
-outputs of each finished step whose kind declares them reusable from the old run, after
-checking their sha256 against its manifest, and computes only what is missing. Seeds
+outputs of each finished step whose kind declares them reusable from the old run (generate,
+compare, score), after checking their sha256 against its manifest, with what its record
+summarises of them (rows, scores, expectations), and computes only what is missing. Seeds
 make every output independent of the steps that made others, so the result is what an
 uninterrupted run gives. A train step the old run stopped in continues from the last
 checkpoint it left there (checked against the old run's SHA256SUMS), to the same adapter.
@@ -47,6 +48,7 @@ def all_outputs(record: m.StepRecord) -> list[m.Output]:
 REUSABLE: dict[str, Callable[[m.StepRecord], list[m.Output]]] = {
     "generate": all_outputs,
     "compare": all_outputs,  # a finished compare step whole; an unfinished one runs again
+    "score": all_outputs,  # scores.jsonl; the rows' summaries come with the step's record
 }
 
 
@@ -81,6 +83,7 @@ class Reuse:
             [printable(f"{len(written)} output(s) taken from {origin}")],
             execution={**old.execution, "outputs_from": origin},
             rows=old.rows,
+            scores=old.scores,  # a score step's summaries, a compare's metrics
             expectations=old.expectations,
         )
 

@@ -16,6 +16,7 @@ from runner.spec import datachecks, disk, making, references, scorechecks
 from runner.spec.defaults import generate_defaults, with_defaults
 from runner.spec.document import Document, Path_
 from runner.spec.expect_checks import expect_problems
+from runner.spec.metricchecks import metric_problems
 from runner.spec.scheduler_checks import scheduler_problems
 from runner.spec.values import is_int
 from runner.spec.vocabulary import DEVICE_MESSAGE, DEVICE_PATTERN, GENERATING, MAX_SEED
@@ -49,10 +50,14 @@ def meaning_problems(doc: Document, base_dir: Path) -> list[Located]:
         types["default"] = preloaded
     problems += _steps(doc, steps, adapters, types, preloaded is not None, model.get("family"))
     problems += _generating(doc, data, steps, model.get("family"))
-    problems += references.size_problems(doc, datachecks.counted(data, base_dir))
+    counted = datachecks.counted(data, base_dir)
+    problems += references.size_problems(doc, counted)
     problems += datachecks.problems(doc, data, base_dir)
     problems += scorechecks.problems(doc, data, base_dir)
-    problems += expect_problems(doc, data, steps, model.get("family"))
+    problems += expect_problems(
+        doc, counted, _shaped(counted.get("steps"), list), model.get("family")
+    )
+    problems += metric_problems(doc, steps, model.get("family"), base_dir)
     problems += scheduler_problems(doc, data)
     return problems
 

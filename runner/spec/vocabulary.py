@@ -370,15 +370,43 @@ EXPECT: dict[str, Any] = {
             "type": "number",
             "minimum": 0,
         },
-        "contains": _per_prompt("Text the completion contains"),
-        "not_contains": _per_prompt("Text the completion does not contain"),
-        "equals": _per_prompt("The completion's whole text"),
-        "regex": _per_prompt("A Python regular expression the completion matches (re.search)"),
+        "contains": _or_data(_per_prompt("Text the completion contains")),
+        "not_contains": _or_data(_per_prompt("Text the completion does not contain")),
+        "equals": _or_data(_per_prompt("The completion's whole text")),
+        "regex": _or_data(
+            _per_prompt("A Python regular expression the completion matches (re.search)")
+        ),
     },
 }
 
 
 TEXT_EXPECTATIONS = ("contains", "not_contains", "equals", "regex")
+
+# What a compare scores per cell besides its outputs (CONTRACT section 10).
+IMAGE_METRICS = ("clip_score",)
+METRICS: dict[str, Any] = {
+    "description": "Metrics of each cell, summarised per row as a score table: `clip_score` "
+    "(images: 100 x the cosine of the image's and the prompt's CLIP embeddings, floored at "
+    "0; needs `clip`).",
+    "type": "array",
+    "items": {"enum": list(IMAGE_METRICS)},
+    "minItems": 1,
+    "uniqueItems": True,
+}
+CLIP: dict[str, Any] = {
+    "description": "The CLIP model `clip_score` embeds images and prompts with.",
+    "type": "object",
+    "required": ["path"],
+    "additionalProperties": False,
+    "properties": {
+        "path": {
+            "description": "A hub id (e.g. openai/clip-vit-base-patch32), a local folder "
+            "or builtin:NAME.",
+            "type": "string",
+            "minLength": 1,
+        }
+    },
+}
 
 
 # What hover on a step's `op` shows in an editor besides the op's description.
@@ -502,6 +530,8 @@ def op_definitions() -> dict[str, Any]:
                 },
                 **{k: s for k, (_, s) in ARGUMENTS.items()},
                 expect=EXPECT,
+                metrics=METRICS,
+                clip=CLIP,
             ),
         },
         "disable": {
