@@ -106,7 +106,7 @@ def test_a_data_expectation_needs_one_record_per_prompt(tmp_path: Path) -> None:
     )
     (problem,) = _problems(spec)
     assert problem.endswith(
-        "steps[1].expect.contains: contains has 2 entries for 3 prompts; give one per prompt, "
+        "step 2 (compare): expect.contains: contains has 2 entries for 3 prompts; give one per prompt, "
         "or one string for all"
     )
 
@@ -115,4 +115,4 @@ def test_a_regex_from_data_must_compile(tmp_path: Path) -> None:
     records = RECORDS.replace('"z$"', '"(unclosed"')
     spec = _spec(tmp_path, "      regex: {data: qa, field: pattern}\n", records)
     (problem,) = _problems(spec)
-    assert "steps[1].expect.regex[2]: not a regular expression: missing )" in problem
+    assert "step 2 (compare): expect.regex[2]: not a regular expression: missing )" in problem

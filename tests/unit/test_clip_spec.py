@@ -44,7 +44,7 @@ def test_clip_score_on_a_text_compare_is_refused_where_written(tmp_path: Path) -
     spec = _spec(tmp_path, TEXT, "    metrics: [clip_score]\n    clip: {path: builtin:tiny-clip}\n")
     (problem,) = _problems(spec)
     assert problem == (
-        f"{spec}:7:15: steps[0].metrics[0]: clip_score scores images, but model.family is "
+        f"{spec}:7:15: step 1 (compare): metrics[0]: clip_score scores images, but model.family is "
         "transformers; a text compare scores with text expectations taken from data "
         "(accuracy), or use op: score"
     )
@@ -53,20 +53,20 @@ def test_clip_score_on_a_text_compare_is_refused_where_written(tmp_path: Path) -
 @pytest.mark.parametrize(
     ("step", "expected"),
     [
-        ("    metrics: [clip_score]\n", "7:5: steps[0].metrics: clip_score needs `clip:"),
+        ("    metrics: [clip_score]\n", "7:5: step 1 (compare): metrics: clip_score needs `clip:"),
         (
             "    clip: {path: builtin:tiny-clip}\n",
-            "7:5: steps[0].clip: `clip` names the model of clip_score, but the step's metrics",
+            "7:5: step 1 (compare): clip: `clip` names the model of clip_score, but the step's metrics",
         ),
         (
             "    metrics: [clip_score]\n    clip: {path: builtin:tiny-sd}\n",
-            "8:18: steps[0].clip.path: unknown builtin clip 'tiny-sd'; builtins: tiny-clip",
+            "8:18: step 1 (compare): clip.path: unknown builtin clip 'tiny-sd'; builtins: tiny-clip",
         ),
         (
             "    metrics: [clip_score]\n    clip: {path: ./no-such-clip}\n",
-            "8:18: steps[0].clip.path: local path './no-such-clip' does not exist",
+            "8:18: step 1 (compare): clip.path: local path './no-such-clip' does not exist",
         ),
-        ("    metrics: [fid]\n", "7:15: steps[0].metrics[0]:"),
+        ("    metrics: [fid]\n", "7:15: step 1 (compare): metrics[0]:"),
     ],
 )
 def test_a_metric_without_its_model_or_a_model_without_its_metric(
