@@ -124,11 +124,13 @@ def input_changes(ma: m.Manifest, mb: m.Manifest, *, where: bool = True) -> list
     """Model and adapter identities: path, revision, and each file's sha256; with
     where=False, not the folder each was found in (another machine keeps its cache
     elsewhere): only what makes them other inputs."""
-    ada, adb = ma.inputs.adapters, mb.inputs.adapters
-    pairs = [("model", ma.inputs.model, mb.inputs.model)] + [
-        (f"adapter '{n}'", ada.get(n), adb.get(n))
-        for n in list(ada) + [n for n in adb if n not in ada]
-    ]
+    pairs = [("model", ma.inputs.model, mb.inputs.model)]
+    for kind, a_named, b_named in (
+        ("adapter", ma.inputs.adapters, mb.inputs.adapters),
+        ("clip model", ma.inputs.clip, mb.inputs.clip),
+    ):
+        names = list(a_named) + [n for n in b_named if n not in a_named]
+        pairs += [(f"{kind} '{n}'", a_named.get(n), b_named.get(n)) for n in names]
     lines = []
     for name, a, b in pairs:
         if a is None or b is None:

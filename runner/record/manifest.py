@@ -242,6 +242,7 @@ class Inputs:
     model: Identity | None = None
     adapters: dict[str, Identity] = field(default_factory=dict)
     data: dict[str, DataInput] = field(default_factory=dict)  # data files, by name
+    clip: dict[str, Identity] = field(default_factory=dict)  # clip_score's models, by path
 
 
 @dataclass

@@ -220,6 +220,11 @@ class Recorder:
         self.manifest.inputs.adapters[name] = identity
         self.save()
 
+    def inputs_clip(self, path: str, identity: m.Identity) -> None:
+        """A clip_score model's identity, recorded as soon as it is loaded."""
+        self.manifest.inputs.clip[path] = identity
+        self.save()
+
     def load_report(self, name: str, report: m.LoadReport) -> None:
         """What loading adapter NAME did (written with the next manifest save)."""
         self.manifest.adapters.setdefault(name, m.AdapterRecord()).load = report

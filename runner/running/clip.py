@@ -46,4 +46,6 @@ def measure(
         weights = None if row.weights is None else dict(row.weights)
         mean = sum(x or 0.0 for x in mine) / len(mine) if mine else None
         summaries.append(m.ScoreRow(row.label, weights, len(mine), clip_score=mean))
-    return summaries, {"clip": asdict(identify(step.clip, local, None))}
+    identity = identify(step.clip, local, None)
+    writer.recorder.inputs_clip(step.clip, identity)
+    return summaries, {"clip": asdict(identity)}

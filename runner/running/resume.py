@@ -199,7 +199,8 @@ def resume(
 
 
 def input_changes(spec: Spec, old: m.Manifest) -> list[str]:
-    """Each model or adapter file whose sha256 differs from what the old run recorded."""
+    """Each model, adapter or CLIP model file whose sha256 differs from what the old run
+    recorded."""
     from runner.record.identity import identify
 
     lines: list[str] = []
@@ -220,6 +221,10 @@ def input_changes(spec: Spec, old: m.Manifest) -> list[str]:
         local = hub.adapter_local(adapter, spec.base_dir)
         now = identify(adapter.path or "", local, adapter.revision)
         lines += _changed(f"adapter '{name}'", before, now)
+    for path, before in old.inputs.clip.items():
+        source = hub.clip_source(path, spec.base_dir)
+        local = Path(source) if Path(source).exists() else None
+        lines += _changed(f"clip model '{path}'", before, identify(path, local, None))
     return lines + data_changes(spec, old)
 
 

@@ -87,5 +87,7 @@ def test_clip_score_is_clip_by_hand_on_the_recorded_pngs(tmp_path: Path) -> None
     assert "<th>clip_score</th>" in section and section.count("<svg") == 1
     model = run.manifest.steps[1].execution["clip"]  # the CLIP model, byte for byte
     assert model["path"] == "builtin:tiny-clip" and "model.safetensors" in model["files"]
+    # and among the run's inputs, which resume, reproduce and diff compare
+    assert run.manifest.inputs.clip["builtin:tiny-clip"].files == model["files"]
     assert [r.passed for r in run.manifest.steps[1].expectations or []] == [True]
     assert runner.verify(run).ok

@@ -491,3 +491,24 @@ def test_diff_names_each_adapter_whose_weights_changed() -> None:
     lines = audit.adapter_changes(a, parse(manifest(steps=other)))
     assert [line.split(" changed")[0] for line in lines] == ["adapter 'blend'", "adapter 'fresh'"]
     assert audit.adapter_changes(a, parse(manifest(steps=steps))) == []
+
+
+def test_diff_names_a_clip_model_whose_files_changed() -> None:
+    def clip(sha: str) -> dict[str, Any]:
+        return {"path": "builtin:tiny-clip", "resolved": "/c/clip", "revision": None,
+                "files": {"model.safetensors": sha}}  # fmt: skip
+
+    a = parse(
+        manifest(
+            inputs={"model": None, "adapters": {}, "clip": {"builtin:tiny-clip": clip("1" * 64)}}
+        )
+    )
+    b = parse(
+        manifest(
+            inputs={"model": None, "adapters": {}, "clip": {"builtin:tiny-clip": clip("2" * 64)}}
+        )
+    )
+    assert audit.input_changes(a, b) == [
+        f"clip model 'builtin:tiny-clip' file model.safetensors: sha256 {'1' * 12}… -> {'2' * 12}…"
+    ]
+    assert audit.input_changes(a, a) == []
