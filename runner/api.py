@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from runner.errors import Located, Refused, RunDirError, SpecError
+from runner.spec.weights import Weight
 
 if TYPE_CHECKING:
     from PIL.Image import Image
@@ -57,7 +58,7 @@ class Text:
     text: str
     token_ids: list[int]
     seed: int
-    adapters: dict[str, float] | None
+    adapters: dict[str, Weight] | None
 
 
 @dataclass
@@ -67,7 +68,7 @@ class Picture:
     file: Path
     prompt: str
     seed: int
-    adapters: dict[str, float] | None
+    adapters: dict[str, Weight] | None
     info: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -182,7 +183,7 @@ class Cell:
     """One cell of a compare step: its row, prompt and seed, and its text or image file."""
 
     row: str  # the row's label: `base`, `a, b` or `a=0.7, b=0.5`
-    adapters: dict[str, float] | None  # None for `base`
+    adapters: dict[str, Weight] | None  # None for `base`
     prompt: str
     seed: int
     text: str | None = None

@@ -38,6 +38,7 @@ class ModelSetup:
     scheduler: SchedulerUsed | None = None  # diffusers: the model's scheduler
     components_left_out: tuple[str, ...] = ()  # diffusers: loaded as from_pretrained(name=None)
     attn_implementation: str | None = None  # transformers: the attention in use
+    quantization: dict[str, Any] | None = None  # a quantized base, as the spec writes it
 
 
 @dataclass(frozen=True)

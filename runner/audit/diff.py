@@ -114,7 +114,7 @@ def setup_changes(ma: m.Manifest, mb: m.Manifest) -> list[str]:
     """How the model was loaded: scheduler class and config, components left out, attention."""
     a, b = ma.model_setup or m.ModelSetup(), mb.model_setup or m.ModelSetup()
     lines = [f"model {line}" for line in scheduler_changes(a.scheduler, b.scheduler)]
-    for key in ("components_left_out", "attn_implementation"):
+    for key in ("components_left_out", "attn_implementation", "quantization"):
         if getattr(a, key) != getattr(b, key):
             lines.append(f"model {key} {show(getattr(a, key))} -> {show(getattr(b, key))}")
     return lines

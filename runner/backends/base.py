@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 from runner.errors import StepError
 from runner.results import Completion, Likelihood, ModelSetup, Picture
 from runner.sources.names import name_problem
+from runner.spec.weights import Weight
 
 if TYPE_CHECKING:
     from runner.record.manifest import LoadReport
@@ -60,7 +61,7 @@ class Backend(Protocol):
         On failure nothing of the adapter stays behind.
         """
 
-    def set_adapters(self, weights: dict[str, float]) -> None:
+    def set_adapters(self, weights: dict[str, Weight]) -> None:
         """Make exactly these adapters active, each scaled by its weight."""
 
     def disable(self) -> None:
@@ -74,6 +75,17 @@ class Backend(Protocol):
 
     def unload_adapters(self) -> None:
         """Remove every adapter, so that the model computes exactly what a fresh load does."""
+
+    def fuse(self, weights: dict[str, Weight], lora_scale: float) -> dict[str, Any]:
+        """Fold the active adapters WEIGHTS into the base weights; returns what to record
+        (the base weights' sha256 before)."""
+
+    def unfuse(self) -> dict[str, Any]:
+        """Take them out again, the base weights bit-identical to before fuse (else
+        StepError); returns what to record."""
+
+    def delete_adapters(self, names: list[str], active: dict[str, Weight]) -> None:
+        """Remove NAMES from the model; ACTIVE (the others that were active) stays active."""
 
 
 class CannotMix(Exception):
@@ -89,7 +101,7 @@ class MixesAdapters(Protocol):
     def deterministic(self, args: dict[str, Any]) -> bool:
         """Whether a cell's output depends on neither its seed nor its batch (greedy)."""
 
-    def mix(self, weights: dict[str, float] | None) -> tuple[str, float] | None:
+    def mix(self, weights: dict[str, Weight] | None) -> tuple[str, float] | None:
         """The (adapter, scale) that runs WEIGHTS (None: base) as one batch row; None where
         it cannot be mixed. May make a temporary adapter, which `unmix` deletes."""
 

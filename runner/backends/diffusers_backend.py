@@ -12,7 +12,7 @@ import torch
 from diffusers import DiffusionPipeline
 from safetensors import SafetensorError
 
-from runner.backends import load_report, merging, saving, scheduling
+from runner.backends import fusing, load_report, merging, quantizing, saving, scheduling
 from runner.backends.base import Logged, Ticker, refuse_bad_name
 from runner.backends.devices import gpu_memory, resolve_device, resolve_dtype, torch_dtype
 from runner.backends.quiet import ADAPTER_FALSE_ALARMS, ANSI, captured, fold, one_line
@@ -21,7 +21,8 @@ from runner.record import adapter_file
 from runner.record import manifest as m
 from runner.results import ModelSetup, Picture
 from runner.sources import folders, names
-from runner.spec.types import Adapter, Generate, Merge, Model, Scheduler
+from runner.spec.types import Adapter, Generate, Merge, Model, Quantization, Scheduler
+from runner.spec.weights import Weight
 
 # A compare's images per pipeline call: pixels at a time on a CPU, bytes per pixel of the
 # GPU memory's eighth (latents, activations and the VAE's decoding, roughly).
@@ -81,6 +82,8 @@ class DiffusersBackend:
         self.own_scheduler: Any = None  # the scheduler the pipeline came with: the base config
         self.scheduler: Any = None  # the model's scheduler: every step without its own runs it
         self.left_out: tuple[str, ...] = ()  # components loaded as None
+        self.kept: fusing.Kept | None = None  # the base weights as they were, while fused
+        self.quantization: Quantization | None = None  # a quantized base, as the spec says
 
     def load_model(self, model: Model, local: Path | str | None) -> None:
         """Load the pipeline from `local` (a folder or hub id), or from `model.path` when None,
@@ -96,6 +99,7 @@ class DiffusersBackend:
             try:
                 pipe = DiffusionPipeline.from_pretrained(
                     source,
+                    **self._quantized(model, index),
                     revision=model.revision,
                     variant=model.variant,
                     torch_dtype=torch_dtype(self.dtype),
@@ -131,6 +135,16 @@ class DiffusersBackend:
                 model.scheduler, self.own_scheduler.config
             )
 
+    def _quantized(self, model: Model, index: folders.PipelineIndex | None) -> dict[str, Any]:
+        """from_pretrained's quantization_config for a quantized base, else nothing."""
+        self.quantization = model.quantization
+        if model.quantization is None:
+            return {}
+        has_unet = index is None or "unet" in index.components
+        denoiser = "unet" if has_unet else "transformer"
+        config = quantizing.diffusers_config(model.quantization, self.dtype, denoiser)
+        return {"quantization_config": config}
+
     def _index(self, model: Model, source: str) -> folders.PipelineIndex | None:
         """The pipeline's model_index.json; every component left out must be one of its
         components, as diffusers ignores any other name with a warning."""
@@ -149,6 +163,7 @@ class DiffusersBackend:
         return ModelSetup(
             scheduler=scheduling.used(self.scheduler) if self.scheduler is not None else None,
             components_left_out=self.left_out,
+            quantization=self.quantization.written() if self.quantization else None,
         )
 
     def adapters(self) -> set[str]:
@@ -220,8 +235,51 @@ class DiffusersBackend:
         pipe.set_adapters([name])
         return load_report.report(components, name, missed, alpha_source, file)
 
-    def set_adapters(self, weights: dict[str, float]) -> None:
-        self.pipe.set_adapters(list(weights), adapter_weights=list(weights.values()))
+    def set_adapters(self, weights: dict[str, Weight]) -> None:
+        """set_adapters with each weight a number or diffusers' per-component (per-block)
+        mapping; a component it would skip with only a warning is refused."""
+        pipe = self.pipe
+        loadable = getattr(pipe, "_lora_loadable_modules", [])
+        holding = pipe.get_list_adapters()
+        for name, weight in weights.items():
+            for component in weight if isinstance(weight, dict) else ():
+                if component not in loadable or getattr(pipe, component, None) is None:
+                    raise StepError(
+                        f"{type(pipe).__name__} has no LoRA component '{component}' "
+                        f"(adapter '{name}'); its LoRA components: {', '.join(loadable)}"
+                    )
+                if name not in holding.get(component, []):
+                    raise StepError(
+                        f"adapter '{name}' has no layers in {component}; "
+                        f"a weight there would change nothing"
+                    )
+            unet_weight = weight.get("unet") if isinstance(weight, dict) else None
+            if isinstance(unet_weight, dict):
+                self._check_blocks(unet_weight)
+        try:
+            with captured(self.ticker.verbose):
+                pipe.set_adapters(list(weights), adapter_weights=list(weights.values()))
+        except (ValueError, KeyError) as exc:  # a block the UNet does not have, and the like
+            raise StepError(f"{type(pipe).__name__}.set_adapters: {one_line(str(exc))}") from exc
+
+    def _check_blocks(self, weight: dict[str, Any]) -> None:
+        """Each block named has attention layers: diffusers scales only those, and passes
+        over any other block without a word."""
+        unet = self.pipe.unet
+        for side in ("down", "up"):
+            blocks = weight.get(side)
+            if not isinstance(blocks, dict):
+                continue
+            scaled = [
+                i for i, b in enumerate(getattr(unet, f"{side}_blocks")) if hasattr(b, "attentions")
+            ]
+            for block in blocks:
+                if int(block.removeprefix("block_")) not in scaled:
+                    have = ", ".join(f"block_{i}" for i in scaled) or "none"
+                    raise StepError(
+                        f"the unet's {side}.{block} has no attention layers to scale "
+                        f"(its {side} blocks with them: {have})"
+                    )
 
     def disable(self) -> None:
         if self.adapters():  # diffusers raises on a pipeline that has no LoRA yet
@@ -231,8 +289,40 @@ class DiffusersBackend:
         if self.adapters():
             self.pipe.enable_lora()
 
+    def _modules(self) -> dict[str, Any]:
+        return {k: v for k, v in self.pipe.components.items() if isinstance(v, torch.nn.Module)}
+
+    def fuse(self, weights: dict[str, Weight], lora_scale: float) -> dict[str, Any]:
+        """fuse_lora of the active adapters, their weights as set_adapters set them; keeps
+        the base weights it changes (a hash, and a CPU copy that unfuse puts back)."""
+        self.kept = fusing.Kept.before_fuse(self._modules())
+        with captured(self.ticker.verbose):
+            self.pipe.fuse_lora(lora_scale=lora_scale, adapter_names=list(weights))
+        return {"base_sha256": self.kept.sha256, "fused": list(weights)}
+
+    def unfuse(self) -> dict[str, Any]:
+        """unfuse_lora, then the base weights checked bit for bit against fuse's hash."""
+        if self.kept is None:
+            raise StepError("unfuse with nothing fused")
+        with captured(self.ticker.verbose):
+            self.pipe.unfuse_lora()
+        kept, self.kept = self.kept, None
+        return {"base_sha256": kept.sha256, **kept.put_back(self._modules())}
+
+    def delete_adapters(self, names: list[str], active: dict[str, Weight]) -> None:
+        """delete_adapters; the adapters still active stay active (none: the base runs)."""
+        with captured(self.ticker.verbose):
+            self.pipe.delete_adapters(names)
+        rest = sorted(self.adapters())
+        if active:
+            self.set_adapters(active)
+        elif rest:  # peft would make another adapter active on its own
+            self.set_adapters(dict.fromkeys(rest, 0.0))
+
     def unload_adapters(self) -> None:
         """unload_lora_weights: every component gets its own layers back, LoRA-free."""
+        if self.kept is not None:
+            self.unfuse()
         if hasattr(self.pipe, "unload_lora_weights"):
             self.pipe.unload_lora_weights()
 

@@ -17,7 +17,16 @@ from typing import Any
 import torch
 from transformers import StoppingCriteria, StoppingCriteriaList
 
-from runner.backends import likelihood, load_report, lora_mixing, merging, saving, training
+from runner.backends import (
+    fusing,
+    likelihood,
+    load_report,
+    lora_mixing,
+    merging,
+    quantizing,
+    saving,
+    training,
+)
 from runner.backends.base import CannotMix, Logged, Ticker, refuse_bad_name
 from runner.backends.devices import gpu_memory, resolve_device, resolve_dtype, seed, torch_dtype
 from runner.backends.quiet import ADAPTER_FALSE_ALARMS, captured, fold, one_line
@@ -25,7 +34,8 @@ from runner.errors import StepError
 from runner.record import manifest as m
 from runner.results import Completion, Likelihood, ModelSetup
 from runner.sources import folders, hub, names
-from runner.spec.types import Adapter, Generate, Merge, Model, Train
+from runner.spec.types import Adapter, Generate, Merge, Model, Quantization, Train
+from runner.spec.weights import Weight
 
 # A config adapter is made right after torch.manual_seed(CONFIG_SEED): by hand, that is
 # `torch.manual_seed(0); model.add_adapter(LoraConfig(**options), adapter_name=name)`.
@@ -69,6 +79,8 @@ class TransformersBackend:
         self.attn_implementation: str | None = None  # as the spec asks; None: transformers'
         self.merged: dict[str, lora_mixing.Merged] = {}  # a compare step's merged rows
         self.layers: list[Any] | None = None  # the LoRA layers, while a compare mixes
+        self.kept: fusing.Kept | None = None  # the base weights as they were, while fused
+        self.quantization: Quantization | None = None  # a quantized base, as the spec says
 
     def load_model(self, model: Model, local: Path | str | None) -> None:
         """Load a local folder or the hub id `model.path`; an adapter folder loads the base
@@ -76,6 +88,7 @@ class TransformersBackend:
         trust = model.trust_remote_code or self.trust_remote_code
         self.model_path = model.path
         self.attn_implementation = model.attn_implementation
+        self.quantization = model.quantization
         folder = folders.adapter_folder(local)
         if folder is None:
             # transformers itself attaches the adapter of a hub adapter repository
@@ -88,7 +101,10 @@ class TransformersBackend:
 
     def setup(self) -> ModelSetup:
         """The attention implementation the model runs (transformers' choice when not asked)."""
-        return ModelSetup(attn_implementation=self.model.config._attn_implementation)
+        return ModelSetup(
+            attn_implementation=self.model.config._attn_implementation,
+            quantization=self.quantization.written() if self.quantization else None,
+        )
 
     def load_adapter(self, adapter: Adapter, local: Path | None) -> m.LoadReport:
         """Attach the adapter and make it the only active one; on failure leave no trace.
@@ -123,14 +139,17 @@ class TransformersBackend:
         self.model.eval()  # new adapter modules (dropout) start in training mode
         return loaded
 
-    def set_adapters(self, weights: dict[str, float]) -> None:
+    def set_adapters(self, weights: dict[str, Weight]) -> None:
         """Activate exactly these adapters: base + sum of weight x each adapter's delta."""
         from peft.tuners.lora import LoraLayer
 
+        scales = {n: w for n, w in weights.items() if not isinstance(w, dict)}
+        if len(scales) < len(weights):
+            raise StepError("weights per component are for diffusers pipelines")
         self.model.set_adapter(list(weights))
         for module in self.model.modules():
             if isinstance(module, LoraLayer):
-                for name, weight in weights.items():
+                for name, weight in scales.items():
                     module.set_scale(name, weight)  # weight x alpha / r, not cumulative
 
     def disable(self) -> None:
@@ -143,6 +162,43 @@ class TransformersBackend:
         if getattr(self.model, "peft_config", None):
             self.model.enable_adapters()
 
+    def fuse(self, weights: dict[str, Weight], lora_scale: float) -> dict[str, Any]:
+        """peft's merge_adapter of the active adapters, layer by layer as it does; keeps the
+        base weights it changes (a hash, and a CPU copy that unfuse puts back)."""
+        from peft.tuners.tuners_utils import BaseTunerLayer
+
+        if lora_scale != 1.0:
+            raise StepError("lora_scale of fuse is a diffusers argument")
+        self.kept = fusing.Kept.before_fuse({"model": self.model})
+        with captured(self.ticker.verbose):
+            for module in self.model.modules():
+                if isinstance(module, BaseTunerLayer):
+                    module.merge(adapter_names=list(weights))
+        return {"base_sha256": self.kept.sha256, "fused": list(weights)}
+
+    def unfuse(self) -> dict[str, Any]:
+        """peft's unmerge_adapter, then the base weights checked against fuse's hash."""
+        from peft.tuners.tuners_utils import BaseTunerLayer
+
+        if self.kept is None:
+            raise StepError("unfuse with nothing fused")
+        with captured(self.ticker.verbose):
+            for module in self.model.modules():
+                if isinstance(module, BaseTunerLayer):
+                    module.unmerge()
+        kept, self.kept = self.kept, None
+        return {"base_sha256": kept.sha256, **kept.put_back({"model": self.model})}
+
+    def delete_adapters(self, names: list[str], active: dict[str, Weight]) -> None:
+        """peft's delete_adapter; the adapters still active stay active (none: the base)."""
+        with captured(self.ticker.verbose):
+            self.model.delete_adapter(names)
+        rest = sorted(getattr(self.model, "peft_config", None) or {})
+        if active:
+            self.set_adapters(active)
+        elif rest:  # peft would make another adapter active on its own
+            self.set_adapters(dict.fromkeys(rest, 0.0))
+
     def unload_adapters(self) -> None:
         """Delete every adapter, then put each layer peft wrapped back in its place.
 
@@ -152,6 +208,8 @@ class TransformersBackend:
         from peft.tuners.tuners_utils import BaseTunerLayer
         from peft.utils.other import AuxiliaryTrainingWrapper
 
+        if self.kept is not None:
+            self.unfuse()
         names = list(getattr(self.model, "peft_config", None) or {})
         if names:
             with captured(self.ticker.verbose):
@@ -308,12 +366,15 @@ class TransformersBackend:
         beams = args.get("num_beams", config.num_beams) or 1
         return not sampled and int(beams) == 1
 
-    def mix(self, weights: dict[str, float] | None) -> tuple[str, float] | None:
+    def mix(self, weights: dict[str, Weight] | None) -> tuple[str, float] | None:
         """The adapter that runs WEIGHTS as one row of a mixed batch and its scale there:
         the adapter itself for one adapter, a temporary cat-merged one for several; None
         where peft cannot mix it (DoRA, merged layers, other PEFT types)."""
         if weights is None:
             return lora_mixing.BASE, 1.0
+        if any(isinstance(w, dict) for w in weights.values()):
+            return None  # per component: diffusers only, refused by set_adapters
+        scales = {n: float(w) for n, w in weights.items() if not isinstance(w, dict)}
         layers = self._layers()
         names = list(weights)
         if any(n == lora_mixing.BASE or n.startswith(lora_mixing.TEMPORARY) for n in names):
@@ -321,11 +382,11 @@ class TransformersBackend:
         if not lora_mixing.plain(self.model, layers, names):
             return None
         if len(names) == 1:
-            return names[0], weights[names[0]]
+            return names[0], scales[names[0]]
         if not MERGE_ROWS or not lora_mixing.mergeable(layers, names):
             return None
         name = f"{lora_mixing.TEMPORARY}{len(self.merged)}"
-        self.merged[name] = lora_mixing.merge(layers, weights)
+        self.merged[name] = lora_mixing.merge(layers, scales)
         return name, 1.0
 
     def unmix(self) -> None:
@@ -419,6 +480,11 @@ class TransformersBackend:
         kwargs: dict[str, Any] = {"revision": revision, "trust_remote_code": trust}
         # Only when asked: left out, transformers chooses (sdpa where torch has it).
         attention = {"attn_implementation": self.attn_implementation}
+        if self.quantization is not None:  # bitsandbytes places the layers as it loads them
+            kwargs["quantization_config"] = quantizing.transformers_config(
+                self.quantization, self.dtype
+            )
+            kwargs["device_map"] = self.device
         try:
             with captured(self.ticker.verbose) as said:
                 model: Any = AutoModelForCausalLM.from_pretrained(
@@ -427,6 +493,8 @@ class TransformersBackend:
                     **kwargs,
                     **(attention if self.attn_implementation else {}),
                 )
+                kwargs.pop("quantization_config", None)
+                kwargs.pop("device_map", None)
                 if tokenizer is not None:
                     kwargs["revision"] = None  # a local adapter folder has no revisions
                 self.tokenizer = AutoTokenizer.from_pretrained(tokenizer or source, **kwargs)
@@ -441,7 +509,7 @@ class TransformersBackend:
                 f"attn_implementation {self.attn_implementation} cannot be used here: {reason}"
             ) from error
         fold(self.ticker, f"model {self.model_path or source}", said)
-        self.model = model.to(self.device).eval()
+        self.model = (model if self.quantization else model.to(self.device)).eval()
         self.tokenizer.padding_side = "left"  # decoder-only models continue at the right edge
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token

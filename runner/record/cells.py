@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from runner.record.trust import adapter_weights, json_lines, records_text, run_records_text
+from runner.spec.weights import Weight
 
 
 @dataclass(frozen=True)
@@ -24,7 +25,7 @@ class Cell:
     """One line of cells.jsonl, as read back."""
 
     row: str
-    adapters: dict[str, float] | None
+    adapters: dict[str, Weight] | None
     prompt: str
     seed: int
     text: str | None = None

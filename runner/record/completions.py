@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from runner.record.trust import adapter_weights, json_lines, records_text, run_records_text
+from runner.spec.weights import Weight
 
 
 @dataclass(frozen=True)
@@ -23,7 +24,7 @@ class Completed:
     text: str
     token_ids: list[int]
     seed: int
-    adapters: dict[str, float] | None
+    adapters: dict[str, Weight] | None
 
     def to_json(self) -> dict[str, Any]:
         return {

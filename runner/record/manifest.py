@@ -25,6 +25,7 @@ from runner.errors import RunDirError, printable
 from runner.record.layout import JOURNAL, MANIFEST
 from runner.record.trust import JOURNAL_LIMIT, MANIFEST_LIMIT, UnsafePath, read_run_file
 from runner.spec.values import is_int
+from runner.spec.weights import Weight
 
 SCHEMA_VERSION = 1
 FINISHED = ("succeeded", "failed", "interrupted")
@@ -54,6 +55,7 @@ class ModelSetup:
     scheduler: SchedulerRecord | None = None  # diffusers: the model's scheduler
     components_left_out: list[str] = field(default_factory=list)  # diffusers
     attn_implementation: str | None = None  # transformers: the attention the model runs
+    quantization: dict[str, Any] | None = None  # a quantized base, as the spec wrote it
 
 
 @dataclass
@@ -82,7 +84,7 @@ class ScoreRow:
     text expectation taken from data) and the mean `clip_score`; `records` counts its cells."""
 
     row: str
-    adapters: dict[str, float] | None  # None: base
+    adapters: dict[str, Weight] | None  # None: base
     records: int
     loglik: float | None = None
     tokens: int | None = None
@@ -128,7 +130,7 @@ class StepRecord:
     seconds: float
     id: str | None = None
     arguments: dict[str, Any] = field(default_factory=dict)
-    active_adapters: dict[str, float] | None = None  # None while disabled
+    active_adapters: dict[str, Weight] | None = None  # None while disabled
     outputs: list[Output] = field(default_factory=list)
     execution: dict[str, Any] = field(default_factory=dict)  # how the step was carried out
     scheduler: SchedulerRecord | None = None  # the step's own scheduler, when it set one

@@ -27,6 +27,8 @@ from PIL.PngImagePlugin import PngImageFile, PngInfo
 
 from runner.record.files import write_atomic
 from runner.record.samplers import sampler_name
+from runner.spec import weights
+from runner.spec.weights import Weight
 
 if TYPE_CHECKING:
     from runner.results import Picture
@@ -52,7 +54,7 @@ class Hashes:
     adapters: dict[str, tuple[str, str | None]] = field(default_factory=dict)  # autov2, autov3
 
 
-def _hash_fields(hashes: Hashes, adapters: dict[str, float] | None) -> dict[str, Any]:
+def _hash_fields(hashes: Hashes, adapters: dict[str, Weight] | None) -> dict[str, Any]:
     """`Model`, `Model hash`, `Lora hashes` ("a: AUTOV3[:12], ...") for the active adapters."""
     v3 = {n: hashes.adapters[n][1] for n in adapters or {} if n in hashes.adapters}
     loras = [f"{n}: {h[:12]}" for n, h in v3.items() if h]
@@ -63,7 +65,7 @@ def _hash_fields(hashes: Hashes, adapters: dict[str, float] | None) -> dict[str,
     }
 
 
-def _hashes_json(hashes: Hashes, adapters: dict[str, float] | None) -> str | None:
+def _hashes_json(hashes: Hashes, adapters: dict[str, Weight] | None) -> str | None:
     """`Hashes: {"model": AUTOV2, "lora:a": AUTOV2}` as civitai writes it: unquoted JSON."""
     found = {"model": hashes.model_hash} if hashes.model_hash else {}
     for name in adapters or {}:
@@ -115,7 +117,7 @@ def sampler(picture: Picture) -> str | None:
 
 def infotext(
     picture: Picture,
-    adapters: dict[str, float] | None,
+    adapters: dict[str, Weight] | None,
     runner_version: str,
     hashes: Hashes | None = None,
 ) -> str:
@@ -131,7 +133,7 @@ def infotext(
         "Size": f"{params.get('width')}x{params.get('height')}",
         **_hash_fields(hashes, adapters),
         # Not A1111's `<lora:name:weight>` in the prompt, which would change what the prompt says.
-        "Lora weights": ", ".join(f"{n}: {float(w)!r}" for n, w in adapters.items())
+        "Lora weights": ", ".join(f"{n}: {weights.written(w)}" for n, w in adapters.items())
         if adapters
         else None,
         "Lora scale": params.get("lora_scale") if adapters else None,
@@ -175,7 +177,7 @@ def parse_parameters(text: str) -> dict[str, str]:
 def png_bytes(
     picture: Picture,
     *,
-    adapters: dict[str, float] | None,
+    adapters: dict[str, Weight] | None,
     spec_sha256: str,
     runner_version: str,
     row: str | None = None,

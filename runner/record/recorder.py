@@ -25,6 +25,7 @@ from runner.record.samplers import sampler_name
 from runner.record.trust import rel_problem
 from runner.results import Completion, ModelSetup, Picture, SchedulerUsed
 from runner.spec.types import Adapter, Spec, resolved
+from runner.spec.weights import Weight
 
 T = TypeVar("T")
 
@@ -127,6 +128,7 @@ class Recorder:
                 scheduler=scheduler_record(setup.scheduler),
                 components_left_out=list(setup.components_left_out),
                 attn_implementation=setup.attn_implementation,
+                quantization=setup.quantization,
             )
         self.save()
 
@@ -178,7 +180,7 @@ class Recorder:
         self,
         folder: str,
         results: list[Completion] | list[Picture],
-        adapters: dict[str, float] | None,
+        adapters: dict[str, Weight] | None,
     ) -> list[m.Output]:
         """Write a generate step's results; how depends on what they are."""
         if not results:
@@ -186,7 +188,7 @@ class Recorder:
         return WRITERS[type(results[0])](self, folder, results, adapters)
 
     def completions(
-        self, folder: str, items: list[Completion], adapters: dict[str, float] | None
+        self, folder: str, items: list[Completion], adapters: dict[str, Weight] | None
     ) -> list[m.Output]:
         lines = [
             completions.line(Completed(c.prompt, c.text, c.token_ids, c.seed, adapters))
@@ -195,7 +197,7 @@ class Recorder:
         return [self.write(f"{folder}/{layout.COMPLETIONS}", "".join(lines).encode("utf-8"))]
 
     def pictures(
-        self, folder: str, items: list[Picture], adapters: dict[str, float] | None
+        self, folder: str, items: list[Picture], adapters: dict[str, Weight] | None
     ) -> list[m.Output]:
         from runner.record.civitai import hashes
         from runner.record.pnginfo import png_bytes

@@ -24,6 +24,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from runner.errors import RunDirError, printable
+from runner.spec import weights
+from runner.spec.weights import Weight
 
 MiB = 1 << 20
 # Size limits of the records a run directory holds: far above any real run (a manifest of
@@ -191,6 +193,7 @@ def json_lines(file: Path, content: str, build: Callable[[Any], T], what: str) -
     return found
 
 
-def adapter_weights(value: Any) -> dict[str, float] | None:
-    """A recorded `adapters` field: name -> weight, or None (none active, or base)."""
-    return None if value is None else {str(k): float(v) for k, v in value.items()}
+def adapter_weights(value: Any) -> dict[str, Weight] | None:
+    """A recorded `adapters` field: name -> weight (a number, or per component), or None
+    (none active, or base)."""
+    return None if value is None else {str(k): weights.typed(v) for k, v in value.items()}

@@ -16,7 +16,9 @@ from runner.report import losses, scores
 from runner.report.markup import e, href, image
 from runner.report.pixels import small_images
 from runner.report.ran_with import ran_with
+from runner.spec import weights
 from runner.spec.values import is_int
+from runner.spec.weights import Weight
 
 
 def step_section(run_dir: Path, step: m.StepRecord) -> str:
@@ -72,13 +74,13 @@ def _where(cell: m.FailedCell) -> list[str]:
     ]
 
 
-def adapters_text(adapters: dict[str, float] | None) -> str:
+def adapters_text(adapters: dict[str, Weight] | None) -> str:
     """`none`, `disabled (base model)`, or `a, b=0.5` (weights other than 1 shown)."""
     if adapters is None:
         return "disabled (base model)"
     if not adapters:
         return "none"
-    return ", ".join(n if w == 1.0 else f"{n}={w:g}" for n, w in adapters.items())
+    return ", ".join(weights.shown(n, w) for n, w in adapters.items())
 
 
 def _after(step: m.StepRecord) -> str:

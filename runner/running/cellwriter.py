@@ -16,6 +16,7 @@ from runner.record import cells as c
 from runner.record import layout
 from runner.record.files import sha256_bytes
 from runner.results import Completion, Picture
+from runner.spec.weights import Weight
 
 if TYPE_CHECKING:
     from PIL.Image import Image
@@ -43,7 +44,7 @@ class CellWriter:
     def add(
         self,
         row: int,
-        adapters: dict[str, float] | None,
+        adapters: dict[str, Weight] | None,
         results: list[Completion] | list[Picture],
     ) -> None:
         """One cell's results (several images with num_images_per_prompt), made under ROW."""
@@ -68,7 +69,7 @@ class CellWriter:
             self.digests.append(digest)
 
     def _picture(
-        self, row: int, name: str, label: str, adapters: dict[str, float] | None, pic: Picture
+        self, row: int, name: str, label: str, adapters: dict[str, Weight] | None, pic: Picture
     ) -> str:
         from runner.record.civitai import hashes
         from runner.record.pnginfo import png_bytes

@@ -25,6 +25,7 @@ from typing import Any
 from runner.backends.base import Backend, CannotMix, DrawsCells, MixesAdapters
 from runner.results import Completion, Picture
 from runner.spec.types import Compare, Generate, Row
+from runner.spec.weights import Weight, order_key
 
 
 @dataclass(frozen=True)
@@ -77,7 +78,7 @@ def apply_row(backend: Backend, row: Row) -> None:
     backend.enable()
 
 
-def restore(backend: Backend, active: dict[str, float], disabled: bool, loaded: bool) -> None:
+def restore(backend: Backend, active: dict[str, Weight], disabled: bool, loaded: bool) -> None:
     """Back to the state before the step: the same active adapters, weights, on or off."""
     if loaded:
         backend.set_adapters(dict(active))
@@ -200,7 +201,7 @@ def by_rows(backend: Backend, step: Compare, cells: list[Cell], done: Done) -> d
     template = cell_step(step, cells[0])
     size = max(1, backend.batch_size(template) // per_cell)
     # identical settings next to each other: the adapters switch once per setting
-    order = sorted(range(len(step.rows)), key=lambda r: (step.rows[r].weights or (), r))
+    order = sorted(range(len(step.rows)), key=lambda r: (order_key(step.rows[r].weights or ()), r))
     of_row: dict[int, list[tuple[int, Cell]]] = {}
     for i, cell in enumerate(cells):
         of_row.setdefault(cell.row_index, []).append((i, cell))

@@ -22,17 +22,20 @@ from runner.record import manifest as m
 from runner.record.recorder import Recorder, scheduler_record
 from runner.record.samplers import sampler_name
 from runner.results import Completion, Picture, SchedulerUsed
-from runner.running import clip, compare, effect, expectations, scoring
+from runner.running import clip, compare, effect, expectations, scoring, shaping
 from runner.running.announce import CellCounter, announcing, loaded_line
 from runner.running.cellwriter import CellWriter
 from runner.running.ending import finish
 from runner.running.models import ModelCache
 from runner.running.used import used
 from runner.sources import hub
+from runner.spec import weights
 from runner.spec.types import (
     Compare,
+    Delete,
     Disable,
     Enable,
+    Fuse,
     Generate,
     Load,
     Merge,
@@ -42,9 +45,11 @@ from runner.spec.types import (
     Spec,
     Step,
     Train,
+    Unfuse,
     compare_metrics,
     score_arguments,
 )
+from runner.spec.weights import Weight
 
 
 @dataclass
@@ -52,11 +57,11 @@ class State:
     """Adapter bookkeeping: what is loaded, what runs (or would run, while disabled)."""
 
     loaded: list[str] = field(default_factory=list)
-    active: dict[str, float] = field(default_factory=dict)
+    active: dict[str, Weight] = field(default_factory=dict)
     disabled: bool = False
 
     @property
-    def running(self) -> dict[str, float] | None:
+    def running(self) -> dict[str, Weight] | None:
         """The adapters the model runs with now; None while disabled."""
         return None if self.disabled else dict(self.active)
 
@@ -273,6 +278,11 @@ def _save(ctx: Context, step: Save) -> Made:
     return _write_adapter(ctx, folder, step.adapter, step.format)
 
 
+def _shaped(done: shaping.Done) -> Made:
+    notes, execution = done
+    return Made(notes=notes, execution=execution)
+
+
 OPS: dict[str, Callable[[Context, Any], Made]] = {
     "load": _load,
     "set_adapters": _set_adapters,
@@ -284,6 +294,9 @@ OPS: dict[str, Callable[[Context, Any], Made]] = {
     "merge": _merge,
     "train": _train,
     "save": _save,
+    "fuse": lambda ctx, step: _shaped(shaping.fuse(ctx.state, ctx.backend, step)),
+    "unfuse": lambda ctx, step: _shaped(shaping.unfuse(ctx.state, ctx.backend, step)),
+    "delete": lambda ctx, step: _shaped(shaping.delete(ctx.state, ctx.backend, step)),
 }
 
 
@@ -462,14 +475,14 @@ def _arguments(step: Step) -> dict[str, Any]:
             **step.args,
             **compare_metrics(step),
         }
-    if isinstance(step, (Merge, Save, Train)):
+    if isinstance(step, (Merge, Save, Train, Fuse, Unfuse, Delete)):
         return step.arguments()
     if isinstance(step, Score):
         return score_arguments(step)
     return {}
 
 
-def _show(active: dict[str, float]) -> str:
+def _show(active: dict[str, Weight]) -> str:
     if not active:
         return "none"
-    return ", ".join(name if w == 1.0 else f"{name}={w:g}" for name, w in active.items())
+    return ", ".join(weights.shown(name, w) for name, w in active.items())

@@ -41,6 +41,7 @@ def model_key(spec: Spec, device: str, dtype: str) -> Key:
         repr(model.scheduler),
         model.components,
         model.attn_implementation,
+        repr(model.quantization),
         device,
         dtype,
     )

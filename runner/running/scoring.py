@@ -28,6 +28,7 @@ from runner.record.recorder import Recorder
 from runner.results import Likelihood
 from runner.running.compare import _groups, apply_row
 from runner.spec.types import Score
+from runner.spec.weights import Weight
 
 Pair = tuple[list[int], list[int]]
 
@@ -113,7 +114,7 @@ def _first_max(values: list[float]) -> int:
 
 
 def _summary(
-    label: str, weights: dict[str, float] | None, cells: list[dict[str, Any]]
+    label: str, weights: dict[str, Weight] | None, cells: list[dict[str, Any]]
 ) -> m.ScoreRow:
     total = sum(c["loglik"] for c in cells)
     tokens = sum(c["tokens"] for c in cells)

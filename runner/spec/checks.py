@@ -12,7 +12,15 @@ from typing import Any
 
 from runner.errors import Located
 from runner.sources import names
-from runner.spec import datachecks, disk, making, references, scorechecks
+from runner.spec import (
+    datachecks,
+    disk,
+    making,
+    references,
+    scorechecks,
+    shaping_checks,
+    weight_checks,
+)
 from runner.spec.defaults import generate_defaults, with_defaults
 from runner.spec.document import Document, Path_
 from runner.spec.expect_checks import expect_problems
@@ -49,9 +57,14 @@ def meaning_problems(doc: Document, base_dir: Path) -> list[Located]:
     if preloaded is not None:  # an adapter folder as model path arrives as 'default'
         types["default"] = preloaded
     problems += _steps(doc, steps, adapters, types, preloaded is not None, model.get("family"))
+    problems += shaping_checks.fused_problems(
+        doc, steps, model.get("family"), "quantization" in model, preloaded is not None
+    )
     problems += _generating(doc, data, steps, model.get("family"))
     counted = datachecks.counted(data, base_dir)
     problems += references.size_problems(doc, counted)
+    problems += weight_checks.weight_problems(doc, steps, model, base_dir)
+    problems += shaping_checks.quantization_problems(doc, model)
     problems += datachecks.problems(doc, data, base_dir)
     problems += scorechecks.problems(doc, data, base_dir)
     problems += expect_problems(
@@ -179,6 +192,8 @@ def _steps(
             problems += references.compare_problems(doc, here, step, declared, loaded, types)
         if op in making.MAKING:
             problems += making.step_problems(doc, here, step, declared, loaded, types, family)
+        if op == "delete":
+            problems += shaping_checks.delete_problems(doc, here, step, declared, loaded)
         if op not in ("load", "set_adapters"):
             continue
         field = (*here, "adapters")

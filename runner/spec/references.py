@@ -69,7 +69,9 @@ def _shaped(row: Any) -> bool:
         return bool(row) and all(isinstance(v, str) for v in row)
     if isinstance(row, dict) and row:
         return all(
-            is_number(w) or (isinstance(w, list) and bool(w) and all(map(is_number, w)))
+            is_number(w)
+            or isinstance(w, dict)  # per component: weights.sweep_count reads any nesting
+            or (isinstance(w, list) and bool(w) and all(map(is_number, w)))
             for w in row.values()
         )
     return False

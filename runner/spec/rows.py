@@ -11,9 +11,11 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
+from runner.spec import weights as w
+
 BASE = "base"
 
-Weights = tuple[tuple[str, float], ...]
+Weights = tuple[tuple[str, w.Weight], ...]
 
 
 def names(row: Any) -> list[tuple[tuple[str | int, ...], str]]:
@@ -36,7 +38,7 @@ def count(row: Any, cap: int) -> int:
         return 1
     total = 1
     for weights in row.values():
-        total *= len(weights) if isinstance(weights, list) else 1
+        total *= w.sweep_count(weights, cap)
         if total > cap:
             return cap + 1
     return total
@@ -50,14 +52,15 @@ def expand(row: Any) -> list[Weights | None]:
         return [((row, 1.0),)]
     if isinstance(row, list):
         return [tuple((name, 1.0) for name in row)]
-    choices = [[float(x) for x in w] if isinstance(w, list) else [float(w)] for w in row.values()]
+    choices = [w.sweep(value) for value in row.values()]
     return [tuple(zip(row, combo, strict=True)) for combo in itertools.product(*choices)]
 
 
 def label(weights: Weights | None, *, mapping: bool) -> str:
-    """`base`, `3d, cereal` (names written without weights) or `3d=0.7, cereal=0.5`."""
+    """`base`, `3d, cereal` (names written without weights), `3d=0.7, cereal=0.5`, or with
+    weights per component `3d unet=0.8 te=0.3, cereal=0.5`."""
     if weights is None:
         return BASE
     if not mapping:
         return ", ".join(name for name, _ in weights)
-    return ", ".join(f"{name}={weight:g}" for name, weight in weights)
+    return ", ".join(w.shown(name, weight, bare_one=False) for name, weight in weights)

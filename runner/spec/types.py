@@ -12,6 +12,7 @@ from typing import Any
 from runner.spec import data as data_files
 from runner.spec import expect
 from runner.spec import rows as row_forms
+from runner.spec import weights as weight_forms
 from runner.spec.defaults import generate_defaults, with_defaults
 from runner.spec.expect import Expect
 from runner.spec.vocabulary import CHECKPOINT_EVERY, NAME_MAX
@@ -36,6 +37,31 @@ class Scheduler:
 
 
 @dataclass(frozen=True)
+class Quantization:
+    """A quantized base: bitsandbytes at BITS; 4-bit options; diffusers' components."""
+
+    backend: str
+    bits: int
+    quant_type: str | None = None
+    compute_dtype: str | None = None
+    components: tuple[str, ...] = ()
+
+    def written(self) -> dict[str, Any]:
+        """The mapping as a spec writes it, keys left out omitted."""
+        out: dict[str, Any] = {"backend": self.backend, "bits": self.bits}
+        out.update(
+            {
+                k: v
+                for k, v in (("quant_type", self.quant_type), ("compute_dtype", self.compute_dtype))
+                if v is not None
+            }
+        )
+        if self.components:
+            out["components"] = list(self.components)
+        return out
+
+
+@dataclass(frozen=True)
 class Model:
     family: str  # "transformers" | "diffusers"
     path: str  # as written in the spec
@@ -46,6 +72,7 @@ class Model:
     scheduler: Scheduler | None = None  # diffusers: the model's scheduler, when not its own
     components: tuple[str, ...] = ()  # diffusers: components left out, as from_pretrained(x=None)
     attn_implementation: str | None = None  # transformers: eager | sdpa | flash_attention_2
+    quantization: Quantization | None = None  # a quantized base (CONTRACT section 13)
 
 
 @dataclass(frozen=True)
@@ -79,7 +106,8 @@ class Load:
 
 @dataclass(frozen=True)
 class SetAdapters:
-    weights: tuple[tuple[str, float], ...]  # (name, weight) in the order written
+    # (name, weight) in the order written; a weight per component is a mapping (weights.py)
+    weights: tuple[tuple[str, weight_forms.Weight], ...]
     line: int = 0
     id: str | None = None
     op: str = "set_adapters"
@@ -106,7 +134,7 @@ class Row:
     """One adapter setting of a compare step; `weights` None is the base model."""
 
     label: str  # `base`, `3d, cereal` or `3d=0.7, cereal=0.5`
-    weights: tuple[tuple[str, float], ...] | None
+    weights: tuple[tuple[str, weight_forms.Weight], ...] | None
     line: int = 0
 
 
@@ -230,7 +258,57 @@ class Train:
         return out
 
 
-Step = Load | SetAdapters | Generate | Compare | Disable | Enable | Score | Merge | Save | Train
+@dataclass(frozen=True)
+class Fuse:
+    """Fold the active adapters into the base weights at LORA_SCALE."""
+
+    lora_scale: float = 1.0
+    line: int = 0
+    id: str | None = None
+    op: str = "fuse"
+
+    def arguments(self) -> dict[str, Any]:
+        return {"lora_scale": self.lora_scale}
+
+
+@dataclass(frozen=True)
+class Unfuse:
+    line: int = 0
+    id: str | None = None
+    op: str = "unfuse"
+
+    def arguments(self) -> dict[str, Any]:
+        return {}
+
+
+@dataclass(frozen=True)
+class Delete:
+    """Remove ADAPTERS from the model and from the interpreter's books."""
+
+    adapters: tuple[str, ...]
+    line: int = 0
+    id: str | None = None
+    op: str = "delete"
+
+    def arguments(self) -> dict[str, Any]:
+        return {"adapters": list(self.adapters)}
+
+
+Step = (
+    Load
+    | SetAdapters
+    | Generate
+    | Compare
+    | Disable
+    | Enable
+    | Score
+    | Merge
+    | Save
+    | Train
+    | Fuse
+    | Unfuse
+    | Delete
+)
 
 
 @dataclass(frozen=True)
@@ -323,6 +401,7 @@ def from_document(
             scheduler=Scheduler.from_written(model["scheduler"]) if "scheduler" in model else None,
             components=tuple(model.get("components", {})),
             attn_implementation=model.get("attn_implementation"),
+            quantization=_quantization(model.get("quantization")),
         ),
         adapters=adapters,
         steps=tuple(steps),
@@ -382,7 +461,7 @@ def _set_adapters(raw_step: dict[str, Any], here: _Here) -> SetAdapters:
     if isinstance(chosen, str):
         chosen = [chosen]
     pairs = chosen.items() if isinstance(chosen, dict) else ((n, 1.0) for n in chosen)
-    return SetAdapters(tuple((n, float(w)) for n, w in pairs), here.at, here.id)
+    return SetAdapters(tuple((n, weight_forms.typed(w)) for n, w in pairs), here.at, here.id)
 
 
 def _generate(raw_step: dict[str, Any], here: _Here) -> Generate:
@@ -423,6 +502,9 @@ BUILDERS: dict[str, Callable[[dict[str, Any], _Here], Step]] = {
         raw_step["adapter"], raw_step.get("format"), here.at, here.id
     ),
     "train": lambda raw_step, here: _train(raw_step, here),
+    "fuse": lambda raw_step, here: Fuse(float(raw_step.get("lora_scale", 1.0)), here.at, here.id),
+    "unfuse": lambda raw_step, here: Unfuse(here.at, here.id),
+    "delete": lambda raw_step, here: Delete(_load(raw_step, here).adapters, here.at, here.id),
 }
 
 
@@ -562,6 +644,18 @@ def seed_from(raw_step: dict[str, Any], defaults: dict[str, Any]) -> str:
     return "defaults" if "seed" in defaults else "spec"
 
 
+def _quantization(written: dict[str, Any] | None) -> Quantization | None:
+    if written is None:
+        return None
+    return Quantization(
+        backend=written["backend"],
+        bits=int(written["bits"]),
+        quant_type=written.get("quant_type"),
+        compute_dtype=written.get("compute_dtype"),
+        components=tuple(written.get("components", ())),
+    )
+
+
 def _default_name(file: Path) -> str:
     """The file's stem, made fit for a folder name (as long as a written name may be)."""
     name = re.sub(r"[^a-z0-9._-]+", "-", file.stem.lower())[:NAME_MAX].strip("-._")
@@ -573,6 +667,7 @@ def _model_dict(model: Model) -> dict[str, Any]:
     out = asdict(model)
     out["scheduler"] = model.scheduler.written() if model.scheduler else None
     out["components"] = dict.fromkeys(model.components)
+    out["quantization"] = model.quantization.written() if model.quantization else None
     return out
 
 
@@ -595,7 +690,7 @@ def resolved(spec: Spec) -> dict[str, Any]:
             out.update(prompt=list(step.prompts), seed=list(step.seeds))
             out.update(step.args)
             out.update(compare_metrics(step))
-        elif isinstance(step, (Merge, Save, Train)):
+        elif isinstance(step, (Merge, Save, Train, Fuse, Unfuse, Delete)):
             out.update(step.arguments())
         elif isinstance(step, Score):
             out.update(score_arguments(step))

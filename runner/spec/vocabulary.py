@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from runner.spec import weights
 from runner.spec.schedulers import SCHEDULERS
 
 FAMILIES = ("transformers", "diffusers")
@@ -318,6 +319,54 @@ def wrong_family_option(option: str, family: str) -> str:
     return f"'{option}' is a {owner} model option, but model.family is {family}"
 
 
+def adapter_weight(sweep: bool) -> dict[str, Any]:
+    """An adapter's weight: a number, or per component and per UNet block as diffusers'
+    set_adapters takes them (runner.spec.weights); SWEEP: a compare row's, where lists sweep."""
+    number: dict[str, Any] = {"type": "number"}
+    numbers = {"items": number, "minItems": 1}
+    one: dict[str, Any] = {"type": ["number", "array"], **numbers} if sweep else number
+    # A block's value: a number or one per layer of the block; swept, a list of those.
+    per_layer = {"type": ["number", "array"], **numbers}
+    block = {"type": ["number", "array"], "items": per_layer, "minItems": 1} if sweep else per_layer
+    kinds = ["number", "array", "object"] if sweep else ["number", "object"]
+    side = {
+        "description": "One weight for the side's blocks, or block_N -> weight (a list: one "
+        "per layer of the block).",
+        "type": kinds,
+        **numbers,
+        "minProperties": 1,
+        "propertyNames": {"pattern": weights.BLOCK_PATTERN},
+        "additionalProperties": {"description": "The block's weight.", **block},
+    }
+    unet = {
+        "description": "The UNet's weight, or per block: down, mid, up.",
+        "type": kinds,
+        **numbers,
+        "minProperties": 1,
+        "additionalProperties": False,
+        "properties": {
+            "down": side,
+            "mid": {"description": "The mid block's weight.", **one},
+            "up": side,
+        },
+    }
+    component = {"description": "The component's weight.", **one}
+    return {
+        "description": "The adapter's weight (base + weight x its change), or per component "
+        "{unet: 0.8, text_encoder: 0.3} and per UNet block {unet: {down: .., mid: .., up: "
+        "{block_0: ..}}} as diffusers' set_adapters takes them; a component left out: 1.0"
+        + ("; a list of weights makes a row for each." if sweep else "."),
+        "type": kinds,
+        **numbers,
+        "minProperties": 1,
+        "additionalProperties": False,
+        "properties": {
+            name: unet if name == "unet" else {**component, "type": kinds}
+            for name in weights.LORA_COMPONENTS
+        },
+    }
+
+
 COMPARE_ROWS: dict[str, Any] = {
     "description": "The rows, one adapter setting each, in order: `base` (no adapter), a name, "
     "a list of names (each at 1.0), or a mapping name -> weight, where a list of weights makes "
@@ -330,12 +379,7 @@ COMPARE_ROWS: dict[str, Any] = {
         "items": {"type": "string"},
         "minItems": 1,
         "minProperties": 1,
-        "additionalProperties": {
-            "description": "The adapter's weight, or a list of weights: a row for each.",
-            "type": ["number", "array"],
-            "items": {"type": "number"},
-            "minItems": 1,
-        },
+        "additionalProperties": adapter_weight(sweep=True),
     },
 }
 
@@ -420,6 +464,9 @@ _EXAMPLES = {
     "  prompt: [a cat in a hat, a cabin in the snow]\n  seed: [0, 1]",
     "score": "- op: score\n  id: loglik\n  adapters: [base, a, b]\n"
     "  context: {data: qa, field: question}\n  continuation: {data: qa, field: answer}",
+    "fuse": "- op: fuse\n  lora_scale: 1.0",
+    "unfuse": "- op: fuse\n- op: generate\n  prompt: a cat\n- op: unfuse",
+    "delete": "- op: delete\n  adapters: cereal",
 }
 
 
@@ -485,10 +532,7 @@ def op_definitions() -> dict[str, Any]:
                     "items": {"type": "string"},
                     "minItems": 1,
                     "minProperties": 1,
-                    "additionalProperties": {
-                        "type": "number",
-                        "description": "The adapter's weight: base + weight x its change.",
-                    },
+                    "additionalProperties": adapter_weight(sweep=False),
                 },
             ),
         },
@@ -546,6 +590,46 @@ def op_definitions() -> dict[str, Any]:
         },
         "score": _score_definition(),
         **making_definitions(),
+        "fuse": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": _step(
+                "fuse",
+                "Fold the active adapters into the base weights (diffusers fuse_lora; "
+                "transformers: peft's merge_adapter), recording a hash of the weights it changes.",
+                lora_scale={
+                    "description": "Scale of the fused adapters, on top of their weights "
+                    "(diffusers). Default 1.0.",
+                    "type": "number",
+                    "default": 1.0,
+                },
+            ),
+        },
+        "unfuse": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": _step(
+                "unfuse",
+                "Take the fused adapters out of the base weights again; the step fails unless "
+                "the base weights are bit-identical to what fuse recorded.",
+            ),
+        },
+        "delete": {
+            "type": "object",
+            "required": ["adapters"],
+            "additionalProperties": False,
+            "properties": _step(
+                "delete",
+                "Remove adapters from the model and from memory (diffusers delete_adapters, "
+                "peft delete_adapter), recording the process's memory before and after.",
+                adapters={
+                    "description": "The adapters to delete: a name or a list of loaded names.",
+                    "type": ["string", "array"],
+                    "items": {"type": "string"},
+                    "minItems": 1,
+                },
+            ),
+        },
     }
 
 
@@ -698,6 +782,36 @@ DATA: dict[str, Any] = {
 }
 
 
+QUANTIZATION: dict[str, Any] = {
+    "description": "Load the base quantized (needs bitsandbytes: pip install "
+    "'peft-runner[quant]'): transformers' BitsAndBytesConfig, diffusers' "
+    "PipelineQuantizationConfig. LoRA adapters load on top; fuse is refused.",
+    "type": "object",
+    "required": ["backend", "bits"],
+    "additionalProperties": False,
+    "properties": {
+        "backend": {"description": "The quantization library.", "enum": ["bitsandbytes"]},
+        "bits": {"description": "4 or 8 bits per weight.", "enum": [4, 8]},
+        "quant_type": {
+            "description": "The 4-bit data type (bits 4 only). Default nf4.",
+            "enum": ["nf4", "fp4"],
+        },
+        "compute_dtype": {
+            "description": "The dtype 4-bit layers compute in (bits 4 only). Default: the "
+            "spec's dtype.",
+            "enum": ["float32", "float16", "bfloat16"],
+        },
+        "components": {
+            "description": "The pipeline components quantized (diffusers), e.g. [unet, "
+            "text_encoder]. Default: the denoiser (unet or transformer).",
+            "type": "array",
+            "items": {"type": "string"},
+            "minItems": 1,
+        },
+    },
+}
+
+
 def properties() -> dict[str, Any]:
     """The spec's top-level properties; `steps` gets its items from the grammar."""
     return {
@@ -762,6 +876,7 @@ def properties() -> dict[str, Any]:
                     "description": "Weights variant (diffusers), e.g. fp16. Default none.",
                     "type": _NULLABLE_STRING,
                 },
+                "quantization": QUANTIZATION,
                 "trust_remote_code": {
                     "description": "Run code shipped with the model. Default false; never true "
                     "unless written here.",

@@ -186,5 +186,6 @@ def test_one_table_per_layer_dispatches_the_same_ops() -> None:
 
     written = ["load", "set_adapters", "generate", "compare", "disable", "enable"]
     written += ["score", "merge", "train", "save"]  # CONTRACT sections 10 and 11
+    written += ["fuse", "unfuse", "delete"]  # CONTRACT section 12
     assert ops() == written
     assert sorted(BUILDERS) == sorted(OPS) == sorted(written)
