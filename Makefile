@@ -33,6 +33,7 @@ demo: $(STAMP)
 	$(VENV)/bin/runner run specs/quickstart-image.yaml --out runs
 	$(VENV)/bin/runner run specs/quickstart-compare.yaml --out runs
 	$(VENV)/bin/runner run specs/quickstart-score.yaml --out runs
+	$(VENV)/bin/runner run specs/quickstart-train.yaml --out runs
 	$(VENV)/bin/runner scores $$(ls -d runs/quickstart-score-* | tail -1)
 
 # Every tier: tests/unit, tests/models, tests/process (README, "Tests").

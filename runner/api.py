@@ -125,13 +125,17 @@ class Run:
 
     def scores(self, step: str | int) -> list[ScoreRow]:
         """A score step's rows as the manifest summarises them (mean loglik, perplexity,
-        acc, acc_norm): the numbers `runner scores` prints. STEP as for `cells`."""
-        for record in self.manifest.steps:
+        acc, acc_norm), or a compare's metrics (accuracy, clip_score; none: []): the
+        numbers `runner scores` prints. STEP as for `cells`."""
+        scoring = [s for s in self.manifest.steps if s.op in ("score", "compare")]
+        for record in scoring:
             names = {record.id, f"{record.index:02d}-{record.id or record.op}", record.index}
-            if step in names and record.op == "score":
+            if step in names:
                 return list(record.scores or [])
-        known = [s.id or f"{s.index:02d}-score" for s in self.manifest.steps if s.op == "score"]
-        raise RunDirError(f"no score step {step!r} in {self.dir} (score steps: {known or 'none'})")
+        known = [s.id or f"{s.index:02d}-{s.op}" for s in scoring]
+        raise RunDirError(
+            f"no score or compare step {step!r} in {self.dir} (they are: {known or 'none'})"
+        )
 
     def _cells(self, record: StepRecord) -> list[Cell]:
         from runner.record import cells, layout

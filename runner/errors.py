@@ -51,7 +51,9 @@ class Located:
     """One spec problem at FILE:LINE:COL, pointing at the json path of the field.
 
     Line 0 is no position: a spec given as data has no lines, and its problem reads
-    `FILE: PATH: MESSAGE`.
+    `FILE: PATH: MESSAGE`. A problem inside a step is printed with the step as run errors
+    and progress name it, counted from 1 (`step 2 (generate): max_new_tokens: ...`), while
+    PATH keeps JSON's count from 0 (`steps[1].max_new_tokens`) for tools.
     """
 
     line: int
@@ -59,10 +61,30 @@ class Located:
     path: str
     message: str
     file: str = ""
+    step: str = ""  # `step 2 (generate)` when PATH is inside steps[1]
 
     def __str__(self) -> str:
         where = f"{self.file}:{self.line}:{self.col}" if self.line else self.file
-        return printable(f"{where}: {self.path}: {self.message}")
+        field = self.path
+        if self.step:
+            inner = _STEP_PATH.match(self.path)
+            rest = inner.group(2) if inner else ""
+            field = f"{self.step}: {rest}" if rest else self.step
+        return printable(f"{where}: {field}: {self.message}")
+
+
+_STEP_PATH = re.compile(r"steps\[(\d+)\]\.?(.*)\Z", re.S)
+
+
+def step_label(path: str, ops: list[object]) -> str:
+    """`step N (op)` for a PATH inside the spec's steps (OPS: each step's op as written),
+    counted from 1 as a run counts; '' for any other path."""
+    inner = _STEP_PATH.match(path)
+    if not inner:
+        return ""
+    index = int(inner.group(1))
+    op = ops[index] if index < len(ops) else None
+    return f"step {index + 1}" + (f" ({op})" if isinstance(op, str) and op.isidentifier() else "")
 
 
 class SpecError(RunnerError):

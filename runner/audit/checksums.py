@@ -3,19 +3,16 @@
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from runner.errors import RunDirError, printable
+from runner.errors import printable
 from runner.record import layout
 from runner.record import manifest as m
 from runner.record.layout import SUMS
-from runner.record.rundir import files_under
-from runner.record.trust import MANIFEST_LIMIT, UnsafePath, read_run_file, rel_problem
+from runner.record.rundir import files_under, read_sums
+from runner.record.trust import UnsafePath
 from runner.record.trust import sha256_run_file as _sha256
-
-_SUM_LINE = re.compile(r"([0-9a-f]{64}) [ *](.+)")
 
 
 @dataclass
@@ -30,30 +27,6 @@ class VerifyReport:
     checked: int = 0
     unfinished: bool = False  # the process died before it recorded its end
     finished_steps: list[int] = field(default_factory=list)  # of an unfinished run
-
-
-def read_sums(run_dir: Path) -> dict[str, str]:
-    """relpath -> sha256 from a run's SHA256SUMS."""
-    if not run_dir.is_dir():
-        raise RunDirError(printable(f"{run_dir}: not a directory"))
-    try:
-        text = read_run_file(run_dir, SUMS, MANIFEST_LIMIT).decode("utf-8")
-    except UnsafePath as exc:
-        if exc.missing:
-            raise RunDirError(printable(f"{run_dir}: not a run directory (no {SUMS})")) from None
-        raise
-    except UnicodeDecodeError:
-        raise RunDirError(printable(f"{run_dir / SUMS}: not UTF-8 text")) from None
-    sums: dict[str, str] = {}
-    lines = text.split("\n")
-    for number, line in enumerate(lines[:-1] if text.endswith("\n") or not text else lines, 1):
-        match = _SUM_LINE.fullmatch(line)
-        problem = rel_problem(match[2]) if match else None
-        if not match or problem:
-            why = problem or "not a sha256sum line"
-            raise RunDirError(printable(f"{run_dir / SUMS}:{number}: {why}: {line!r}"))
-        sums[match[2]] = match[1]
-    return sums
 
 
 def digest(run_dir: Path, rel: str) -> str | None:

@@ -124,11 +124,13 @@ def input_changes(ma: m.Manifest, mb: m.Manifest, *, where: bool = True) -> list
     """Model and adapter identities: path, revision, and each file's sha256; with
     where=False, not the folder each was found in (another machine keeps its cache
     elsewhere): only what makes them other inputs."""
-    ada, adb = ma.inputs.adapters, mb.inputs.adapters
-    pairs = [("model", ma.inputs.model, mb.inputs.model)] + [
-        (f"adapter '{n}'", ada.get(n), adb.get(n))
-        for n in list(ada) + [n for n in adb if n not in ada]
-    ]
+    pairs = [("model", ma.inputs.model, mb.inputs.model)]
+    for kind, a_named, b_named in (
+        ("adapter", ma.inputs.adapters, mb.inputs.adapters),
+        ("clip model", ma.inputs.clip, mb.inputs.clip),
+    ):
+        names = list(a_named) + [n for n in b_named if n not in a_named]
+        pairs += [(f"{kind} '{n}'", a_named.get(n), b_named.get(n)) for n in names]
     lines = []
     for name, a, b in pairs:
         if a is None or b is None:
@@ -182,6 +184,36 @@ def step_changes(ma: m.Manifest, mb: m.Manifest) -> list[str]:
     return lines
 
 
+# The ops that write an adapter, and the argument that names it.
+ADAPTER_MAKERS = {"merge": "name", "train": "adapter", "save": "adapter"}
+
+
+def adapters_written(manifest: m.Manifest) -> dict[str, list[tuple[str, str]]]:
+    """Adapter name -> (step, sha256 of its weight file) for each step that wrote it."""
+    written: dict[str, list[tuple[str, str]]] = {}
+    for step in manifest.steps:
+        key = ADAPTER_MAKERS.get(step.op)
+        name = step.arguments.get(key) if key else None
+        weights = [o.sha256 for o in step.outputs if o.path.endswith(".safetensors")]
+        if isinstance(name, str) and len(weights) == 1:
+            written.setdefault(name, []).append((f"{step.index} {step.op}", weights[0]))
+    return written
+
+
+def adapter_changes(ma: m.Manifest, mb: m.Manifest) -> list[str]:
+    """One line per merged, trained or saved adapter whose weights differ: the first step
+    where they do, with both short hashes."""
+    a, b = adapters_written(ma), adapters_written(mb)
+    lines = []
+    for name in list(a) + [n for n in b if n not in a]:
+        pairs = zip(a.get(name, []), b.get(name, []), strict=False)
+        differ = [(step, wa, wb) for (step, wa), (_, wb) in pairs if wa != wb]
+        if differ:
+            step, wa, wb = differ[0]
+            lines.append(f"adapter '{name}' changed (step {step}): sha256 {show(wa)} -> {show(wb)}")
+    return lines
+
+
 def _plain(value: Any) -> Any:
     """A record as plain data, for leaf-by-leaf comparison."""
     return asdict(value) if is_dataclass(value) and not isinstance(value, type) else value
@@ -215,6 +247,8 @@ class DiffReport:
     inputs: list[str]
     steps: list[str]
     outputs: list[OutputDiff]
+    # Each merged, trained or saved adapter whose weights differ, with both short hashes.
+    adapters: list[str] = field(default_factory=list)
     # What makes the inputs other inputs (a file's sha256, a revision), wherever they lie.
     other_inputs: list[str] = field(default_factory=list)
     # Environment differences that cannot change outputs (NOISE): shown, never counted.
@@ -233,7 +267,7 @@ class DiffReport:
     @property
     def same(self) -> bool:
         sections = (self.spec, self.environment, self.settings, self.inputs, self.steps)
-        return self.outputs_same and not any(sections)
+        return self.outputs_same and not any(sections) and not self.adapters
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON data; an infinite PSNR becomes the string "inf"."""
@@ -253,6 +287,9 @@ class DiffReport:
             if name == "environment" and self.noise:
                 lines.append("  not counted (cannot change outputs):")
                 lines += [f"    {line}" for line in self.noise]
+        if self.adapters:  # runs that make no adapter say nothing of them
+            lines.append("adapters: differ")
+            lines += [f"  {line}" for line in self.adapters]
         lines.append(format_outputs(self.outputs))
         lines.append("runs are the same" if self.same else "runs differ")
         return "\n".join(printable(line) for line in "\n".join(lines).split("\n"))
@@ -295,5 +332,6 @@ def diff(run_a: Path, run_b: Path) -> DiffReport:
         inputs=unique(input_changes(ma, mb), seen),
         steps=unique(step_changes(ma, mb), seen),
         outputs=compare_outputs(run_a, run_b, ma, mb),
+        adapters=adapter_changes(ma, mb),
         other_inputs=input_changes(ma, mb, where=False),
     )

@@ -1,5 +1,6 @@
-"""The leaderboard: every score step's rows across runs, read from their manifests alone,
-as a markdown table, JSON or CSV (`runner scores RUN_DIR...`)."""
+"""The leaderboard: every scoring step's rows across runs (score steps, and compares with
+metrics), read from their manifests alone, as a markdown table, JSON or CSV (`runner scores
+RUN_DIR...`). The markdown table shows the metrics some row has."""
 
 from __future__ import annotations
 
@@ -22,11 +23,13 @@ class Entry:
     step: str  # the step's id, or NN-score
     row: str
     records: int
-    tokens: int
-    loglik: float
+    tokens: int | None
+    loglik: float | None
     perplexity: float | None
     acc: float | None
     acc_norm: float | None
+    accuracy: float | None
+    clip_score: float | None
 
 
 def step_name(step: m.StepRecord) -> str:
@@ -51,6 +54,8 @@ def entries(run_dirs: list[Path]) -> list[Entry]:
                         row.perplexity,
                         row.acc,
                         row.acc_norm,
+                        row.accuracy,
+                        row.clip_score,
                     )
                 )
     return found
@@ -64,19 +69,20 @@ def _shown(value: Any) -> str:
 
 def markdown(found: list[Entry]) -> str:
     """A markdown table; the best of each metric within a (run, step) in bold."""
-    head = ["run", "step", "row", "records", *METRICS]
+    metrics = [k for k in METRICS if any(getattr(e, k) is not None for e in found)]
+    head = ["run", "step", "row", "records", *metrics]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     groups: dict[tuple[str, str], list[int]] = {}
     for i, e in enumerate(found):
         groups.setdefault((e.run, e.step), []).append(i)
     bold: set[tuple[int, str]] = set()
     for members in groups.values():
-        for metric in METRICS:
+        for metric in metrics:
             marks = best([getattr(found[i], metric) for i in members], metric)
             bold |= {(members[n], metric) for n in marks} if len(members) > 1 else set()
     for i, e in enumerate(found):
         cells = [e.run, e.step, e.row, str(e.records)]
-        for metric in METRICS:
+        for metric in metrics:
             text = _shown(getattr(e, metric))
             cells.append(f"**{text}**" if (i, metric) in bold else text)
         lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import difflib
 import pickle
 import re
+from collections.abc import Callable
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
@@ -287,9 +288,15 @@ class TransformersBackend:
     def formats(self) -> tuple[str, ...]:
         return ("peft",)
 
-    def train(self, step: Train) -> list[dict[str, Any]]:
-        """A plain torch loop over the adapter's own weights (runner.backends.training);
-        the adapter is the only active one afterwards."""
+    def train(
+        self,
+        step: Train,
+        start: dict[str, bytes] | None,
+        keep: Callable[[dict[str, bytes]], None],
+    ) -> list[dict[str, Any]]:
+        """A plain torch loop over the adapter's own weights (runner.backends.training),
+        from checkpoint START when given, handing KEEP a checkpoint now and then; the
+        adapter is the only active one afterwards."""
         self.model.set_adapter(step.adapter)
         for module in self.model.modules():  # a weight from an earlier set_adapters
             if hasattr(module, "set_scale") and step.adapter in getattr(module, "scaling", {}):
@@ -299,7 +306,9 @@ class TransformersBackend:
             self.ticker.tick(done, step.steps, f"training steps (loss {loss:.4f})")
 
         with captured(self.ticker.verbose) as said:
-            losses = training.train(self.model, self.tokenizer, step, self.device, tick)
+            losses = training.train(
+                self.model, self.tokenizer, step, self.device, tick, start, keep
+            )
         fold(self.ticker, f"train '{step.adapter}'", said)
         return losses
 

@@ -40,7 +40,7 @@ def _bytes_to_unicode() -> list[str]:
     return [chr(c) for c in cs]
 
 
-def _write_tokenizer(folder: Path) -> int:
+def write_tokenizer(folder: Path) -> int:
     """Write a CLIP BPE tokenizer (vocab.json, merges.txt, ...); return its vocab size."""
     from transformers import CLIPTokenizer
 
@@ -105,7 +105,7 @@ def make_tiny_sd(folder: Path, base: Path | None = None) -> None:
     from diffusers import DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
     from transformers import CLIPTokenizer
 
-    vocab_size = _write_tokenizer(folder / "_tokenizer")
+    vocab_size = write_tokenizer(folder / "_tokenizer")
     torch.manual_seed(0)
     unet: Any = UNet2DConditionModel(
         block_out_channels=(32, 64),
@@ -147,7 +147,7 @@ def make_tiny_sdxl(folder: Path, base: Path | None = None) -> None:
     from diffusers import EulerDiscreteScheduler, StableDiffusionXLPipeline, UNet2DConditionModel
     from transformers import CLIPTokenizer
 
-    vocab_size = _write_tokenizer(folder / "_tokenizer")
+    vocab_size = write_tokenizer(folder / "_tokenizer")
     torch.manual_seed(0)
     unet: Any = UNet2DConditionModel(
         block_out_channels=(32, 64),

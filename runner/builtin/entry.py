@@ -11,7 +11,7 @@ PREFIX = "builtin:"
 
 @dataclass(frozen=True)
 class Builtin:
-    kind: str  # "model" | "adapter"
+    kind: str  # "model" | "adapter" | "clip" (a compare's clip_score model)
     family: str  # "transformers" | "diffusers"
     make: Callable[[Path, Path | None], None]  # (empty folder, the base builtin's folder)
     peft_type: str | None = None  # adapters: "lora"

@@ -10,6 +10,7 @@ from runner.builtin.entry import Builtin
 
 def catalog() -> dict[str, Builtin]:
     from runner.builtin.causal_lm import CATALOG as TEXT
+    from runner.builtin.clip import CATALOG as CLIP
     from runner.builtin.diffusion import CATALOG as IMAGE
 
-    return {**TEXT, **IMAGE}
+    return {**TEXT, **IMAGE, **CLIP}

@@ -4,8 +4,9 @@ Ordered by row, then prompt, then seed, then image. Each object holds `row` (its
 `adapters` (name -> weight, null for `base`), `prompt`, `seed`, and either `text` and
 `token_ids` or `image`, the PNG's file name beside it. In a compare with a `base` row,
 every other cell also holds `distance` from its base cell and `noop` (CONTRACT section 9;
-runner.running.distance). Written by the recorder, read by
-the API and the report page; reading needs no model library.
+runner.running.distance); with `metrics: [clip_score]`, each picture cell its
+`clip_score`. Written by the recorder, read by the API and the report page; reading needs
+no model library.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ class Cell:
     image: str | None = None  # the PNG's file name in the step's folder
     distance: dict[str, Any] | None = None  # from the base cell of the same prompt and seed
     noop: bool | None = None  # its row changed nothing (every cell equal to its base cell)
+    clip_score: float | None = None  # with `metrics: [clip_score]` (runner.running.clip)
 
     def to_json(self) -> dict[str, Any]:
         head = {"row": self.row, "adapters": self.adapters, "prompt": self.prompt}
@@ -41,6 +43,8 @@ class Cell:
             body = {**head, "seed": self.seed, "text": self.text, "token_ids": self.token_ids}
         if self.distance is not None:
             body.update(distance=self.distance, noop=self.noop)
+        if self.clip_score is not None:
+            body["clip_score"] = self.clip_score
         return body
 
 
@@ -77,6 +81,7 @@ def _cell(row: dict[str, Any]) -> Cell:
         image=row.get("image"),
         distance=_distance(row.get("distance")),
         noop=None if row.get("noop") is None else bool(row["noop"]),
+        clip_score=None if row.get("clip_score") is None else float(row["clip_score"]),
     )
 
 

@@ -5,7 +5,8 @@ manifest.json        the typed record             journal.jsonl   finished steps
 report.html          the page                     SHA256SUMS      every other file's sha256
 outputs/NN-ID/       a step's outputs: completions.jsonl, K.png; a compare's
                      cells.jsonl, its PNGs (diff-K.png: K.png's difference from
-                     its base cell) and grid.png
+                     its base cell) and grid.png; a train step's adapter, loss.jsonl
+                     and, while it runs, its last checkpoint.json + checkpoint.safetensors
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ COMPLETIONS = "completions.jsonl"
 CELLS = "cells.jsonl"
 GRID = "grid.png"
 LOSSES = "loss.jsonl"  # a train step's loss per step
+CHECKPOINT_STATE = "checkpoint.json"  # a train step's steps done, losses, the tensors' sha256
+CHECKPOINT_TENSORS = "checkpoint.safetensors"  # its adapter weights, optimizer and RNG states
 SCORES = "scores.jsonl"  # a score step's cells: one line per (row, record)
 
 

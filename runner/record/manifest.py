@@ -78,17 +78,21 @@ class RowSummary:
 
 @dataclass
 class ScoreRow:
-    """One row of a score step, over its records: mean loglik, perplexity (exp of minus the
-    summed loglik over the summed tokens), and with choices the mean acc and acc_norm."""
+    """One row of a scoring step, over its records. A score step: mean loglik, perplexity
+    (exp of minus the summed loglik over the summed tokens), and with choices the mean acc
+    and acc_norm. A compare: `accuracy` (the fraction of the row's cells that pass every
+    text expectation taken from data) and the mean `clip_score`; `records` counts its cells."""
 
     row: str
     adapters: dict[str, Weight] | None  # None: base
     records: int
-    loglik: float
-    tokens: int
-    perplexity: float | None  # None where it overflows a float
+    loglik: float | None = None
+    tokens: int | None = None
+    perplexity: float | None = None  # None where it overflows a float
     acc: float | None = None
     acc_norm: float | None = None
+    accuracy: float | None = None
+    clip_score: float | None = None
 
 
 @dataclass
@@ -131,7 +135,7 @@ class StepRecord:
     execution: dict[str, Any] = field(default_factory=dict)  # how the step was carried out
     scheduler: SchedulerRecord | None = None  # the step's own scheduler, when it set one
     rows: list[RowSummary] | None = None  # a compare with a base row: each other row's distance
-    scores: list[ScoreRow] | None = None  # a score step: each row's summary
+    scores: list[ScoreRow] | None = None  # each row's scores: a score step's, a compare's metrics
     expectations: list[ExpectationResult] | None = None  # the step's `expect:`, checked
 
 
@@ -240,6 +244,7 @@ class Inputs:
     model: Identity | None = None
     adapters: dict[str, Identity] = field(default_factory=dict)
     data: dict[str, DataInput] = field(default_factory=dict)  # data files, by name
+    clip: dict[str, Identity] = field(default_factory=dict)  # clip_score's models, by path
 
 
 @dataclass

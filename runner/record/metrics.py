@@ -1,10 +1,11 @@
-"""The metrics a score step records per row, and which way each is better."""
+"""The metrics a scoring step (score, or a compare's) records per row, and which way each is
+better."""
 
 from __future__ import annotations
 
-METRICS = ("loglik", "perplexity", "acc", "acc_norm")
+METRICS = ("loglik", "perplexity", "acc", "acc_norm", "accuracy", "clip_score")
 # Higher is better, except perplexity.
-HIGHER = {"loglik": True, "perplexity": False, "acc": True, "acc_norm": True}
+HIGHER = {k: k != "perplexity" for k in METRICS}
 
 
 def best(values: list[float | None], metric: str) -> set[int]:

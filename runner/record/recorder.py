@@ -8,7 +8,9 @@ and the disk soon after, through a Syncer, so the steps never wait for it.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+import signal
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, TypeVar
@@ -82,6 +84,21 @@ class Recorder:
             raise unwritable(self.run / rel, exc) from exc
         self.sums[rel] = digest
         return m.Output(rel, digest)
+
+    def write_together(self, files: dict[str, bytes]) -> list[m.Output]:
+        """Write FILES (relpath -> bytes), each whole, with Ctrl-C and SIGTERM held until
+        the last is written: files that only make sense together are never split by a
+        stop."""
+        with _signals_held():
+            return [self.write(rel, data) for rel, data in files.items()]
+
+    def remove(self, rel: str) -> None:
+        """Take a file the run wrote earlier out of it (and out of SHA256SUMS)."""
+        if self.sums.pop(rel, None) is not None:
+            try:
+                (self.run / rel).unlink(missing_ok=True)
+            except OSError as exc:
+                raise unwritable(self.run / rel, exc) from exc
 
     def save(self) -> bytes:
         """Write the manifest whole and return it; while running, its steps live in the
@@ -205,6 +222,11 @@ class Recorder:
         self.manifest.inputs.adapters[name] = identity
         self.save()
 
+    def inputs_clip(self, path: str, identity: m.Identity) -> None:
+        """A clip_score model's identity, recorded as soon as it is loaded."""
+        self.manifest.inputs.clip[path] = identity
+        self.save()
+
     def load_report(self, name: str, report: m.LoadReport) -> None:
         """What loading adapter NAME did (written with the next manifest save)."""
         self.manifest.adapters.setdefault(name, m.AdapterRecord()).load = report
@@ -228,6 +250,19 @@ def data_inputs(spec: Spec) -> dict[str, m.DataInput]:
         name: m.DataInput(found.written, found.sha256, len(found.records), str(found.path))
         for name, found in spec.data.items()
     }
+
+
+@contextlib.contextmanager
+def _signals_held() -> Iterator[None]:
+    """SIGINT and SIGTERM wait until the block ends (where the platform can hold them)."""
+    if not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, before)
 
 
 def unwritable(path: Path, exc: OSError) -> RunDirError:

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from datetime import datetime, timezone
 from pathlib import Path
 
 from runner.errors import RunDirError, printable
 from runner.record.files import PARTIAL, sha256_file, write_atomic
 from runner.record.layout import MANIFEST, SUMS
-from runner.record.trust import MANIFEST_LIMIT, read_limited
+from runner.record.trust import MANIFEST_LIMIT, UnsafePath, read_limited, read_run_file, rel_problem
+
+_SUM_LINE = re.compile(r"([0-9a-f]{64}) [ *](.+)")
 
 
 def utc_now() -> str:
@@ -92,6 +95,30 @@ def write_sums(run: Path, known: dict[str, str]) -> None:
         elif rel != SUMS and file.is_file():
             lines.append(f"{known.get(rel) or sha256_file(file)}  {rel}\n")
     write_atomic(run / SUMS, "".join(lines).encode("utf-8"))
+
+
+def read_sums(run_dir: Path) -> dict[str, str]:
+    """relpath -> sha256 from a run's SHA256SUMS."""
+    if not run_dir.is_dir():
+        raise RunDirError(printable(f"{run_dir}: not a directory"))
+    try:
+        text = read_run_file(run_dir, SUMS, MANIFEST_LIMIT).decode("utf-8")
+    except UnsafePath as exc:
+        if exc.missing:
+            raise RunDirError(printable(f"{run_dir}: not a run directory (no {SUMS})")) from None
+        raise
+    except UnicodeDecodeError:
+        raise RunDirError(printable(f"{run_dir / SUMS}: not UTF-8 text")) from None
+    sums: dict[str, str] = {}
+    lines = text.split("\n")
+    for number, line in enumerate(lines[:-1] if text.endswith("\n") or not text else lines, 1):
+        match = _SUM_LINE.fullmatch(line)
+        problem = rel_problem(match[2]) if match else None
+        if not match or problem:
+            why = problem or "not a sha256sum line"
+            raise RunDirError(printable(f"{run_dir / SUMS}:{number}: {why}: {line!r}"))
+        sums[match[2]] = match[1]
+    return sums
 
 
 def files_under(run_dir: Path) -> list[str]:

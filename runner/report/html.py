@@ -231,9 +231,11 @@ def _load(manifest: m.Manifest, name: str | None) -> str:
 
 
 def _inputs(manifest: m.Manifest) -> str:
-    entries = [("model", manifest.inputs.model)] + [
-        (f"adapter {name}", identity) for name, identity in manifest.inputs.adapters.items()
-    ]
+    entries = (
+        [("model", manifest.inputs.model)]
+        + [(f"adapter {name}", identity) for name, identity in manifest.inputs.adapters.items()]
+        + [(f"clip model {path}", identity) for path, identity in manifest.inputs.clip.items()]
+    )
     rows = []
     for what, identity in entries:
         if identity is None:

@@ -1,6 +1,7 @@
-"""A score step on the report page: a table (row x metric, the best of each marked), an
-inline SVG bar chart per metric (no script, nothing fetched: the page's CSP holds), and the
-records behind each row's numbers in a <details>."""
+"""A scoring step on the report page (a score step, or a compare's metrics below its cells):
+a table (row x metric, the best of each marked), an inline SVG bar chart per metric (no
+script, nothing fetched: the page's CSP holds), and a score step's records behind each row's
+numbers in a <details> (a compare's are its cells, shown above)."""
 
 from __future__ import annotations
 
@@ -24,10 +25,11 @@ def section(run_dir: Path, step: m.StepRecord) -> str:
         return "<p class=muted>no scores recorded</p>"
     metrics = [k for k in METRICS if any(getattr(r, k) is not None for r in rows)]
     marks = {k: best([getattr(r, k) for r in rows], k) if len(rows) > 1 else set() for k in metrics}
-    head = "".join(f"<th>{e(k)}</th>" for k in ("row", "records", "tokens", *metrics))
+    counts = ["records"] + ["tokens"] * any(r.tokens is not None for r in rows)
+    head = "".join(f"<th>{e(k)}</th>" for k in ("row", *counts, *metrics))
     body = []
     for i, row in enumerate(rows):
-        cells = [f"<td>{e(row.row)}</td>", f"<td>{row.records}</td>", f"<td>{row.tokens}</td>"]
+        cells = [f"<td>{e(row.row)}</td>", *(f"<td>{getattr(row, k)}</td>" for k in counts)]
         for k in metrics:
             value = getattr(row, k)
             text = "-" if value is None else f"{value:.4g}"

@@ -261,11 +261,16 @@ def _departure(cell: c.Cell, reference: c.Cell | None) -> str:
     )
 
 
+def _compare_scored(run_dir: Path, step: m.StepRecord) -> str:
+    """A compare's cells, then its metrics where it has some."""
+    return _compare(run_dir, step) + (scores.section(run_dir, step) if step.scores else "")
+
+
 SECTIONS: dict[str, Callable[[Path, m.StepRecord], str]] = {
     "load": _plain,
     "set_adapters": _plain,
     "generate": _generate,
-    "compare": _compare,
+    "compare": _compare_scored,
     "disable": _plain,
     "enable": _plain,
     "score": scores.section,

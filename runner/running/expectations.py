@@ -4,7 +4,9 @@ Text checks (`contains`, `not_contains`, `equals`, `regex` with re.search) look 
 completion of a generate step, and at every cell of a compare's non-base rows (every row
 where the compare has no `base` row). `differs_from_base` fails for each no-op row;
 `min_distance` for each non-base cell whose `mean_abs` (images) or `kl` (text) is below it.
-A failed expectation fails nothing else: the run goes on and finishes succeeded.
+A failed expectation fails nothing else: the run goes on and finishes succeeded. Text
+expectations taken from data (`{data, field}`: one value per record) also score a compare:
+each row's `accuracy`, the base row's included.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any
 from runner.record import cells as c
 from runner.record import manifest as m
 from runner.spec.expect import Expect
+from runner.spec.types import Row
 
 
 @dataclass(frozen=True)
@@ -54,9 +57,31 @@ def check(
             problem = _text_problem(kind, wanted, cell.text or "")
             if problem:
                 failed.append(m.FailedCell(problem, cell.row, cell.prompt, cell.seed))
-        written = list(value.values) if value.each else value.values[0]
-        results.append(_result(kind, written, failed))
+        results.append(_result(kind, value.shown(), failed))
     return results
+
+
+def accuracy(expect: Expect, made: list[Checked], rows: tuple[Row, ...]) -> list[m.ScoreRow]:
+    """Each row's `accuracy`, the base row's too: the fraction of its cells that pass every
+    text expectation taken from data (none: no rows)."""
+    kinds = [(kind, value) for kind, value in expect.texts if value.data is not None]
+    if not kinds:
+        return []
+    summaries = []
+    for row in rows:
+        mine = [cell for cell in made if cell.row == row.label]
+        right = sum(
+            all(
+                _text_problem(k, v.for_prompt(c.prompt_index), c.text or "") is None
+                for k, v in kinds
+            )
+            for c in mine
+        )
+        weights = None if row.weights is None else dict(row.weights)
+        summaries.append(
+            m.ScoreRow(row.label, weights, len(mine), accuracy=right / max(1, len(mine)))
+        )
+    return summaries
 
 
 def of_generate(results: list[Any], prompts: int) -> list[Checked]:

@@ -22,7 +22,7 @@ from runner.record import manifest as m
 from runner.record.recorder import Recorder, scheduler_record
 from runner.record.samplers import sampler_name
 from runner.results import Completion, Picture, SchedulerUsed
-from runner.running import compare, effect, expectations, scoring, shaping
+from runner.running import clip, compare, effect, expectations, scoring, shaping
 from runner.running.announce import CellCounter, announcing, loaded_line
 from runner.running.cellwriter import CellWriter
 from runner.running.ending import finish
@@ -46,6 +46,7 @@ from runner.spec.types import (
     Step,
     Train,
     Unfuse,
+    compare_metrics,
     score_arguments,
 )
 from runner.spec.weights import Weight
@@ -160,6 +161,7 @@ def _compare(ctx: Context, step: Compare) -> Made:
     try:
         execution = compare.EXECUTOR(ctx.backend, step, cells, done)
         rows = effect.measure(ctx.backend, step, writer)
+        metrics, clipped = clip.measure(step, writer, ctx.spec.base_dir, ctx.backend.device)
     except BaseException:
         counted.stop()
         writer.close(complete=False)  # what finished stays, described by cells.jsonl
@@ -174,12 +176,17 @@ def _compare(ctx: Context, step: Compare) -> Made:
         for row in rows or []
         if row.noop
     ]
-    made = Made(written, notes, execution={**execution, "cells": listed}, rows=rows)
+    made = Made(written, notes, execution={**execution, **clipped, "cells": listed}, rows=rows)
+    made.scores = metrics or None
+    made.notes += [f"{s.row}: clip_score {s.clip_score:.4g}" for s in metrics]
     if step.expect is not None:
         base = effect.base_row(step)
         checked = expectations.of_compare(writer.cells, writer.row_of, base, len(step.prompts))
         made.expectations = expectations.check(step.expect, checked, rows)
         made.notes += expectations.failed(made.expectations)
+        accuracy = expectations.accuracy(step.expect, checked, step.rows)  # text compares
+        made.scores = accuracy or made.scores
+        made.notes += [f"{s.row}: accuracy {s.accuracy:.3f}" for s in accuracy]
     return made
 
 
@@ -240,14 +247,27 @@ def _train(ctx: Context, step: Train) -> Made:
     train = getattr(ctx.backend, "train", None)
     if train is None:
         raise StepError(f"the {ctx.spec.model.family} backend cannot train adapters")
-    losses = train(step)
+    folder = layout.output_dir(ctx.index, step.id or "train")
+    checkpoint = ctx.setup.checkpoint if ctx.setup and ctx.setup.checkpoint else None
+    start = checkpoint(folder) if checkpoint else None
+    kept: list[str] = []
+
+    def keep(files: dict[str, bytes]) -> None:
+        """The loop's checkpoint, over the last one: what a resume of this run starts from."""
+        named = {f"{folder}/{name}": data for name, data in files.items()}
+        kept[:] = [o.path for o in ctx.recorder.write_together(named)]
+
+    if start is not None:
+        keep(start)  # a resume of this run, stopped again, starts from it too
+    losses = train(step, start, keep)
     ctx.state.active = {step.adapter: 1.0}
     if ctx.state.disabled:
         ctx.backend.disable()
-    folder = layout.output_dir(ctx.index, step.id or "train")
     made = _write_adapter(ctx, folder, step.adapter, None)
     lines = b"".join(json.dumps(r, sort_keys=True).encode() + b"\n" for r in losses)
     made.outputs.append(ctx.recorder.write(f"{folder}/{layout.LOSSES}", lines))
+    for rel in kept:  # the adapter is written whole: its checkpoint has served
+        ctx.recorder.remove(rel)
     first, last = losses[0]["loss"], losses[-1]["loss"]
     made.notes.insert(0, f"{len(losses)} steps, loss {first:.4f} -> {last:.4f}")
     return made
@@ -298,6 +318,8 @@ class Setup:
     reuse: Callable[[Context, Step], Made | None] | None = None
     origin: m.Origin = field(default_factory=m.Origin)
     run_dir: Path | None = None  # an empty run directory made beforehand
+    # A train step's checkpoint to continue from (by its output folder), from a stopped run.
+    checkpoint: Callable[[str], dict[str, bytes] | None] | None = None
 
 
 def execute(
@@ -451,6 +473,7 @@ def _arguments(step: Step) -> dict[str, Any]:
             "prompt": list(step.prompts),
             "seed": list(step.seeds),
             **step.args,
+            **compare_metrics(step),
         }
     if isinstance(step, (Merge, Save, Train, Fuse, Unfuse, Delete)):
         return step.arguments()

@@ -189,8 +189,9 @@ def table(many: Many) -> str:
 
 
 def _best(run_dir: Path | None) -> str | None:
-    """Each score step's best row by loglik (and by acc where it has one): `loglik: a
-    (-7.006)`; None for a run without scores, or one whose manifest cannot be read."""
+    """Each scoring step's best row by its first metric (loglik; a compare's accuracy or
+    clip_score), and by acc where it has one: `loglik: a (-7.006)`; None for a run without
+    scores, or one whose manifest cannot be read."""
     if run_dir is None:
         return None
     try:
@@ -202,8 +203,11 @@ def _best(run_dir: Path | None) -> str | None:
         rows = step.scores or []
         if not rows:
             continue
-        top = max(rows, key=lambda r: r.loglik)
-        text = f"{step.id or step.index}: {top.row} ({top.loglik:.4g})"
+        metric = next(
+            k for k in ("loglik", "accuracy", "clip_score") if getattr(rows[0], k) is not None
+        )
+        top = max(rows, key=lambda r: getattr(r, metric))
+        text = f"{step.id or step.index}: {top.row} ({getattr(top, metric):.4g})"
         if rows[0].acc is not None:
             right = max(rows, key=lambda r: r.acc or 0.0)
             text += f", acc {right.row} ({right.acc:.3g})"

@@ -1,17 +1,21 @@
 """Continue a failed or interrupted run into a new run directory.
 
 The new run replays every adapter step (load, set_adapters, disable, enable), takes the
-outputs of each finished step whose kind declares them reusable from the old run, after
-checking their sha256 against its manifest, and computes only what is missing. Seeds
+outputs of each finished step whose kind declares them reusable from the old run (generate,
+compare, score), after checking their sha256 against its manifest, with what its record
+summarises of them (rows, scores, expectations), and computes only what is missing. Seeds
 make every output independent of the steps that made others, so the result is what an
-uninterrupted run gives. A spec or an input file that changed since the old run
-refuses the resume, saying what changed.
+uninterrupted run gives. A train step the old run stopped in continues from the last
+checkpoint it left there (checked against the old run's SHA256SUMS), to the same adapter.
+A spec or an input file that changed since the old run refuses the resume, saying what
+changed.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
+import json
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -20,6 +24,7 @@ from runner.errors import Refused, RunDirError, printable
 from runner.record import layout
 from runner.record import manifest as m
 from runner.record.files import sha256_bytes
+from runner.record.rundir import read_sums
 from runner.record.trust import (
     SPEC_LIMIT,
     open_regular,
@@ -43,6 +48,7 @@ def all_outputs(record: m.StepRecord) -> list[m.Output]:
 REUSABLE: dict[str, Callable[[m.StepRecord], list[m.Output]]] = {
     "generate": all_outputs,
     "compare": all_outputs,  # a finished compare step whole; an unfinished one runs again
+    "score": all_outputs,  # scores.jsonl; the rows' summaries come with the step's record
 }
 
 
@@ -77,8 +83,42 @@ class Reuse:
             [printable(f"{len(written)} output(s) taken from {origin}")],
             execution={**old.execution, "outputs_from": origin},
             rows=old.rows,
+            scores=old.scores,  # a score step's summaries, a compare's metrics
             expectations=old.expectations,
         )
+
+    def checkpoint(self, folder: str) -> dict[str, bytes] | None:
+        """The checkpoint a train step of the old run left in FOLDER (file name -> bytes),
+        when SHA256SUMS lists both files intact and checkpoint.json names the tensors file
+        beside it; else None (the step trains from its start)."""
+        names = (layout.CHECKPOINT_TENSORS, layout.CHECKPOINT_STATE)
+        try:
+            sums = read_sums(self.old_run)
+        except RunDirError:
+            sums = {}
+        files = {}
+        for name in names:
+            rel = f"{folder}/{name}"
+            data = _intact(self.old_run, m.Output(rel, sums[rel])) if rel in sums else None
+            if data is None:
+                if rel in sums:
+                    self.progress(printable(f"    {rel} changed in {self.old_run}: not used"))
+                return None
+            files[name] = data
+        try:
+            state = json.loads(files[layout.CHECKPOINT_STATE])
+            paired = state[layout.CHECKPOINT_TENSORS] == sha256_bytes(files[names[0]])
+            done = int(state["steps_done"])
+        except (ValueError, KeyError, TypeError):
+            paired = False
+        if not paired:  # a process killed between the two files' writes
+            self.progress(f"    the checkpoint in {folder} is incomplete: not used")
+            return None
+        origin = os.path.abspath(self.old_run)
+        self.progress(
+            printable(f"    training continues from the checkpoint of step {done} in {origin}")
+        )
+        return files
 
 
 def _intact(run_dir: Path, output: m.Output) -> bytes | None:
@@ -153,12 +193,14 @@ def resume(
         )
     overrides = recorded_settings(old, device)
     reuse = Reuse(run_dir, {s.index: s for s in old.steps}, progress)
-    setup = Setup(reuse=reuse, origin=m.Origin(resumed_from=os.path.abspath(run_dir)))
+    origin = m.Origin(resumed_from=os.path.abspath(run_dir))
+    setup = Setup(reuse=reuse, origin=origin, checkpoint=reuse.checkpoint)
     return execute(spec, out or run_dir.parent, overrides, progress, setup=setup)
 
 
 def input_changes(spec: Spec, old: m.Manifest) -> list[str]:
-    """Each model or adapter file whose sha256 differs from what the old run recorded."""
+    """Each model, adapter or CLIP model file whose sha256 differs from what the old run
+    recorded."""
     from runner.record.identity import identify
 
     lines: list[str] = []
@@ -179,6 +221,10 @@ def input_changes(spec: Spec, old: m.Manifest) -> list[str]:
         local = hub.adapter_local(adapter, spec.base_dir)
         now = identify(adapter.path or "", local, adapter.revision)
         lines += _changed(f"adapter '{name}'", before, now)
+    for path, before in old.inputs.clip.items():
+        source = hub.clip_source(path, spec.base_dir)
+        local = Path(source) if Path(source).exists() else None
+        lines += _changed(f"clip model '{path}'", before, identify(path, local, None))
     return lines + data_changes(spec, old)
 
 

@@ -42,6 +42,20 @@ def model_source(model: Model, base_dir: Path) -> str:
     return model.path
 
 
+def clip_source(path: str, base_dir: Path) -> str:
+    """The CLIP model of a compare's clip_score as from_pretrained takes it: a builtin's or
+    local folder, or a hub id (in the cache, when offline)."""
+    name = builtin_name(path)
+    if name is not None:
+        return str(builtin.resolve(name))
+    local = on_disk(path, base_dir)
+    if local is not None:
+        return str(local)
+    _hub_id(path)
+    _cached_when_offline(path, None)
+    return path
+
+
 def _hub_adapter_repo(repo_id: str, revision: str | None) -> Path | None:
     """The cached folder of hub repo REPO_ID when it is an adapter repository (it holds
     adapter_config.json), fetched as need be; None for any other repo (a full model).

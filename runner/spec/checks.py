@@ -24,6 +24,7 @@ from runner.spec import (
 from runner.spec.defaults import generate_defaults, with_defaults
 from runner.spec.document import Document, Path_
 from runner.spec.expect_checks import expect_problems
+from runner.spec.metricchecks import metric_problems
 from runner.spec.scheduler_checks import scheduler_problems
 from runner.spec.values import is_int
 from runner.spec.vocabulary import DEVICE_MESSAGE, DEVICE_PATTERN, GENERATING, MAX_SEED
@@ -60,12 +61,16 @@ def meaning_problems(doc: Document, base_dir: Path) -> list[Located]:
         doc, steps, model.get("family"), "quantization" in model, preloaded is not None
     )
     problems += _generating(doc, data, steps, model.get("family"))
+    counted = datachecks.counted(data, base_dir)
+    problems += references.size_problems(doc, counted)
     problems += weight_checks.weight_problems(doc, steps, model, base_dir)
     problems += shaping_checks.quantization_problems(doc, model)
-    problems += references.size_problems(doc, datachecks.counted(data, base_dir))
     problems += datachecks.problems(doc, data, base_dir)
     problems += scorechecks.problems(doc, data, base_dir)
-    problems += expect_problems(doc, data, steps, model.get("family"))
+    problems += expect_problems(
+        doc, counted, _shaped(counted.get("steps"), list), model.get("family")
+    )
+    problems += metric_problems(doc, steps, model.get("family"), base_dir)
     problems += scheduler_problems(doc, data)
     return problems
 
@@ -178,7 +183,7 @@ def _steps(
                 problems.append(
                     doc.problem(
                         (*here, "id"),
-                        f"duplicate step id '{step_id}' (first in steps[{ids[step_id]}])",
+                        f"duplicate step id '{step_id}' (first in step {ids[step_id] + 1})",
                     )
                 )
             ids.setdefault(step_id, index)
@@ -206,7 +211,7 @@ def _steps(
                         where,
                         f"adapter '{name}' is already loaded"
                         + (
-                            f" (steps[{loaded[name]}])"
+                            f" (step {loaded[name] + 1})"
                             if loaded[name] >= 0
                             else " (with the model)"
                         ),

@@ -13,6 +13,7 @@ from typing import Any
 from runner.errors import Located
 from runner.spec import data as d
 from runner.spec.document import Document, Path_
+from runner.spec.vocabulary import TEXT_EXPECTATIONS
 
 # Where a step may take a field of a data set, and what the field must hold there.
 USES: dict[str, str] = {
@@ -41,7 +42,7 @@ def data_sets(data: dict[str, Any], base_dir: Path) -> dict[str, d.DataSet | d.D
 
 
 def refs(data: dict[str, Any]) -> list[tuple[Path_, str, d.Ref]]:
-    """Every reference of the spec: where it is written, the key it stands for, the ref."""
+    """Every reference of the spec: where it is written, what the field must hold, the ref."""
     out: list[tuple[Path_, str, d.Ref]] = []
     steps = data.get("steps")
     for i, step in enumerate(steps if isinstance(steps, list) else []):
@@ -55,11 +56,24 @@ def refs(data: dict[str, Any]) -> list[tuple[Path_, str, d.Ref]]:
 
 
 def _refs_in(here: Path_, mapping: dict[str, Any]) -> list[tuple[Path_, str, d.Ref]]:
-    return [
-        ((*here, key), key, d.ref(value))
+    found = [
+        ((*here, key), USES[key], d.ref(value))
         for key, value in mapping.items()
-        if key in USES and d.is_ref(value) and all(isinstance(v, str) for v in value.values())
+        if key in USES and _written(value)
     ]
+    expect = mapping.get("expect")
+    if isinstance(expect, dict):  # a text expectation: one string per record
+        found += [
+            ((*here, "expect", key), d.STRING, d.ref(value))
+            for key, value in expect.items()
+            if key in TEXT_EXPECTATIONS and _written(value)
+        ]
+    return found
+
+
+def _written(value: Any) -> bool:
+    """Whether VALUE is a reference whose names are strings (the schema says the rest)."""
+    return d.is_ref(value) and all(isinstance(v, str) for v in value.values())
 
 
 def problems(doc: Document, data: dict[str, Any], base_dir: Path) -> list[Located]:
@@ -69,7 +83,7 @@ def problems(doc: Document, data: dict[str, Any], base_dir: Path) -> list[Locate
         for name, found in sets.items()
         if isinstance(found, d.DataError)
     ]
-    for where, key, ref in refs(data):
+    for where, kind, ref in refs(data):
         found = sets.get(ref.data)
         if found is None:
             listing = ", ".join(sorted(sets)) or "none"
@@ -77,7 +91,7 @@ def problems(doc: Document, data: dict[str, Any], base_dir: Path) -> list[Locate
             out.append(doc.problem((*where, "data"), message))
         elif isinstance(found, d.DataSet):
             try:
-                found.values(ref.field, USES[key])
+                found.values(ref.field, kind)
             except d.DataError as exc:
                 out.append(_in_file(doc, base_dir, ref.data, exc))
     return out
@@ -97,7 +111,9 @@ def _in_file(doc: Document, base_dir: Path, name: str, error: d.DataError) -> Lo
 
 def counted(data: dict[str, Any], base_dir: Path) -> dict[str, Any]:
     """DATA with each step's `prompt` reference replaced by one placeholder per record, so
-    that the size checks count a compare's cells as the run will make them."""
+    that the size checks count a compare's cells as the run will make them, and each text
+    expectation's reference by its values, so that the expectation checks count and compile
+    them. A reference that cannot be read stays (datachecks.problems says why)."""
     steps = data.get("steps")
     if not isinstance(steps, list) or not isinstance(data.get("data"), dict):
         return data
@@ -109,5 +125,19 @@ def counted(data: dict[str, Any], base_dir: Path) -> dict[str, Any]:
             found = sets.get(str(prompt["data"]))
             if isinstance(found, d.DataSet):
                 step = {**step, "prompt": [""] * len(found.records)}
+        expect = step.get("expect") if isinstance(step, dict) else None
+        if isinstance(expect, dict):
+            step = {**step, "expect": {k: _values(sets, v) for k, v in expect.items()}}
         out.append(step)
     return {**data, "steps": out}
+
+
+def _values(sets: dict[str, d.DataSet | d.DataError], value: Any) -> Any:
+    """A text expectation's reference as its strings, one per record; VALUE otherwise."""
+    if not _written(value):
+        return value
+    found = sets.get(value["data"])
+    try:
+        return list(found.values(value["field"])) if isinstance(found, d.DataSet) else value
+    except d.DataError:
+        return value

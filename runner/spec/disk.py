@@ -110,6 +110,12 @@ def _pickle(
     return []
 
 
+def clip_problems(doc: Document, where: Path_, path: str, base_dir: Path) -> list[Located]:
+    """A compare's CLIP model (`clip.path`): a builtin CLIP, a local path that exists, or a
+    hub id."""
+    return _source(doc, where, path, base_dir, kind="clip", family="diffusers")
+
+
 def _source(
     doc: Document, where: Path_, path: str, base_dir: Path, *, kind: str, family: Any
 ) -> list[Located]:

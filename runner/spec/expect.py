@@ -14,13 +14,22 @@ class PerPrompt:
     """A text expectation's value: one string for every prompt, or one per prompt."""
 
     values: tuple[str, ...]
-    each: bool  # written as a list: values[i] is prompt i's
+    each: bool  # written as a list, or taken from data: values[i] is prompt i's
+    data: tuple[str, str] | None = None  # taken from (data set, field): counted as accuracy
 
     def for_prompt(self, index: int) -> str:
         return self.values[index] if self.each else self.values[0]
 
+    def shown(self) -> Any:
+        """The value as the spec wrote it, for the record."""
+        if self.data is not None:
+            return {"data": self.data[0], "field": self.data[1]}
+        return list(self.values) if self.each else self.values[0]
+
     @staticmethod
-    def written(value: str | list[str]) -> PerPrompt:
+    def written(value: str | list[str] | PerPrompt) -> PerPrompt:
+        if isinstance(value, PerPrompt):  # a data field's values (runner.spec.types)
+            return value
         if isinstance(value, str):
             return PerPrompt((value,), each=False)
         return PerPrompt(tuple(value), each=True)

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
-from runner.errors import Located, SpecError
+from runner.errors import Located, SpecError, step_label
 from runner.spec import plain
 from runner.spec.checks import meaning_problems
 from runner.spec.document import MAX_BYTES, read
@@ -29,24 +30,38 @@ def load(file: Path, *, base_dir: Path | None = None) -> Spec:
 
 def load_bytes(raw: bytes, file: Path, base_dir: Path) -> Spec:
     """The typed spec from RAW, as if read from FILE."""
-    doc = read(raw, str(file))
+    try:
+        doc = read(raw, str(file))
+    except SpecError as exc:  # the document could not be built: no op to name
+        raise SpecError(_in_steps(exc.problems, None)) from None
     problems = schema_problems(doc, raw) + meaning_problems(doc, base_dir)
     if problems:
-        raise SpecError(_unique(problems))
+        raise SpecError(_unique(_in_steps(problems, doc.data)))
     return from_document(doc.data, doc.values, file, raw, base_dir)
 
 
 def load_data(data: dict[str, Any], base_dir: Path) -> Spec:
     """The typed spec from Python data, checked as a file holding it as JSON would be; its
-    problems are located by JSON path alone (`<dict>: steps[0].seed: ...`)."""
+    problems are located by JSON path alone (`<dict>: step 1 (generate): seed: ...`)."""
     problems = plain.problems(data)
     if problems:
-        raise SpecError(problems)
+        raise SpecError(_in_steps(problems, data))
     raw = plain.as_text(data).encode("utf-8")
     try:
         return load_bytes(raw, Path(f"{plain.FILE}.yaml"), base_dir)
     except SpecError as exc:
         raise SpecError(_unique([plain.unplaced(p) for p in exc.problems])) from None
+
+
+def _in_steps(problems: list[Located], data: object) -> list[Located]:
+    """PROBLEMS with each one inside a step named as a run names it (`step 2 (generate)`)."""
+    steps = data.get("steps") if isinstance(data, dict) else None
+    ops = (
+        [s.get("op") if isinstance(s, dict) else None for s in steps]
+        if isinstance(steps, list)
+        else []
+    )
+    return [dataclasses.replace(p, step=step_label(p.path, ops)) for p in problems]
 
 
 def _unique(problems: list[Located]) -> list[Located]:

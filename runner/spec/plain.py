@@ -7,12 +7,13 @@ mapping or list that holds itself, an integer of more than 64 bits, NaN or infin
 with a lone surrogate) is a problem at its JSON path. Nothing here can raise on hostile
 data: the walk stops at MAX_DEPTH levels and at MAX_BYTES bytes of JSON, as a file would.
 
-A dict has no lines: its problems are located by JSON path alone, `<dict>: steps[0].seed: ...`
-(line 0, which `Located` prints without a position).
+A dict has no lines: its problems are located by JSON path alone,
+`<dict>: step 1 (generate): seed: ...` (line 0, which `Located` prints without a position).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import re
@@ -73,7 +74,7 @@ def _string(text: str) -> str:
 
 def unplaced(problem: Located) -> Located:
     """PROBLEM as a dict spec's: its JSON path, no line or column."""
-    return Located(0, 0, problem.path, problem.message, FILE)
+    return dataclasses.replace(problem, line=0, col=0, file=FILE)
 
 
 class _Walk:

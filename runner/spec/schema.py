@@ -149,7 +149,11 @@ def _expected(types: str | list[str]) -> str:
 
 
 def _where(path: Path_) -> str:
-    return "at the top level" if not path else f"in {format_path(path)}"
+    if not path:
+        return "at the top level"
+    if path[0] == "steps" and len(path) > 1 and isinstance(path[1], int):  # as a run counts
+        return f"in step {path[1] + 1}" + (f"'s {format_path(path[2:])}" if path[2:] else "")
+    return f"in {format_path(path)}"
 
 
 def _suggest(word: str, choices: list[str]) -> str:

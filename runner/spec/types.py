@@ -15,7 +15,7 @@ from runner.spec import rows as row_forms
 from runner.spec import weights as weight_forms
 from runner.spec.defaults import generate_defaults, with_defaults
 from runner.spec.expect import Expect
-from runner.spec.vocabulary import NAME_MAX
+from runner.spec.vocabulary import CHECKPOINT_EVERY, NAME_MAX
 
 
 @dataclass(frozen=True)
@@ -151,6 +151,8 @@ class Compare:
     op: str = "compare"
     expect: Expect | None = None  # checked after the step (runner.running.expectations)
     seed_from: str = "spec"  # where `seeds` came from: see `seed_from`
+    metrics: tuple[str, ...] = ()  # clip_score (runner.running.clip)
+    clip: str | None = None  # the CLIP model's path as written: hub id, folder, builtin:NAME
 
 
 @dataclass(frozen=True)
@@ -235,6 +237,7 @@ class Train:
     batch_size: int = 4
     max_length: int = 128
     seed: int = 0
+    checkpoint_every: int = CHECKPOINT_EVERY  # steps between two checkpoints
     line: int = 0
     id: str | None = None
     op: str = "train"
@@ -250,6 +253,7 @@ class Train:
             batch_size=self.batch_size,
             max_length=self.max_length,
             seed=self.seed,
+            checkpoint_every=self.checkpoint_every,
         )
         return out
 
@@ -420,7 +424,18 @@ def _from_data(mapping: dict[str, Any], sets: dict[str, data_files.DataSet]) -> 
             ref = data_files.ref(value)
             found = sets[ref.data].values(ref.field, kind)
             out[key] = [list(v) if isinstance(v, tuple) else v for v in found]
+    written = out.get("expect")
+    if isinstance(written, dict):
+        out["expect"] = {k: _expected(v, sets) for k, v in written.items()}
     return out
+
+
+def _expected(value: Any, sets: dict[str, data_files.DataSet]) -> Any:
+    """A text expectation taken from a data field: its values, and where they came from."""
+    if not data_files.is_ref(value):
+        return value
+    ref = data_files.ref(value)
+    return expect.PerPrompt(sets[ref.data].values(ref.field), True, (ref.data, ref.field))
 
 
 @dataclass(frozen=True)
@@ -508,6 +523,7 @@ def _train(raw_step: dict[str, Any], here: _Here) -> Train:
         batch_size=int(raw_step.get("batch_size", 4)),
         max_length=int(raw_step.get("max_length", 128)),
         seed=int(raw_step.get("seed", here.seed)),
+        checkpoint_every=int(raw_step.get("checkpoint_every", CHECKPOINT_EVERY)),
         line=here.at,
         id=here.id,
     )
@@ -580,6 +596,7 @@ def _compare(
     for key in ("op", "id", "max_cells"):
         args.pop(key, None)
     expected = args.pop("expect", None)
+    metrics, clip = tuple(args.pop("metrics", ())), args.pop("clip", None)
     rows = tuple(
         Row(row_forms.label(weights, mapping=isinstance(row, dict)), weights, row_line)
         for row, row_line in zip(written, row_lines, strict=True)
@@ -594,7 +611,14 @@ def _compare(
         id=raw_step.get("id"),
         expect=expect.build(expected, at),
         seed_from=seed_from(raw_step, defaults),
+        metrics=metrics,
+        clip=None if clip is None else clip["path"],
     )
+
+
+def compare_metrics(step: Compare) -> dict[str, Any]:
+    """A compare's metrics and CLIP model as JSON data (resolved.json, the step's record)."""
+    return {"metrics": list(step.metrics), "clip": {"path": step.clip}} if step.metrics else {}
 
 
 def score_arguments(step: Score) -> dict[str, Any]:
@@ -665,6 +689,7 @@ def resolved(spec: Spec) -> dict[str, Any]:
             ]
             out.update(prompt=list(step.prompts), seed=list(step.seeds))
             out.update(step.args)
+            out.update(compare_metrics(step))
         elif isinstance(step, (Merge, Save, Train, Fuse, Unfuse, Delete)):
             out.update(step.arguments())
         elif isinstance(step, Score):

@@ -39,6 +39,7 @@ MAX_SEED = 2**63 - 1
 
 # Counts and sizes reach the libraries as C ints; a larger one fails deep inside them.
 MAX_COUNT = 2**31 - 1
+CHECKPOINT_EVERY = 10  # a train step's default steps between two checkpoints
 
 
 def _prompts(what: str) -> dict[str, Any]:
@@ -429,15 +430,43 @@ EXPECT: dict[str, Any] = {
             "type": "number",
             "minimum": 0,
         },
-        "contains": _per_prompt("Text the completion contains"),
-        "not_contains": _per_prompt("Text the completion does not contain"),
-        "equals": _per_prompt("The completion's whole text"),
-        "regex": _per_prompt("A Python regular expression the completion matches (re.search)"),
+        "contains": _or_data(_per_prompt("Text the completion contains")),
+        "not_contains": _or_data(_per_prompt("Text the completion does not contain")),
+        "equals": _or_data(_per_prompt("The completion's whole text")),
+        "regex": _or_data(
+            _per_prompt("A Python regular expression the completion matches (re.search)")
+        ),
     },
 }
 
 
 TEXT_EXPECTATIONS = ("contains", "not_contains", "equals", "regex")
+
+# What a compare scores per cell besides its outputs (CONTRACT section 10).
+IMAGE_METRICS = ("clip_score",)
+METRICS: dict[str, Any] = {
+    "description": "Metrics of each cell, summarised per row as a score table: `clip_score` "
+    "(images: 100 x the cosine of the image's and the prompt's CLIP embeddings, floored at "
+    "0; needs `clip`).",
+    "type": "array",
+    "items": {"enum": list(IMAGE_METRICS)},
+    "minItems": 1,
+    "uniqueItems": True,
+}
+CLIP: dict[str, Any] = {
+    "description": "The CLIP model `clip_score` embeds images and prompts with.",
+    "type": "object",
+    "required": ["path"],
+    "additionalProperties": False,
+    "properties": {
+        "path": {
+            "description": "A hub id (e.g. openai/clip-vit-base-patch32), a local folder "
+            "or builtin:NAME.",
+            "type": "string",
+            "minLength": 1,
+        }
+    },
+}
 
 
 # What hover on a step's `op` shows in an editor besides the op's description.
@@ -561,6 +590,8 @@ def op_definitions() -> dict[str, Any]:
                 },
                 **{k: s for k, (_, s) in ARGUMENTS.items()},
                 expect=EXPECT,
+                metrics=METRICS,
+                clip=CLIP,
             ),
         },
         "disable": {
@@ -1058,6 +1089,14 @@ def making_definitions() -> dict[str, Any]:
                     "maximum": MAX_COUNT,
                 },
                 seed=SEED,
+                checkpoint_every={
+                    "description": "Steps between two checkpoints (the adapter, the optimizer "
+                    "and the RNG state, in the step's folder), from which `runner run --resume` "
+                    f"continues an interrupted run. Default {CHECKPOINT_EVERY}.",
+                    "type": "integer",
+                    "minimum": 1,
+                    "maximum": MAX_COUNT,
+                },
             ),
         },
         "save": {

@@ -152,7 +152,7 @@ def test_invalid_spec_exits_one_and_writes_no_run(tmp_path: Path) -> None:
     spec = write(tmp_path, SPEC.replace("adapters: [a, b]", "adapters: [a, c]"))
     code, out, err = invoke("run", str(spec), "--out", str(tmp_path / "runs"))
     assert code == 1
-    assert f"{spec}:16:19: steps[1].adapters[1]: adapter 'c' is not declared" in err
+    assert f"{spec}:16:19: step 2 (load): adapters[1]: adapter 'c' is not declared" in err
     assert not (tmp_path / "runs").exists()
 
 

@@ -20,8 +20,10 @@ from peft import LoraConfig, PeftModel
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+import runner
 from runner import api, builtin
 from runner.errors import SpecError
+from runner.record import rundir
 
 LORA = {"r": 4, "lora_alpha": 8, "lora_dropout": 0.1, "target_modules": ["q_proj", "v_proj"]}
 PROMPTS = ["The cat", "The dog", "A little bird"]
@@ -192,3 +194,122 @@ def test_the_report_draws_the_loss_curve(trained: api.Run) -> None:
     assert ys.index(min(ys)) == losses.index(max(losses))
     assert ys.index(max(ys)) == losses.index(min(losses))
     assert "<script" not in svg
+
+
+class StopAt:
+    """A ticker that stops the run, as Ctrl-C would, once training step AT has finished."""
+
+    verbose = False
+
+    def __init__(self, at: int) -> None:
+        self.at = at
+
+    def tick(self, done: int, total: int | None, unit: str) -> None:
+        if unit.startswith("training steps") and done == self.at:
+            raise runner.Interrupted("SIGINT")
+
+    def note(self, text: str) -> None:
+        pass
+
+
+def test_stopping_after_k_steps_and_continuing_is_the_straight_run(
+    trained: api.Run, tmp_path: Path
+) -> None:
+    written = spec(tmp_path)
+    written["steps"][1]["checkpoint_every"] = 2
+    with pytest.raises(runner.Interrupted) as stopped:
+        api.run(written, out=tmp_path / "runs", ticker=StopAt(3))
+    old = stopped.value.run_dir
+    assert old is not None
+    (folder,) = old.glob("outputs/*-trained")
+    assert sorted(p.name for p in folder.iterdir()) == ["checkpoint.json", "checkpoint.safetensors"]
+    state = json.loads((folder / "checkpoint.json").read_text())
+    assert state["steps_done"] == 2  # step 3 finished, but its checkpoint was not due
+    assert runner.verify(old).ok
+    lines: list[str] = []
+    resumed = runner.resume(old, progress=lines.append)
+    assert any("training continues from the checkpoint of step 2" in line for line in lines)
+    (straight,) = trained.dir.glob("outputs/*-trained")
+    (again,) = resumed.dir.glob("outputs/*-trained")
+    # no checkpoint is left once the adapter is written
+    assert sorted(p.name for p in again.iterdir()) == sorted(p.name for p in straight.iterdir())
+    for name in ("adapter_model.safetensors", "adapter_config.json", "loss.jsonl"):
+        assert (again / name).read_bytes() == (straight / name).read_bytes(), name
+    assert runner.verify(resumed).ok
+
+
+def test_a_damaged_checkpoint_trains_from_the_start(trained: api.Run, tmp_path: Path) -> None:
+    written = spec(tmp_path)
+    written["steps"][1]["checkpoint_every"] = 1
+    with pytest.raises(runner.Interrupted) as stopped:
+        api.run(written, out=tmp_path / "runs", ticker=StopAt(4))
+    old = stopped.value.run_dir
+    assert old is not None
+    (tensors,) = old.glob("outputs/*-trained/checkpoint.safetensors")
+    data = bytearray(tensors.read_bytes())
+    data[-1] ^= 1
+    tensors.write_bytes(bytes(data))
+    lines: list[str] = []
+    resumed = runner.resume(old, progress=lines.append)
+    assert any("checkpoint.safetensors changed" in line for line in lines)
+    assert not any("training continues" in line for line in lines)
+    (straight,) = trained.dir.glob("outputs/*-trained/adapter_model.safetensors")
+    (again,) = resumed.dir.glob("outputs/*-trained/adapter_model.safetensors")
+    assert again.read_bytes() == straight.read_bytes()
+
+
+def test_diff_names_the_trained_adapter_that_changed(trained: api.Run, tmp_path: Path) -> None:
+    written = spec(tmp_path)
+    written["steps"][1]["learning_rate"] = 1e-3
+    other = api.run(written, out=tmp_path / "runs")
+    report = runner.diff(trained, other)
+    (a,), (b,) = (
+        [o.sha256 for s in r.manifest.steps for o in s.outputs if o.path.endswith(".safetensors")]
+        for r in (trained, other)
+    )
+    assert report.adapters == [
+        f"adapter 'fresh' changed (step 2 train): sha256 {a[:12]}… -> {b[:12]}…"
+    ]
+    assert f"  {report.adapters[0]}" in report.format_text()
+    assert runner.diff(trained, trained).adapters == []
+
+
+def test_the_train_quickstart(tmp_path: Path) -> None:
+    """specs/quickstart-train.yaml, as `make demo` runs it: training changes what the model
+    writes (its expect: holds), and the saved adapter is the trained one."""
+    root = Path(__file__).resolve().parents[2]
+    run = runner.run(root / "specs" / "quickstart-train.yaml", out=tmp_path)
+    assert run.status == "succeeded"
+    (compared,) = [s for s in run.manifest.steps if s.op == "compare"]
+    assert compared.expectations and all(e.passed for e in compared.expectations)
+    trained, saved = (
+        (run.dir / "outputs" / name / "adapter_model.safetensors").read_bytes()
+        for name in ("02-fresh", "04-saved")
+    )
+    assert trained == saved
+    losses = [json.loads(x)["loss"] for x in (run.dir / "outputs/02-fresh/loss.jsonl").open()]
+    assert len(losses) == 40 and losses[-1] < losses[0] / 2
+
+
+def test_a_checkpoint_split_by_a_kill_trains_from_the_start(
+    trained: api.Run, tmp_path: Path
+) -> None:
+    """A process killed between the checkpoint's two files: the JSON names other tensors.
+    SHA256SUMS lists what is there (as a parent closing the run writes it); not used."""
+    written = spec(tmp_path)
+    written["steps"][1]["checkpoint_every"] = 1
+    runs = []
+    for at in (3, 4):
+        with pytest.raises(runner.Interrupted) as stopped:
+            api.run(written, out=tmp_path / f"runs-{at}", ticker=StopAt(at))
+        assert stopped.value.run_dir is not None
+        runs.append(stopped.value.run_dir)
+    (older,), (newer,) = (r.glob("outputs/*-trained/checkpoint.safetensors") for r in runs)
+    newer.write_bytes(older.read_bytes())  # step 2's tensors beside step 3's JSON
+    rundir.write_sums(runs[1], {})
+    lines: list[str] = []
+    resumed = runner.resume(runs[1], progress=lines.append)
+    assert any("is incomplete: not used" in line for line in lines), lines
+    (straight,) = trained.dir.glob("outputs/*-trained/adapter_model.safetensors")
+    (again,) = resumed.dir.glob("outputs/*-trained/adapter_model.safetensors")
+    assert again.read_bytes() == straight.read_bytes()

@@ -454,3 +454,61 @@ def test_the_run_writes_only_standard_json() -> None:
     for bad in (math.nan, math.inf, -math.inf):
         with pytest.raises(ValueError, match="not JSON compliant"):
             manifest.to_json({"weight": bad})
+
+
+def _adapter_step(index: int, op: str, name: str, weights: str) -> dict[str, Any]:
+    key = "name" if op == "merge" else "adapter"
+    folder = f"outputs/{index:02d}-{op}"
+    return {
+        "index": index,
+        "op": op,
+        "line": index,
+        "status": "ok",
+        "seconds": 0.1,
+        "arguments": {key: name},
+        "outputs": [
+            {"path": f"{folder}/adapter_config.json", "sha256": "0" * 64},
+            {"path": f"{folder}/adapter_model.safetensors", "sha256": weights},
+        ],
+    }
+
+
+def test_diff_names_each_adapter_whose_weights_changed() -> None:
+    steps = [
+        _adapter_step(1, "merge", "blend", "1" * 64),
+        _adapter_step(2, "train", "fresh", "2" * 64),
+        _adapter_step(3, "save", "fresh", "3" * 64),
+        _adapter_step(4, "save", "blend", "4" * 64),
+    ]
+    other = json.loads(json.dumps(steps))
+    other[1]["outputs"][1]["sha256"] = "5" * 64  # trained otherwise, so saved otherwise too
+    other[2]["outputs"][1]["sha256"] = "6" * 64
+    a, b = parse(manifest(steps=steps)), parse(manifest(steps=other))
+    assert audit.adapter_changes(a, b) == [
+        f"adapter 'fresh' changed (step 2 train): sha256 {'2' * 12}… -> {'5' * 12}…"
+    ]
+    other[0]["outputs"][1]["sha256"] = "7" * 64
+    lines = audit.adapter_changes(a, parse(manifest(steps=other)))
+    assert [line.split(" changed")[0] for line in lines] == ["adapter 'blend'", "adapter 'fresh'"]
+    assert audit.adapter_changes(a, parse(manifest(steps=steps))) == []
+
+
+def test_diff_names_a_clip_model_whose_files_changed() -> None:
+    def clip(sha: str) -> dict[str, Any]:
+        return {"path": "builtin:tiny-clip", "resolved": "/c/clip", "revision": None,
+                "files": {"model.safetensors": sha}}  # fmt: skip
+
+    a = parse(
+        manifest(
+            inputs={"model": None, "adapters": {}, "clip": {"builtin:tiny-clip": clip("1" * 64)}}
+        )
+    )
+    b = parse(
+        manifest(
+            inputs={"model": None, "adapters": {}, "clip": {"builtin:tiny-clip": clip("2" * 64)}}
+        )
+    )
+    assert audit.input_changes(a, b) == [
+        f"clip model 'builtin:tiny-clip' file model.safetensors: sha256 {'1' * 12}… -> {'2' * 12}…"
+    ]
+    assert audit.input_changes(a, a) == []

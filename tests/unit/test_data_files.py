@@ -104,7 +104,7 @@ def test_missing_file_and_undeclared_set_point_into_the_spec(tmp_path: Path) -> 
     problems = _problems(spec)
     assert problems[0].startswith(f"{spec}:4:14: data.qa.path: nowhere.jsonl: does not exist")
     assert problems[1] == (
-        f"{spec}:7:20: steps[0].prompt.data: data 'other' is not declared under data (declared: qa)"
+        f"{spec}:7:20: step 1 (generate): prompt.data: data 'other' is not declared under data (declared: qa)"
     )
 
 

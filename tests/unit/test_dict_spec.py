@@ -72,7 +72,7 @@ def test_a_valid_dict_loads() -> None:
 )
 def test_values_json_cannot_hold_are_problems_at_their_path(value: Any, says: str) -> None:
     (problem,) = problems_of(with_seed(value))
-    assert problem.startswith("<dict>: steps[1].seed: " + says), problem
+    assert problem.startswith("<dict>: step 2 (generate): seed: " + says), problem
 
 
 def test_non_string_keys_and_cycles_are_problems_at_their_path() -> None:
@@ -87,7 +87,7 @@ def test_non_string_keys_and_cycles_are_problems_at_their_path() -> None:
     )
     assert any(p.startswith("<dict>: adapters: has a key of type int") for p in found)
     assert (
-        "<dict>: steps[0].self: holds itself (a circular reference); a spec is a tree of "
+        "<dict>: step 1 (load): self: holds itself (a circular reference); a spec is a tree of "
         "values" in found
     )
 
@@ -99,10 +99,13 @@ def test_schema_and_meaning_problems_of_a_dict_are_located_by_path() -> None:
     spec["steps"].append({"op": "set_adapters", "adapters": "nope"})
     found = problems_of(spec)
     assert (
-        "<dict>: steps[1].seed: must be <= 9223372036854775807, found 9223372036854775808" in found
+        "<dict>: step 2 (generate): seed: must be <= 9223372036854775807, found 9223372036854775808"
+        in found
     )
-    assert any(p.startswith("<dict>: steps[1].max_new_tokens: ") for p in found)
-    assert any(p.startswith("<dict>: steps[2].adapters: adapter 'nope'") for p in found)
+    assert any(p.startswith("<dict>: step 2 (generate): max_new_tokens: ") for p in found)
+    assert any(
+        p.startswith("<dict>: step 3 (set_adapters): adapters: adapter 'nope'") for p in found
+    )
 
 
 def test_floats_and_text_come_through_exactly() -> None:

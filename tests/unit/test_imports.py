@@ -26,6 +26,7 @@ LAYERS: list[tuple[str, ...]] = [
         "runner.builtin.entry",
         "runner.builtin.known",
         "runner.builtin.causal_lm",
+        "runner.builtin.clip",
         "runner.builtin.diffusion",
     ),
     # The spec language, and the rules over names and local folders it shares with backends.

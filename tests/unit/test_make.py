@@ -33,6 +33,13 @@ def test_make_demo_installs_nothing_system_wide() -> None:
     assert [word for word in SYSTEM_WIDE if word in demo] == [], demo
 
 
+def test_make_demo_runs_every_quickstart() -> None:
+    demo = planned("demo")
+    shipped = sorted(p.name for p in (ROOT / "specs").glob("quickstart-*.yaml"))
+    assert len(shipped) >= 5
+    assert [name for name in shipped if f"runner run specs/{name} " not in demo] == []
+
+
 def test_make_test_brings_the_browser_and_ci_runs_make_test() -> None:
     assert "apt-get install -y -qq chromium" in planned("test")
     assert (ROOT / ".ci" / "run").read_text().splitlines()[-1] == "make test"

@@ -146,7 +146,7 @@ def test_all_files_are_reported_and_exit_is_one_if_any_fails() -> None:
     good, bad = SPECS[0], INVALID / "wrong-op.yaml"
     code, output = cli("validate", str(good), str(bad))
     assert code == 1
-    assert output.startswith(f"{good}: ok\n{bad}:6:9: steps[0].op: unknown op")
+    assert output.startswith(f"{good}: ok\n{bad}:6:9: step 1 (generat): op: unknown op")
 
 
 def test_missing_spec_file_is_a_located_error(tmp_path: Path) -> None:
@@ -197,7 +197,7 @@ def test_adapter_folder_as_model_brings_default(tmp_path: Path) -> None:
     with pytest.raises(SpecError) as caught:
         load(spec_file)
     assert [str(p) for p in caught.value.problems] == [
-        f"{spec_file}:7:15: steps[1].adapters: adapter 'default' is already loaded (with the model)"
+        f"{spec_file}:7:15: step 2 (load): adapters: adapter 'default' is already loaded (with the model)"
     ]
 
 
@@ -229,3 +229,23 @@ def test_a_valid_document_is_schema_checked_once(tmp_path: Path) -> None:
     spec.write_text(spec.read_text().replace("prompt: hi", "promt: hi"))
     assert validate() == ["1", "True"]
     assert validate() == ["1", "True"]  # an invalid document is never remembered
+
+
+def test_validation_and_run_errors_count_steps_alike(tmp_path: Path) -> None:
+    # One number for a step everywhere a person reads it: the run's `where` and the
+    # validation line both say `step 2 (generate)`; the API's path keeps JSON's steps[1].
+    head = (
+        "version: 1\nmodel: {family: transformers, path: builtin:tiny-causal-lm}\n"
+        "steps:\n  - op: disable\n  - op: generate\n    prompt: hi\n"
+    )
+    good, bad = tmp_path / "good.yaml", tmp_path / "bad.yaml"
+    good.write_text(head)
+    bad.write_text(head + "    max_new_token: 3\n")
+    assert load(good).where(2) == f"{good}:5: step 2 (generate)"
+    with pytest.raises(SpecError) as caught:
+        load(bad)
+    (problem,) = caught.value.problems
+    assert problem.path == "steps[1].max_new_token"
+    assert str(problem).startswith(
+        f"{bad}:7:5: step 2 (generate): max_new_token: unknown key 'max_new_token' in step 2 "
+    )

@@ -57,7 +57,7 @@ def test_per_block_weights_on_a_pipeline_without_a_unet_name_it(tmp_path: Path) 
         "7: FluxPipeline has no component 'unet'; its components: text_encoder, transformer, vae",
         "8: per-block weights are for the unet only (diffusers' block mapping covers UNet "
         "models only), not for transformer",
-        "9: unknown key 'vae' in steps[3].adapters[0].a; allowed: steps, text_encoder, "
+        "9: unknown key 'vae' in step 4's adapters[0].a; allowed: steps, text_encoder, "
         "text_encoder_2, text_encoder_3, transformer, transformer_2, unet, weight",
     ]
 
