@@ -277,7 +277,7 @@ def test_image_cells_equal_the_equivalent_generate_steps(image_run: runner.Run) 
                 assert picture.seed == 5 + k  # image k of a cell is drawn from SEED + k
                 assert cell.file is not None
                 diff = abs(_pixels(cell.file) - _pixels(picture.file)).max()
-                assert diff <= 1, (label, prompt, k, diff)
+                assert diff <= 2, (label, prompt, k, diff)  # batching's rounding only
     assert cells[0].adapters is None and cells[4].adapters == {"a": 1.0}
     from runner.record.pnginfo import read_png_metadata
 
@@ -333,7 +333,8 @@ def test_image_compare_record_lists_every_file_and_cell(image_run: runner.Run) -
     lines = [json.loads(x) for x in (image_run.dir / paths[0]).read_text().splitlines()]
     assert [x["image"] for x in lines] == [f"{n}.png" for n in range(16)]
     assert [c["sha256"] for c in step.execution["cells"]] == [pngs[x["image"]] for x in lines]
-    # one pipeline call per row, every prompt and seed of the row in it
-    assert (step.execution["executor"], step.execution["calls"]) == ("by_rows", 4)
-    assert [b["rows"] for b in step.execution["batches"]] == [["base"], ["a"], ["b=0.5"], ["b=1"]]
+    # the rows mixed in pipeline calls: b at 0.5 and at 1 cannot share one
+    assert (step.execution["executor"], step.execution["calls"]) == ("mixed", 2)
+    batches = [(b["rows"], b["mixed"]) for b in step.execution["batches"]]
+    assert batches == [(["base", "a", "b=0.5"], True), (["b=1"], True)]
     assert runner.verify(image_run).ok
