@@ -27,6 +27,13 @@ Merged = dict[Any, tuple[torch.Tensor, torch.Tensor]]
 # batch would cost the whole base model again. For a 4096-wide model that is 25% of a
 # layer's work at r = 512, so merging pays well below it; above, the row runs alone.
 MAX_MERGED_RANK = 512
+# On a CPU shared by more busy processes than it has cores, torch's intra-op threads wait on
+# each other at every operation of a big batch: at load 12 on 2 cores a 32-row mixed
+# generate took 7.1 s on 2 threads and 0.72 s on 1 (a one-cell generate 2.4 s and 0.38 s,
+# four of them). A mixed call runs on one thread while the 1-minute load average exceeds
+# the cores by more than SPARE (this process's own threads count in it); the outputs are
+# the same, the tests hold them to the cell-by-cell steps run on every thread.
+SPARE = 1.0
 
 
 def lora_layers(model: Any) -> list[Any]:
@@ -138,12 +145,29 @@ def adapter_names(
     for layer in sliced:
         setattr(layer, "forward", _by_slices(layer, runs, merged))  # noqa: B010
     try:
-        yield
+        with _one_thread_when_busy():
+            yield
     finally:
         for handle in handles:
             handle.remove()
         for layer in sliced:
             del layer.forward  # peft's own method again
+
+
+@contextmanager
+def _one_thread_when_busy() -> Iterator[None]:
+    """One torch thread while the CPU has more work than cores (see SPARE)."""
+    import os
+
+    threads = torch.get_num_threads()
+    busy = threads > 1 and os.getloadavg()[0] > (os.cpu_count() or 1) + SPARE
+    if busy:
+        torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        if busy:
+            torch.set_num_threads(threads)
 
 
 def _runs(names: list[str]) -> list[tuple[str, int, int]]:

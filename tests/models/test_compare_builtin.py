@@ -119,6 +119,22 @@ def test_without_merging_weighted_rows_get_batches_of_their_own(
     assert alone == [["a=0.5, b=0.8"], ["a, b"]]
 
 
+def test_mixed_batches_on_one_thread_equal_generate_steps_on_every_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A CPU busier than its cores runs mixed calls on one torch thread: forced here, the
+    cells still equal the steps token for token, and the threads are given back."""
+    import torch
+
+    from runner.backends import lora_mixing
+
+    threads = torch.get_num_threads()
+    monkeypatch.setattr(lora_mixing, "SPARE", -1e9)  # always busy
+    execution = check(runner.run(builtin_spec(tmp_path), out=tmp_path / "runs"))
+    assert execution["executor"] == "mixed" and all(b["mixed"] for b in execution["batches"])
+    assert torch.get_num_threads() == threads
+
+
 def test_sampled_cells_run_one_by_one(tmp_path: Path) -> None:
     spec = tmp_path / "spec.yaml"
     spec.write_text(
