@@ -119,6 +119,23 @@ class MixesAdapters(Protocol):
 
 
 @runtime_checkable
+class MixesPictures(Protocol):
+    """A backend that draws images of different adapter settings in one call."""
+
+    def mix(self, weights: dict[str, Weight] | None) -> tuple[str, float] | None:
+        """As MixesAdapters.mix."""
+
+    def unmix(self) -> None:
+        """Delete what `mix` made."""
+
+    def draw_mixed(
+        self, step: Generate, seeds: list[int], names: list[str], scales: dict[str, float]
+    ) -> list[Picture]:
+        """`generate_cells` with prompt i drawn by adapter NAMES[i], each at its scale in
+        SCALES; raises CannotMix when the pipeline refuses."""
+
+
+@runtime_checkable
 class DrawsCells(Protocol):
     """A backend that draws many (prompt, seed) cells of one adapter setting in one call."""
 

@@ -15,6 +15,7 @@ from safetensors import SafetensorError
 from runner.backends import fusing, load_report, merging, quantizing, saving, scheduling
 from runner.backends.base import Logged, Ticker, refuse_bad_name
 from runner.backends.devices import gpu_memory, resolve_device, resolve_dtype, torch_dtype
+from runner.backends.picture_mixing import PictureMixing
 from runner.backends.quiet import ADAPTER_FALSE_ALARMS, ANSI, captured, fold, one_line
 from runner.errors import StepError, describe
 from runner.record import adapter_file
@@ -64,8 +65,9 @@ def root_cause(exc: BaseException) -> str:
     return describe(exc)
 
 
-class DiffusersBackend:
-    """Runs a diffusers pipeline; adapters are LoRAs loaded with load_lora_weights."""
+class DiffusersBackend(PictureMixing):
+    """Runs a diffusers pipeline; adapters are LoRAs loaded with load_lora_weights; a
+    compare's rows share calls through PictureMixing."""
 
     def __init__(
         self,

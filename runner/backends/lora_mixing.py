@@ -12,7 +12,7 @@ batches (the sliced forward below runs it), never in the model: nothing to delet
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
@@ -27,6 +27,13 @@ Merged = dict[Any, tuple[torch.Tensor, torch.Tensor]]
 # batch would cost the whole base model again. For a 4096-wide model that is 25% of a
 # layer's work at r = 512, so merging pays well below it; above, the row runs alone.
 MAX_MERGED_RANK = 512
+# On a CPU shared by more busy processes than it has cores, torch's intra-op threads wait on
+# each other at every operation of a big batch: at load 12 on 2 cores a 32-row mixed
+# generate took 7.1 s on 2 threads and 0.72 s on 1 (a one-cell generate 2.4 s and 0.38 s,
+# four of them). A mixed call runs on one thread while the 1-minute load average exceeds
+# the cores by more than SPARE (this process's own threads count in it); the outputs are
+# the same, the tests hold them to the cell-by-cell steps run on every thread.
+SPARE = 1.0
 
 
 def lora_layers(model: Any) -> list[Any]:
@@ -105,9 +112,13 @@ def set_scales(layers: list[Any], scales: dict[str, float]) -> None:
 
 
 @contextmanager
-def adapter_names(layers: list[Any], names: list[str], merged: dict[str, Merged]) -> Iterator[None]:
+def adapter_names(
+    layers: list[Any], names: list[str] | Mapping[int, list[str]], merged: dict[str, Merged]
+) -> Iterator[None]:
     """Every LoRA layer's forward runs row i of the batch with adapter NAMES[i], where a
-    name may be one of MERGED.
+    name may be one of MERGED. NAMES may map batch sizes to names, for a model whose parts
+    see different batches (a pipeline's text encoder one row per prompt, its denoiser one
+    per image, twice under classifier-free guidance): a layer takes the names of its size.
 
     peft's `_mixed_batch_forward` gathers each adapter's rows with a list index in every
     layer at every token, behind a forward hook that hands it the names. Here the rows of
@@ -118,24 +129,24 @@ def adapter_names(layers: list[Any], names: list[str], merged: dict[str, Merged]
     """
     from peft.tuners.lora.layer import Linear
 
-    runs: list[tuple[str, int, int]] = []
-    for i, name in enumerate(names):
-        if runs and runs[-1][0] == name:
-            runs[-1] = (name, runs[-1][1], i + 1)
-        else:
-            runs.append((name, i, i + 1))
+    by_size = dict(names) if isinstance(names, Mapping) else {len(names): names}
+    runs = {size: _runs(of_size) for size, of_size in by_size.items()}
+    first = next(iter(by_size.values()))
 
     def hook(module: Any, args: Any, kwargs: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
-        kwargs["adapter_names"] = names
+        x = args[0] if args else None
+        # a batch of no known size gets names of another: peft's own check refuses it
+        kwargs["adapter_names"] = by_size.get(getattr(x, "shape", (0,))[0], first)
         return args, kwargs
 
     sliced = [m for m in layers if type(m) is Linear and not m.lora_variant]
     hooked = [m for m in layers if m not in sliced]
     handles = [m.register_forward_pre_hook(hook, with_kwargs=True) for m in hooked]
     for layer in sliced:
-        setattr(layer, "forward", _by_slices(layer, runs, len(names), merged))  # noqa: B010
+        setattr(layer, "forward", _by_slices(layer, runs, merged))  # noqa: B010
     try:
-        yield
+        with _one_thread_when_busy():
+            yield
     finally:
         for handle in handles:
             handle.remove()
@@ -143,36 +154,67 @@ def adapter_names(layers: list[Any], names: list[str], merged: dict[str, Merged]
             del layer.forward  # peft's own method again
 
 
+@contextmanager
+def _one_thread_when_busy() -> Iterator[None]:
+    """One torch thread while the CPU has more work than cores (see SPARE)."""
+    import os
+
+    threads = torch.get_num_threads()
+    busy = threads > 1 and os.getloadavg()[0] > (os.cpu_count() or 1) + SPARE
+    if busy:
+        torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        if busy:
+            torch.set_num_threads(threads)
+
+
+def _runs(names: list[str]) -> list[tuple[str, int, int]]:
+    """(name, start, end) of each run of equal names."""
+    runs: list[tuple[str, int, int]] = []
+    for i, name in enumerate(names):
+        if runs and runs[-1][0] == name:
+            runs[-1] = (name, runs[-1][1], i + 1)
+        else:
+            runs.append((name, i, i + 1))
+    return runs
+
+
 def _by_slices(
-    layer: Any, runs: list[tuple[str, int, int]], rows: int, merged: dict[str, Merged]
+    layer: Any, runs: dict[int, list[tuple[str, int, int]]], merged: dict[str, Merged]
 ) -> Any:
     import torch.nn.functional as F
 
-    plan = [
-        (start, end, *merged[name][layer], 1.0, None)
-        for name, start, end in runs
-        if name in merged and layer in merged[name]
-    ] + [
-        (
-            start,
-            end,
-            layer.lora_A[name].weight,
-            layer.lora_B[name].weight,
-            layer.scaling[name],
-            layer.lora_dropout[name] if layer.lora_dropout[name].training else None,
-        )
-        for name, start, end in runs
-        if name != BASE and name in layer.lora_A
-    ]
+    def plan(of_size: list[tuple[str, int, int]]) -> list[tuple[Any, ...]]:
+        return [
+            (start, end, *merged[name][layer], 1.0, None)
+            for name, start, end in of_size
+            if name in merged and layer in merged[name]
+        ] + [
+            (
+                start,
+                end,
+                layer.lora_A[name].weight,
+                layer.lora_B[name].weight,
+                layer.scaling[name],
+                layer.lora_dropout[name] if layer.lora_dropout[name].training else None,
+            )
+            for name, start, end in of_size
+            if name != BASE and name in layer.lora_A
+        ]
+
+    plans = {size: plan(of_size) for size, of_size in runs.items()}
 
     def forward(x: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
-        if x.shape[0] != rows:  # as peft's own check: e.g. OPT's fc1 sees (batch x seq) rows
+        steps = plans.get(x.shape[0])
+        if steps is None:  # as peft's own check: e.g. OPT's fc1 sees (batch x seq) rows
             raise ValueError(
                 "Length of `adapter_names` should be the same as the number of inputs, "
-                f"but got {rows} and {x.shape[0]} respectively."
+                f"but got {' or '.join(map(str, plans))} and {x.shape[0]} respectively."
             )
         result = layer.base_layer(x, *args, **kwargs)
-        for start, end, a, b, scaling, dropout in plan:
+        for start, end, a, b, scaling, dropout in steps:
             part = x[start:end].to(a.dtype)
             if dropout is not None:
                 part = dropout(part)

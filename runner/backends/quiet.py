@@ -46,6 +46,9 @@ def silence(family: str) -> None:
     from transformers.utils import logging as library_logging
 
     disable_progress_bars()
+    # diffusers imports bitsandbytes wherever it is installed (the `quant` extra), which
+    # warns at import that an optional faster CPU kernel is missing: not news to a run.
+    logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
     library_logging.set_verbosity_error()  # before diffusers, whose import makes it log
     library_logging.disable_progress_bar()
     if family == "diffusers":

@@ -12,6 +12,10 @@ order too, and return a record of how they ran the cells for the step's `executi
   nor on its batch, so one call per (row, prompt) serves every seed. Rows that need one
   adapter at two scales go to different batches; rows the backend cannot mix get a batch
   of their own. Sampled or beam-search cells run one by one.
+- `mixed` (a backend that MixesPictures, images): the cells of many rows in one pipeline
+  call, each image drawn by its own row's adapter in every component (under classifier-free
+  guidance, both halves of the denoiser's batch); rows are grouped as for text, and rows the
+  backend cannot mix run as `by_rows` does.
 - `by_rows` (a backend that DrawsCells, images): one call per row with all its prompts and
   seeds, identical settings next to each other so the adapters switch as little as can be.
 """
@@ -22,7 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
-from runner.backends.base import Backend, CannotMix, DrawsCells, MixesAdapters
+from runner.backends.base import Backend, CannotMix, DrawsCells, MixesAdapters, MixesPictures
 from runner.results import Completion, Picture
 from runner.spec.types import Compare, Generate, Row
 from runner.spec.weights import Weight, order_key
@@ -196,15 +200,63 @@ def by_rows(backend: Backend, step: Compare, cells: list[Cell], done: Done) -> d
     assert isinstance(backend, DrawsCells)
     if not cells:
         return {"executor": "by_rows", "calls": 0, "batches": []}
-    out = InOrder(cells, done)
+    out, size = InOrder(cells, done), _images_per_call(backend, step, cells)
+    batches = _rows_alone(backend, step, list(enumerate(cells)), out, size)
+    calls = sum(b["calls"] for b in batches)
+    return {"executor": "by_rows", "calls": calls, "batch_size": size, "batches": batches}
+
+
+def mixed_images(backend: Backend, step: Compare, cells: list[Cell], done: Done) -> dict[str, Any]:
+    """Images: the cells of many rows in one pipeline call, each image drawn by its own
+    row's adapter; rows the backend cannot mix run a call of their own (as by_rows)."""
+    assert isinstance(backend, MixesPictures) and isinstance(backend, DrawsCells)
+    if not cells:
+        return {"executor": "mixed", "calls": 0, "batches": []}
+    out, size = InOrder(cells, done), _images_per_call(backend, step, cells)
+    indexed = list(enumerate(cells))
+    batches: list[dict[str, Any]] = []
+    refused = ""
+    try:
+        lanes = [backend.mix(None if r.weights is None else dict(r.weights)) for r in step.rows]
+        for rows, scales in _groups(lanes):
+            chunks = _chunks([(i, c) for i, c in indexed if c.row_index in rows], size)
+            try:
+                if refused:  # the pipeline refused a mixed call: these rows go one at a time
+                    raise CannotMix(refused)
+                for chunk in chunks:
+                    names = [lanes[c.row_index][0] for _, c in chunk]  # type: ignore[index]
+                    _draw(backend, step, chunk, out, (names, scales))
+            except CannotMix as why:
+                refused = str(why)  # a cell handed out already comes again, the same
+                lanes = [None if r in rows else lane for r, lane in enumerate(lanes)]
+                continue
+            labels = [step.rows[r].label for r in rows]
+            batches.append({"rows": labels, "mixed": True, "calls": len(chunks)})
+        alone = [(i, c) for i, c in indexed if lanes[c.row_index] is None]
+        batches += [{**b, "mixed": False} for b in _rows_alone(backend, step, alone, out, size)]
+    finally:
+        backend.unmix()
+    calls = sum(b["calls"] for b in batches)
+    record = {"executor": "mixed", "calls": calls, "batch_size": size, "batches": batches}
+    return {**record, "why": f"the pipeline refused a mixed call: {refused}"} if refused else record
+
+
+def _images_per_call(backend: Backend, step: Compare, cells: list[Cell]) -> int:
+    """Cells per call: the backend's images per call over each cell's images."""
+    assert isinstance(backend, DrawsCells)
     per_cell = int(step.args.get("num_images_per_prompt", 1))
-    template = cell_step(step, cells[0])
-    size = max(1, backend.batch_size(template) // per_cell)
-    # identical settings next to each other: the adapters switch once per setting
-    order = sorted(range(len(step.rows)), key=lambda r: (order_key(step.rows[r].weights or ()), r))
+    return max(1, backend.batch_size(cell_step(step, cells[0])) // per_cell)
+
+
+def _rows_alone(
+    backend: Backend, step: Compare, cells: list[tuple[int, Cell]], out: InOrder, size: int
+) -> list[dict[str, Any]]:
+    """A call per row (and per SIZE cells) for CELLS (plan index, cell); identical settings
+    next to each other, so the adapters switch once per setting. The batches, as recorded."""
     of_row: dict[int, list[tuple[int, Cell]]] = {}
-    for i, cell in enumerate(cells):
+    for i, cell in cells:
         of_row.setdefault(cell.row_index, []).append((i, cell))
+    order = sorted(of_row, key=lambda r: (order_key(step.rows[r].weights or ()), r))
     current: Row | None = None
     batches: list[dict[str, Any]] = []
     for r in order:
@@ -212,26 +264,46 @@ def by_rows(backend: Backend, step: Compare, cells: list[Cell], done: Done) -> d
         if current is None or current.weights != row.weights:
             apply_row(backend, row)
             current = row
-        mine = of_row.get(r, [])
-        chunks = _chunks(mine, size)
+        chunks = _chunks(of_row[r], size)
         for chunk in chunks:
-            steps = [cell_step(step, c) for _, c in chunk]
-            args = dict(template.args)
-            if "negative_prompt" in args:
-                args["negative_prompt"] = [s.args["negative_prompt"] for s in steps]
-            call = replace(template, prompts=tuple(c.prompt for _, c in chunk), args=args)
-            pictures = backend.generate_cells(call, [c.seed for _, c in chunk])
-            for n, (i, _) in enumerate(chunk):
-                out.put(i, pictures[n * per_cell : (n + 1) * per_cell])
+            _draw(backend, step, chunk, out)
         batches.append({"rows": [row.label], "calls": len(chunks)})
-    calls = sum(b["calls"] for b in batches)
-    return {"executor": "by_rows", "calls": calls, "batch_size": size, "batches": batches}
+    return batches
+
+
+def _draw(
+    backend: Backend,
+    step: Compare,
+    chunk: list[tuple[int, Cell]],
+    out: InOrder,
+    mixed: tuple[list[str], dict[str, float]] | None = None,
+) -> None:
+    """One pipeline call of CHUNK's cells (MIXED: each run by its own adapter, at the
+    scales given), each cell's images handed out."""
+    steps = [cell_step(step, c) for _, c in chunk]
+    template = steps[0]
+    args = dict(template.args)
+    if "negative_prompt" in args:
+        args["negative_prompt"] = [s.args["negative_prompt"] for s in steps]
+    call = replace(template, prompts=tuple(c.prompt for _, c in chunk), args=args)
+    seeds = [c.seed for _, c in chunk]
+    if mixed is None:
+        assert isinstance(backend, DrawsCells)
+        pictures = backend.generate_cells(call, seeds)
+    else:
+        assert isinstance(backend, MixesPictures)
+        pictures = backend.draw_mixed(call, seeds, *mixed)
+    per_cell = int(step.args.get("num_images_per_prompt", 1))
+    for n, (i, _) in enumerate(chunk):
+        out.put(i, pictures[n * per_cell : (n + 1) * per_cell])
 
 
 def fastest(backend: Backend, step: Compare, cells: list[Cell], done: Done) -> dict[str, Any]:
     """The fastest executor the backend allows; every one makes the same outputs."""
     if isinstance(backend, MixesAdapters):
         return mixed(backend, step, cells, done)
+    if isinstance(backend, MixesPictures):
+        return mixed_images(backend, step, cells, done)
     if isinstance(backend, DrawsCells):
         return by_rows(backend, step, cells, done)
     return one_by_one(backend, step, cells, done)

@@ -119,6 +119,22 @@ def test_without_merging_weighted_rows_get_batches_of_their_own(
     assert alone == [["a=0.5, b=0.8"], ["a, b"]]
 
 
+def test_mixed_batches_on_one_thread_equal_generate_steps_on_every_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A CPU busier than its cores runs mixed calls on one torch thread: forced here, the
+    cells still equal the steps token for token, and the threads are given back."""
+    import torch
+
+    from runner.backends import lora_mixing
+
+    threads = torch.get_num_threads()
+    monkeypatch.setattr(lora_mixing, "SPARE", -1e9)  # always busy
+    execution = check(runner.run(builtin_spec(tmp_path), out=tmp_path / "runs"))
+    assert execution["executor"] == "mixed" and all(b["mixed"] for b in execution["batches"])
+    assert torch.get_num_threads() == threads
+
+
 def test_sampled_cells_run_one_by_one(tmp_path: Path) -> None:
     spec = tmp_path / "spec.yaml"
     spec.write_text(
@@ -193,22 +209,40 @@ def test_cells_come_in_plan_order_whatever_order_they_are_made_in() -> None:
     assert seen == list(range(8))
 
 
-def test_image_rows_in_one_call_equal_generate_steps(tmp_path: Path) -> None:
-    """Several seeds, images per prompt and a negative prompt per prompt in one call per row:
-    cell (prompt, seed)'s image k still comes from seed + k with its prompt's negative."""
+IMAGE_ROWS = [
+    ("a", "a"),
+    ("base", None),
+    ("a=0.5", "{a: 0.5}"),
+    ("a=0.5, b=0.5", "{a: 0.5, b: 0.5}"),
+]
+
+
+@pytest.mark.parametrize("lora_scale", [None, 0.7])
+def test_image_rows_in_one_call_equal_generate_steps(
+    tmp_path: Path, lora_scale: float | None
+) -> None:
+    """Several seeds, images per prompt and a negative prompt per prompt: the rows mixed in
+    one call (UNet and text encoder LoRA layers each image's own, a two-adapter row merged),
+    or with lora_scale, which the pipeline applies to every layer, one call per row; cell
+    (prompt, seed)'s image k still comes from seed + k with its prompt's negative.
+
+    Pixels within 1/255, the contract's bound: a cell's latents come from its own generator
+    whatever its batch, so only the float32 rounding of batched products may differ."""
     import numpy as np
     from PIL import Image
 
     prompts, negatives, seeds = ["a red cube", "a blue ball"], ["blurry", "dark"], [5, 9]
+    scale = "" if lora_scale is None else f", lora_scale: {lora_scale}"
     text = (
         "version: 1\ndevice: cpu\nmodel: {family: diffusers, path: builtin:tiny-sd}\n"
-        "adapters:\n  a: {path: builtin:tiny-sd-lora-a}\n"
-        "defaults:\n  generate: {num_inference_steps: 2, num_images_per_prompt: 2}\n"
-        "steps:\n  - {op: load, adapters: [a]}\n"
-        f"  - {{op: compare, id: grid, adapters: [a, base, {{a: 0.5}}], prompt: {json.dumps(prompts)},"
-        f" seed: {json.dumps(seeds)}, negative_prompt: {json.dumps(negatives)}}}\n"
+        "adapters:\n  a: {path: builtin:tiny-sd-lora-a}\n  b: {path: builtin:tiny-sd-lora-b}\n"
+        f"defaults:\n  generate: {{num_inference_steps: 2, num_images_per_prompt: 2{scale}}}\n"
+        "steps:\n  - {op: load, adapters: [a, b]}\n"
+        f"  - op: compare\n    id: grid\n    adapters: [a, base, {{a: 0.5}}, {{a: 0.5, b: 0.5}}]\n"
+        f"    prompt: {json.dumps(prompts)}\n    seed: {json.dumps(seeds)}\n"
+        f"    negative_prompt: {json.dumps(negatives)}\n"
     )
-    for r, chosen in enumerate(["a", None, "{a: 0.5}"]):
+    for r, (_, chosen) in enumerate(IMAGE_ROWS):
         text += (
             "  - op: disable\n"
             if chosen is None
@@ -230,17 +264,27 @@ def test_image_rows_in_one_call_equal_generate_steps(tmp_path: Path) -> None:
             return np.asarray(image.convert("RGB")).astype(int)
 
     cells = iter(run.cells("grid"))
-    for r in range(3):
+    for r in range(len(IMAGE_ROWS)):
         for p in range(2):
             for seed in seeds:
                 for k, alone in enumerate(run.outputs[f"r{r}-p{p}-s{seed}"]):
                     cell = next(cells)
                     assert (cell.prompt, cell.seed, alone.seed) == (prompts[p], seed + k, seed + k)
                     assert abs(pixels(cell.file) - pixels(alone.file)).max() <= 1, (r, p, seed, k)
+    # the rows made differ: no row ran another's adapters
+    firsts = [pixels(c.file) for c in run.cells("grid")[:: len(prompts) * len(seeds) * 2]]
+    assert all(abs(x - y).max() > 2 for n, x in enumerate(firsts) for y in firsts[:n])
     execution = next(s for s in run.manifest.steps if s.id == "grid").execution
-    # base first, then the adapter rows in the order of their settings; one call per row
-    assert execution["executor"] == "by_rows" and execution["calls"] == 3
-    assert [b["rows"] for b in execution["batches"]] == [["base"], ["a=0.5"], ["a"]]
+    assert execution["executor"] == "mixed"
+    batches = [(b["rows"], b["mixed"], b["calls"]) for b in execution["batches"]]
+    if lora_scale is None:
+        # a at 1 cannot share a call with a at 0.5: two calls; the merged row joins the first
+        assert batches == [(["a", "base", "a=0.5, b=0.5"], True, 1), (["a=0.5"], True, 1)]
+        assert "why" not in execution
+    else:  # base first, then the adapter rows in the order of their settings
+        assert [rows for rows, *_ in batches] == [["base"], ["a=0.5"], ["a=0.5, b=0.5"], ["a"]]
+        assert {(mixed, calls) for _, mixed, calls in batches} == {(False, 1)}
+        assert "lora_scale" in execution["why"]
 
 
 def test_a_mixed_step_leaves_no_trace_in_the_model() -> None:

@@ -333,7 +333,8 @@ def test_image_compare_record_lists_every_file_and_cell(image_run: runner.Run) -
     lines = [json.loads(x) for x in (image_run.dir / paths[0]).read_text().splitlines()]
     assert [x["image"] for x in lines] == [f"{n}.png" for n in range(16)]
     assert [c["sha256"] for c in step.execution["cells"]] == [pngs[x["image"]] for x in lines]
-    # one pipeline call per row, every prompt and seed of the row in it
-    assert (step.execution["executor"], step.execution["calls"]) == ("by_rows", 4)
-    assert [b["rows"] for b in step.execution["batches"]] == [["base"], ["a"], ["b=0.5"], ["b=1"]]
+    # the rows mixed in pipeline calls: b at 0.5 and at 1 cannot share one
+    assert (step.execution["executor"], step.execution["calls"]) == ("mixed", 2)
+    batches = [(b["rows"], b["mixed"]) for b in step.execution["batches"]]
+    assert batches == [(["base", "a", "b=0.5"], True), (["b=1"], True)]
     assert runner.verify(image_run).ok
