@@ -10,13 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from commands import EXE, invoke
-
-
-def write(tmp_path: Path, text: str, name: str = "spec.yaml") -> Path:
-    spec = tmp_path / name
-    spec.write_text(text)
-    return spec
+from commands import EXE, invoke, spec_file
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
@@ -25,7 +19,7 @@ def test_interrupt_keeps_finished_outputs_and_a_verifiable_run(tmp_path: Path, s
         f"  - op: generate\n    id: g{i}\n    prompt: the cat\n    max_new_tokens: 48\n"
         for i in range(40)
     )
-    spec = write(
+    spec = spec_file(
         tmp_path,
         "version: 1\ndevice: cpu\nmodel: {family: transformers, path: builtin:tiny-causal-lm}\n"
         f"steps:\n{steps}",
