@@ -41,7 +41,7 @@ class ModelSetup:
 
 
 @dataclass(frozen=True)
-class Picture:
+class GeneratedImage:
     """One generated image and what made it."""
 
     image: Image

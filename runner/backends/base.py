@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from runner.errors import StepError
-from runner.results import Completion, Likelihood, ModelSetup, Picture
+from runner.results import Completion, GeneratedImage, Likelihood, ModelSetup
 from runner.sources.names import name_problem
 
 if TYPE_CHECKING:
@@ -69,7 +69,7 @@ class Backend(Protocol):
     def enable(self) -> None:
         """Run the active adapters again."""
 
-    def generate(self, step: Generate) -> list[Completion] | list[Picture]:
+    def generate(self, step: Generate) -> list[Completion] | list[GeneratedImage]:
         """Generate for every prompt of the step, seeded as the contract says."""
 
     def unload_adapters(self) -> None:
@@ -113,7 +113,7 @@ class DrawsCells(Protocol):
     def batch_size(self, step: Generate) -> int:
         """How many images like the step's one call may hold."""
 
-    def generate_cells(self, step: Generate, seeds: list[int]) -> list[Picture]:
+    def generate_cells(self, step: Generate, seeds: list[int]) -> list[GeneratedImage]:
         """`generate` with prompt i seeded SEEDS[i]: its image k from SEEDS[i] + k."""
 
 

@@ -21,7 +21,7 @@ from runner.record.completions import Completed
 from runner.record.files import Syncer, sha256_bytes, write_atomic
 from runner.record.samplers import sampler_name
 from runner.record.trust import rel_problem
-from runner.results import Completion, ModelSetup, Picture, SchedulerUsed
+from runner.results import Completion, GeneratedImage, ModelSetup, SchedulerUsed
 from runner.spec.types import Adapter, Spec, resolved
 
 T = TypeVar("T")
@@ -106,7 +106,7 @@ class Recorder:
         self.manifest.environment, self.manifest.settings = environment, settings
         self.manifest.inputs.model = model
         if setup is not None:
-            self.manifest.model_setup = m.ModelSetup(
+            self.manifest.model_setup = m.ModelSetupRecord(
                 scheduler=scheduler_record(setup.scheduler),
                 components_left_out=list(setup.components_left_out),
                 attn_implementation=setup.attn_implementation,
@@ -160,7 +160,7 @@ class Recorder:
     def outputs(
         self,
         folder: str,
-        results: list[Completion] | list[Picture],
+        results: list[Completion] | list[GeneratedImage],
         adapters: dict[str, float] | None,
     ) -> list[m.Output]:
         """Write a generate step's results; how depends on what they are."""
@@ -178,7 +178,7 @@ class Recorder:
         return [self.write(f"{folder}/{layout.COMPLETIONS}", "".join(lines).encode("utf-8"))]
 
     def pictures(
-        self, folder: str, items: list[Picture], adapters: dict[str, float] | None
+        self, folder: str, items: list[GeneratedImage], adapters: dict[str, float] | None
     ) -> list[m.Output]:
         from runner.record.civitai import hashes
         from runner.record.pnginfo import png_bytes
@@ -252,5 +252,5 @@ def scheduler_record(used: SchedulerUsed | None) -> m.SchedulerRecord | None:
 
 WRITERS: dict[type, Callable[..., list[m.Output]]] = {
     Completion: Recorder.completions,
-    Picture: Recorder.pictures,
+    GeneratedImage: Recorder.pictures,
 }

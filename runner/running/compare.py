@@ -23,12 +23,12 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from runner.backends.base import Backend, CannotMix, DrawsCells, MixesAdapters
-from runner.results import Completion, Picture
+from runner.results import Completion, GeneratedImage
 from runner.spec.types import Compare, Generate, Row
 
 
 @dataclass(frozen=True)
-class Cell:
+class PlannedCell:
     """One (row, prompt, seed) of a compare step; the indexes place its row and prompt."""
 
     row: Row
@@ -39,22 +39,22 @@ class Cell:
 
 
 # Takes a cell and what it made (one result per image), in plan order.
-Done = Callable[[Cell, list[Completion] | list[Picture]], None]
+Done = Callable[[PlannedCell, list[Completion] | list[GeneratedImage]], None]
 # Carries out the cells, handing each to `done`; returns how, for the step's record.
-Executor = Callable[[Backend, Compare, list[Cell], Done], dict[str, Any]]
+Executor = Callable[[Backend, Compare, list[PlannedCell], Done], dict[str, Any]]
 
 
-def plan(step: Compare) -> list[Cell]:
+def plan(step: Compare) -> list[PlannedCell]:
     """The cells ordered by row, then prompt, then seed: the order of cells.jsonl."""
     return [
-        Cell(row, r, i, prompt, seed)
+        PlannedCell(row, r, i, prompt, seed)
         for r, row in enumerate(step.rows)
         for i, prompt in enumerate(step.prompts)
         for seed in step.seeds
     ]
 
 
-def cell_step(step: Compare, cell: Cell) -> Generate:
+def cell_step(step: Compare, cell: PlannedCell) -> Generate:
     """The generate step that makes CELL alone: its one prompt, its seed, the step's arguments.
 
     A negative_prompt list holds one entry per prompt: the cell takes its prompt's.
@@ -87,7 +87,9 @@ def restore(backend: Backend, active: dict[str, float], disabled: bool, loaded: 
         backend.enable()
 
 
-def one_by_one(backend: Backend, step: Compare, cells: list[Cell], done: Done) -> dict[str, Any]:
+def one_by_one(
+    backend: Backend, step: Compare, cells: list[PlannedCell], done: Done
+) -> dict[str, Any]:
     """Row by row, one generate call per cell: each cell made exactly as alone."""
     current: Row | None = None
     for cell in cells:
@@ -101,7 +103,7 @@ def one_by_one(backend: Backend, step: Compare, cells: list[Cell], done: Done) -
 class InOrder:
     """Results that may come in any order, handed to `done` in plan order."""
 
-    def __init__(self, cells: list[Cell], done: Done) -> None:
+    def __init__(self, cells: list[PlannedCell], done: Done) -> None:
         self.cells, self.done = cells, done
         self.ready: dict[int, list[Any]] = {}
         self.next = 0
@@ -121,7 +123,7 @@ def _chunks(items: list[Any], size: int) -> list[list[Any]]:
     return [items[i : i + size] for i in range(0, len(items), max(1, size))]
 
 
-def mixed(backend: Backend, step: Compare, cells: list[Cell], done: Done) -> dict[str, Any]:
+def mixed(backend: Backend, step: Compare, cells: list[PlannedCell], done: Done) -> dict[str, Any]:
     """Greedy text: many rows in one generate call, each batch row run by its own adapter."""
     assert isinstance(backend, MixesAdapters)
     if not backend.deterministic(step.args):
@@ -190,7 +192,9 @@ def _hand_out(step: Compare, out: InOrder, jobs: list[tuple[int, int]], made: li
             out.put(_index(step, r, p, s), [replace(completion, seed=seed)])
 
 
-def by_rows(backend: Backend, step: Compare, cells: list[Cell], done: Done) -> dict[str, Any]:
+def by_rows(
+    backend: Backend, step: Compare, cells: list[PlannedCell], done: Done
+) -> dict[str, Any]:
     """Images: one call per row (bounded by the backend's batch size) with all its cells."""
     assert isinstance(backend, DrawsCells)
     if not cells:
@@ -201,7 +205,7 @@ def by_rows(backend: Backend, step: Compare, cells: list[Cell], done: Done) -> d
     size = max(1, backend.batch_size(template) // per_cell)
     # identical settings next to each other: the adapters switch once per setting
     order = sorted(range(len(step.rows)), key=lambda r: (step.rows[r].weights or (), r))
-    of_row: dict[int, list[tuple[int, Cell]]] = {}
+    of_row: dict[int, list[tuple[int, PlannedCell]]] = {}
     for i, cell in enumerate(cells):
         of_row.setdefault(cell.row_index, []).append((i, cell))
     current: Row | None = None
@@ -227,7 +231,9 @@ def by_rows(backend: Backend, step: Compare, cells: list[Cell], done: Done) -> d
     return {"executor": "by_rows", "calls": calls, "batch_size": size, "batches": batches}
 
 
-def fastest(backend: Backend, step: Compare, cells: list[Cell], done: Done) -> dict[str, Any]:
+def fastest(
+    backend: Backend, step: Compare, cells: list[PlannedCell], done: Done
+) -> dict[str, Any]:
     """The fastest executor the backend allows; every one makes the same outputs."""
     if isinstance(backend, MixesAdapters):
         return mixed(backend, step, cells, done)

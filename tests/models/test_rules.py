@@ -121,7 +121,7 @@ def test_the_report_shows_the_seed_each_png_records(tmp_path: Path) -> None:
     from PIL import Image
 
     from runner.record import manifest as m
-    from runner.results import Picture
+    from runner.results import GeneratedImage
 
     spec = runner.load_spec(
         {
@@ -132,7 +132,9 @@ def test_the_report_shows_the_seed_each_png_records(tmp_path: Path) -> None:
         }
     )
     recorder = Recorder.start(tmp_path, spec)
-    pictures = [Picture(Image.new("RGB", (8, 8)), p, s) for p, s in [("red", 70), ("blue", 91)]]
+    pictures = [
+        GeneratedImage(Image.new("RGB", (8, 8)), p, s) for p, s in [("red", 70), ("blue", 91)]
+    ]
     outputs = recorder.outputs("outputs/01-pics", pictures, None)
     arguments = {"prompt": ["red", "blue"], "seed": 4}
     recorder.step(
