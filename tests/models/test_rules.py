@@ -183,10 +183,11 @@ def test_library_errors_name_no_command_line_flag(tmp_path: Path) -> None:
 
 def test_one_table_per_layer_dispatches_the_same_ops() -> None:
     from runner.running.interpreter import OPS
+    from runner.spec.checks import ADAPTER_CHECKS
     from runner.spec.schema import ops
     from runner.spec.types import BUILDERS
 
     written = ["load", "set_adapters", "generate", "compare", "disable", "enable"]
     written += ["score", "merge", "train", "save"]  # CONTRACT sections 10 and 11
     assert ops() == written
-    assert sorted(BUILDERS) == sorted(OPS) == sorted(written)
+    assert sorted(BUILDERS) == sorted(OPS) == sorted(ADAPTER_CHECKS) == sorted(written)
