@@ -42,7 +42,7 @@ class ModelSetup:
 
 
 @dataclass(frozen=True)
-class Picture:
+class GeneratedImage:
     """One generated image and what made it."""
 
     image: Image

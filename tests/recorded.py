@@ -11,7 +11,7 @@ from PIL import Image
 import runner
 from runner.record import manifest as m
 from runner.record.recorder import Recorder
-from runner.results import Completion, Picture
+from runner.results import Completion, GeneratedImage
 from runner.running.cellwriter import CellWriter
 from runner.running.ending import finish
 
@@ -59,7 +59,7 @@ def record(out: Path, status: str = "succeeded") -> Path:
         "builtin:tiny-sd-lora-a", revision="c" * 40, files={"lora.safetensors": "cd" * 32}
     )
     rec.step(_step(1, "load", None, arguments={"adapters": ["a"]}, active_adapters={"a": 1.0}))
-    pictures = [Picture(_image(k), p, 4 + k) for k, p in enumerate(["red", HOSTILE])]
+    pictures = [GeneratedImage(_image(k), p, 4 + k) for k, p in enumerate(["red", HOSTILE])]
     outputs = rec.outputs("outputs/02-pics", pictures, {"a": 1.0})
     args = {"prompt": ["red", HOSTILE], "seed": 4}
     rec.step(
@@ -68,7 +68,7 @@ def record(out: Path, status: str = "succeeded") -> Path:
     writer = CellWriter(rec, "outputs/03-grid", ["base", "a"])
     for r, adapters in enumerate([None, {"a": 1.0}]):
         for k, prompt in enumerate(["red", HOSTILE]):
-            writer.add(r, adapters, [Picture(_image(10 * r + k), prompt, 0)])
+            writer.add(r, adapters, [GeneratedImage(_image(10 * r + k), prompt, 0)])
     written, cells = writer.close()
     args = {"rows": ["base", "a"], "adapters": [None, {"a": 1.0}], "prompt": ["red", HOSTILE]}
     execution = {"executor": "one_by_one", "cells": cells}

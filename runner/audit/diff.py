@@ -112,7 +112,7 @@ def scheduler_changes(a: m.SchedulerRecord | None, b: m.SchedulerRecord | None) 
 
 def setup_changes(ma: m.Manifest, mb: m.Manifest) -> list[str]:
     """How the model was loaded: scheduler class and config, components left out, attention."""
-    a, b = ma.model_setup or m.ModelSetup(), mb.model_setup or m.ModelSetup()
+    a, b = ma.model_setup or m.ModelSetupRecord(), mb.model_setup or m.ModelSetupRecord()
     lines = [f"model {line}" for line in scheduler_changes(a.scheduler, b.scheduler)]
     for key in ("components_left_out", "attn_implementation", "quantization"):
         if getattr(a, key) != getattr(b, key):

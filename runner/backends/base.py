@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from runner.errors import StepError
-from runner.results import Completion, Likelihood, ModelSetup, Picture
+from runner.results import Completion, GeneratedImage, Likelihood, ModelSetup
 from runner.sources.names import name_problem
 from runner.spec.weights import Weight
 
@@ -70,7 +70,7 @@ class Backend(Protocol):
     def enable(self) -> None:
         """Run the active adapters again."""
 
-    def generate(self, step: Generate) -> list[Completion] | list[Picture]:
+    def generate(self, step: Generate) -> list[Completion] | list[GeneratedImage]:
         """Generate for every prompt of the step, seeded as the contract says."""
 
     def unload_adapters(self) -> None:
@@ -130,7 +130,7 @@ class MixesPictures(Protocol):
 
     def draw_mixed(
         self, step: Generate, seeds: list[int], names: list[str], scales: dict[str, float]
-    ) -> list[Picture]:
+    ) -> list[GeneratedImage]:
         """`generate_cells` with prompt i drawn by adapter NAMES[i], each at its scale in
         SCALES; raises CannotMix when the pipeline refuses."""
 
@@ -142,7 +142,7 @@ class DrawsCells(Protocol):
     def batch_size(self, step: Generate) -> int:
         """How many images like the step's one call may hold."""
 
-    def generate_cells(self, step: Generate, seeds: list[int]) -> list[Picture]:
+    def generate_cells(self, step: Generate, seeds: list[int]) -> list[GeneratedImage]:
         """`generate` with prompt i seeded SEEDS[i]: its image k from SEEDS[i] + k."""
 
 

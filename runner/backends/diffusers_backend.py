@@ -20,7 +20,7 @@ from runner.backends.quiet import ADAPTER_FALSE_ALARMS, ANSI, captured, fold, on
 from runner.errors import StepError, describe
 from runner.record import adapter_file
 from runner.record import manifest as m
-from runner.results import ModelSetup, Picture
+from runner.results import GeneratedImage, ModelSetup
 from runner.sources import folders, names
 from runner.spec import weights as weight_forms
 from runner.spec.types import Adapter, Generate, Merge, Model, Quantization, Scheduler
@@ -375,7 +375,7 @@ class DiffusersBackend(PictureMixing):
             return saving.kohya_file(self.pipe, name)
         raise StepError(f"a pipeline's adapter is written as diffusers or kohya, not {format}")
 
-    def generate(self, step: Generate) -> list[Picture]:
+    def generate(self, step: Generate) -> list[GeneratedImage]:
         """One pipeline call; image k of the step draws from a CPU generator seeded seed + k."""
         per_prompt = int(step.args.get("num_images_per_prompt", 1))
         starts = [step.seed + i * per_prompt for i in range(len(step.prompts))]
@@ -399,7 +399,7 @@ class DiffusersBackend(PictureMixing):
         scale = getattr(self.pipe, "vae_scale_factor", 8)
         return int(size * scale) if isinstance(size, int) else 1024
 
-    def generate_cells(self, step: Generate, seeds: list[int]) -> list[Picture]:
+    def generate_cells(self, step: Generate, seeds: list[int]) -> list[GeneratedImage]:
         """One pipeline call; image k of prompt i draws from a CPU generator seeded
         SEEDS[i] + k (a compare's cells, each with its own seed, in one batch)."""
         pipe = self.pipe
@@ -480,7 +480,7 @@ class DiffusersBackend(PictureMixing):
         }
         drawn_with = scheduling.used(scheduler) if scheduler is not None else None
         return [
-            Picture(
+            GeneratedImage(
                 image,
                 step.prompts[k // per_prompt],
                 drawn[k],

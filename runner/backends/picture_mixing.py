@@ -19,7 +19,7 @@ from runner.backends import lora_mixing
 from runner.backends.base import CannotMix
 from runner.backends.quiet import one_line
 from runner.errors import StepError
-from runner.results import Picture
+from runner.results import GeneratedImage
 from runner.spec.types import Generate
 from runner.spec.weights import Weight
 
@@ -83,7 +83,7 @@ class PictureMixing:
 
     def draw_mixed(
         self, step: Generate, seeds: list[int], names: list[str], scales: dict[str, float]
-    ) -> list[Picture]:
+    ) -> list[GeneratedImage]:
         """`generate_cells` with prompt i drawn by adapter NAMES[i], each adapter at its
         scale in SCALES; raises CannotMix where the pipeline refuses."""
         if "lora_scale" in step.args:  # the pipeline rescales every layer inside the call
@@ -98,7 +98,7 @@ class PictureMixing:
         sizes = {len(names): names, len(images): images, 2 * len(images): images + images}
         try:
             with lora_mixing.adapter_names(layers, sizes, merged):
-                pictures: list[Picture] = self.generate_cells(step, seeds)
+                pictures: list[GeneratedImage] = self.generate_cells(step, seeds)
                 return pictures
         except (ValueError, StepError) as error:  # "Length of `adapter_names` should be..."
             if "adapter_names" not in str(error):

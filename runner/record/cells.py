@@ -21,7 +21,7 @@ from runner.spec.weights import Weight
 
 
 @dataclass(frozen=True)
-class Cell:
+class CellRecord:
     """One line of cells.jsonl, as read back."""
 
     row: str
@@ -48,30 +48,30 @@ class Cell:
         return body
 
 
-def line(cell: Cell) -> bytes:
+def line(cell: CellRecord) -> bytes:
     text = json.dumps(cell.to_json(), ensure_ascii=False, allow_nan=False)
     return (text + "\n").encode("utf-8")
 
 
-def read(file: Path) -> list[Cell]:
+def read(file: Path) -> list[CellRecord]:
     """Every cell of a cells.jsonl file (a regular file within CELLS_LIMIT), in order;
     raises RunDirError naming the file or a bad line."""
     return parse(file, records_text(file))
 
 
-def read_run(run_dir: Path, rel: str) -> list[Cell]:
+def read_run(run_dir: Path, rel: str) -> list[CellRecord]:
     """Every cell of the cells.jsonl REL of RUN_DIR, read by the run directory's rule
     (RunDirError for a link, a FIFO, a file past CELLS_LIMIT, or a bad line)."""
     return parse(run_dir / rel, run_records_text(run_dir, rel))
 
 
-def parse(file: Path, content: str) -> list[Cell]:
+def parse(file: Path, content: str) -> list[CellRecord]:
     """Every cell of CONTENT, read from FILE, in order; raises RunDirError naming a bad line."""
     return json_lines(file, content, _cell, "a cell")
 
 
-def _cell(row: dict[str, Any]) -> Cell:
-    return Cell(
+def _cell(row: dict[str, Any]) -> CellRecord:
+    return CellRecord(
         row=str(row["row"]),
         adapters=adapter_weights(row["adapters"]),
         prompt=str(row["prompt"]),

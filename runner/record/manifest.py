@@ -49,7 +49,7 @@ class SchedulerRecord:
 
 
 @dataclass
-class ModelSetup:
+class ModelSetupRecord:
     """How the base model was loaded besides its files."""
 
     scheduler: SchedulerRecord | None = None  # diffusers: the model's scheduler
@@ -294,7 +294,7 @@ class Manifest:
     environment: dict[str, Any] = field(default_factory=dict)
     settings: Settings | None = None
     inputs: Inputs = field(default_factory=Inputs)
-    model_setup: ModelSetup | None = None  # scheduler, components left out, attention
+    model_setup: ModelSetupRecord | None = None  # scheduler, components left out, attention
     adapters: dict[str, AdapterRecord] = field(default_factory=dict)  # load reports, by name
     steps: list[StepRecord] = field(default_factory=list)
     error: Failure | None = None

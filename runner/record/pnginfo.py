@@ -31,7 +31,7 @@ from runner.spec import weights
 from runner.spec.weights import Weight
 
 if TYPE_CHECKING:
-    from runner.results import Picture
+    from runner.results import GeneratedImage
 
 # AUTOMATIC1111's pattern for one `Key: value` of the last infotext line; values may be quoted.
 _PARAM = re.compile(r'\s*(\w[\w \-/]+):\s*("(?:\\.|[^\\"])+"|[^,]*)(?:,|$)')
@@ -107,7 +107,7 @@ def _text(value: Any) -> str:
     return "" if value is None else json.dumps(value, ensure_ascii=False, allow_nan=False)
 
 
-def sampler(picture: Picture) -> str | None:
+def sampler(picture: GeneratedImage) -> str | None:
     """The sampler's usual name (`DPM++ 2M Karras`) where one matches, else its class name."""
     used = picture.scheduler
     if used is None:
@@ -116,7 +116,7 @@ def sampler(picture: Picture) -> str | None:
 
 
 def infotext(
-    picture: Picture,
+    picture: GeneratedImage,
     adapters: dict[str, Weight] | None,
     runner_version: str,
     hashes: Hashes | None = None,
@@ -175,7 +175,7 @@ def parse_parameters(text: str) -> dict[str, str]:
 
 
 def png_bytes(
-    picture: Picture,
+    picture: GeneratedImage,
     *,
     adapters: dict[str, Weight] | None,
     spec_sha256: str,
@@ -214,7 +214,7 @@ def png_bytes(
     return buffer.getvalue()
 
 
-def _scheduler_chunks(picture: Picture) -> dict[str, str]:
+def _scheduler_chunks(picture: GeneratedImage) -> dict[str, str]:
     """The scheduler exactly, for programs: its class and its full config as JSON."""
     used = picture.scheduler
     if used is None:
@@ -225,7 +225,7 @@ def _scheduler_chunks(picture: Picture) -> dict[str, str]:
     }
 
 
-def save_png(picture: Picture, path: Path, **provenance: Any) -> None:
+def save_png(picture: GeneratedImage, path: Path, **provenance: Any) -> None:
     """Write `png_bytes(picture, **provenance)` to PATH, whole or not at all."""
     write_atomic(path, png_bytes(picture, **provenance))
 

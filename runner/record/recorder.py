@@ -23,7 +23,7 @@ from runner.record.completions import Completed
 from runner.record.files import Syncer, sha256_bytes, write_atomic
 from runner.record.samplers import sampler_name
 from runner.record.trust import rel_problem
-from runner.results import Completion, ModelSetup, Picture, SchedulerUsed
+from runner.results import Completion, GeneratedImage, ModelSetup, SchedulerUsed
 from runner.spec.types import Adapter, Spec, resolved
 from runner.spec.weights import Weight
 
@@ -124,7 +124,7 @@ class Recorder:
         self.manifest.environment, self.manifest.settings = environment, settings
         self.manifest.inputs.model = model
         if setup is not None:
-            self.manifest.model_setup = m.ModelSetup(
+            self.manifest.model_setup = m.ModelSetupRecord(
                 scheduler=scheduler_record(setup.scheduler),
                 components_left_out=list(setup.components_left_out),
                 attn_implementation=setup.attn_implementation,
@@ -179,7 +179,7 @@ class Recorder:
     def outputs(
         self,
         folder: str,
-        results: list[Completion] | list[Picture],
+        results: list[Completion] | list[GeneratedImage],
         adapters: dict[str, Weight] | None,
     ) -> list[m.Output]:
         """Write a generate step's results; how depends on what they are."""
@@ -197,7 +197,7 @@ class Recorder:
         return [self.write(f"{folder}/{layout.COMPLETIONS}", "".join(lines).encode("utf-8"))]
 
     def pictures(
-        self, folder: str, items: list[Picture], adapters: dict[str, Weight] | None
+        self, folder: str, items: list[GeneratedImage], adapters: dict[str, Weight] | None
     ) -> list[m.Output]:
         from runner.record.civitai import hashes
         from runner.record.pnginfo import png_bytes
@@ -289,5 +289,5 @@ def scheduler_record(used: SchedulerUsed | None) -> m.SchedulerRecord | None:
 
 WRITERS: dict[type, Callable[..., list[m.Output]]] = {
     Completion: Recorder.completions,
-    Picture: Recorder.pictures,
+    GeneratedImage: Recorder.pictures,
 }

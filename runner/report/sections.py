@@ -194,12 +194,12 @@ def _table(note: str, head: str, rows_html: list[str]) -> str:
     )
 
 
-def _rows(cells: list[c.Cell], labels: Any) -> list[tuple[str, list[c.Cell]]]:
+def _rows(cells: list[c.CellRecord], labels: Any) -> list[tuple[str, list[c.CellRecord]]]:
     """The cells as rows: the step's row labels where recorded, else runs of one label."""
     if isinstance(labels, list) and labels and len(cells) % len(labels) == 0:
         size = len(cells) // len(labels)
         return [(str(label), cells[i * size : (i + 1) * size]) for i, label in enumerate(labels)]
-    grouped: list[tuple[str, list[c.Cell]]] = []
+    grouped: list[tuple[str, list[c.CellRecord]]] = []
     for cell in cells:
         if not grouped or grouped[-1][0] != cell.row:
             grouped.append((cell.row, []))
@@ -214,7 +214,7 @@ def _badge(label: str, noop: set[str]) -> str:
     return " <span class=noop title='every cell equals its base cell'>no-op</span>"
 
 
-def _tile(folder: str, cell: c.Cell, written: set[str]) -> str:
+def _tile(folder: str, cell: c.CellRecord, written: set[str]) -> str:
     name = cell.image or ""
     alt = f"{cell.row} | {cell.prompt} | seed {cell.seed}"
     inner = image(f"{folder}/{name}", alt) if "/" not in name else e(name)
@@ -238,7 +238,7 @@ def _grid_link(step: m.StepRecord, folder: str) -> str:
     return f"<p><a href='{url}'>grid.png</a>: the same cells as one labelled image.</p>"
 
 
-def _departure(cell: c.Cell, reference: c.Cell | None) -> str:
+def _departure(cell: c.CellRecord, reference: c.CellRecord | None) -> str:
     """A text cell; where it first departs from REFERENCE's text is marked."""
     ids = " ".join(map(str, cell.token_ids or []))
     text = cell.text or ""

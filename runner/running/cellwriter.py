@@ -15,7 +15,7 @@ from runner.meta import __version__
 from runner.record import cells as c
 from runner.record import layout
 from runner.record.files import sha256_bytes
-from runner.results import Completion, Picture
+from runner.results import Completion, GeneratedImage
 from runner.spec.weights import Weight
 
 if TYPE_CHECKING:
@@ -33,7 +33,7 @@ class CellWriter:
     def __init__(self, recorder: Recorder, folder: str, rows: list[str]) -> None:
         self.recorder, self.folder, self.rows = recorder, folder, rows
         self.outputs: list[m.Output] = []
-        self.cells: list[c.Cell] = []  # in order; distances are set before `close`
+        self.cells: list[c.CellRecord] = []  # in order; distances are set before `close`
         self.row_of: list[int] = []  # each cell's row index
         self.digests: list[str | None] = []  # a PNG's sha256; None: the line's, at close
         self.first_row: list[tuple[str, int, Image]] = []  # until the grid can be drawn
@@ -45,18 +45,18 @@ class CellWriter:
         self,
         row: int,
         adapters: dict[str, Weight] | None,
-        results: list[Completion] | list[Picture],
+        results: list[Completion] | list[GeneratedImage],
     ) -> None:
         """One cell's results (several images with num_images_per_prompt), made under ROW."""
         label = self.rows[row]
         for result in results:
             digest: str | None = None
-            if isinstance(result, Picture):
+            if isinstance(result, GeneratedImage):
                 name = layout.picture(len(self.cells))
-                cell = c.Cell(label, adapters, result.prompt, result.seed, image=name)
+                cell = c.CellRecord(label, adapters, result.prompt, result.seed, image=name)
                 digest = self._picture(row, name, label, adapters, result)
             else:
-                cell = c.Cell(
+                cell = c.CellRecord(
                     label,
                     adapters,
                     result.prompt,
@@ -69,7 +69,12 @@ class CellWriter:
             self.digests.append(digest)
 
     def _picture(
-        self, row: int, name: str, label: str, adapters: dict[str, Weight] | None, pic: Picture
+        self,
+        row: int,
+        name: str,
+        label: str,
+        adapters: dict[str, Weight] | None,
+        pic: GeneratedImage,
     ) -> str:
         from runner.record.civitai import hashes
         from runner.record.pnginfo import png_bytes

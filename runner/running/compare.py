@@ -27,13 +27,13 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from runner.backends.base import Backend, CannotMix, DrawsCells, MixesAdapters, MixesPictures
-from runner.results import Completion, Picture
+from runner.results import Completion, GeneratedImage
 from runner.spec.types import Compare, Generate, Row
 from runner.spec.weights import Weight, order_key
 
 
 @dataclass(frozen=True)
-class Cell:
+class PlannedCell:
     """One (row, prompt, seed) of a compare step; the indexes place its row and prompt."""
 
     row: Row
@@ -44,22 +44,22 @@ class Cell:
 
 
 # Takes a cell and what it made (one result per image), in plan order.
-Done = Callable[[Cell, list[Completion] | list[Picture]], None]
+Done = Callable[[PlannedCell, list[Completion] | list[GeneratedImage]], None]
 # Carries out the cells, handing each to `done`; returns how, for the step's record.
-Executor = Callable[[Backend, Compare, list[Cell], Done], dict[str, Any]]
+Executor = Callable[[Backend, Compare, list[PlannedCell], Done], dict[str, Any]]
 
 
-def plan(step: Compare) -> list[Cell]:
+def plan(step: Compare) -> list[PlannedCell]:
     """The cells ordered by row, then prompt, then seed: the order of cells.jsonl."""
     return [
-        Cell(row, r, i, prompt, seed)
+        PlannedCell(row, r, i, prompt, seed)
         for r, row in enumerate(step.rows)
         for i, prompt in enumerate(step.prompts)
         for seed in step.seeds
     ]
 
 
-def cell_step(step: Compare, cell: Cell) -> Generate:
+def cell_step(step: Compare, cell: PlannedCell) -> Generate:
     """The generate step that makes CELL alone: its one prompt, its seed, the step's arguments.
 
     A negative_prompt list holds one entry per prompt: the cell takes its prompt's.
@@ -92,7 +92,9 @@ def restore(backend: Backend, active: dict[str, Weight], disabled: bool, loaded:
         backend.enable()
 
 
-def one_by_one(backend: Backend, step: Compare, cells: list[Cell], done: Done) -> dict[str, Any]:
+def one_by_one(
+    backend: Backend, step: Compare, cells: list[PlannedCell], done: Done
+) -> dict[str, Any]:
     """Row by row, one generate call per cell: each cell made exactly as alone."""
     current: Row | None = None
     for cell in cells:
@@ -106,7 +108,7 @@ def one_by_one(backend: Backend, step: Compare, cells: list[Cell], done: Done) -
 class InOrder:
     """Results that may come in any order, handed to `done` in plan order."""
 
-    def __init__(self, cells: list[Cell], done: Done) -> None:
+    def __init__(self, cells: list[PlannedCell], done: Done) -> None:
         self.cells, self.done = cells, done
         self.ready: dict[int, list[Any]] = {}
         self.next = 0
@@ -126,7 +128,7 @@ def _chunks(items: list[Any], size: int) -> list[list[Any]]:
     return [items[i : i + size] for i in range(0, len(items), max(1, size))]
 
 
-def mixed(backend: Backend, step: Compare, cells: list[Cell], done: Done) -> dict[str, Any]:
+def mixed(backend: Backend, step: Compare, cells: list[PlannedCell], done: Done) -> dict[str, Any]:
     """Greedy text: many rows in one generate call, each batch row run by its own adapter."""
     assert isinstance(backend, MixesAdapters)
     if not backend.deterministic(step.args):
@@ -195,7 +197,9 @@ def _hand_out(step: Compare, out: InOrder, jobs: list[tuple[int, int]], made: li
             out.put(_index(step, r, p, s), [replace(completion, seed=seed)])
 
 
-def by_rows(backend: Backend, step: Compare, cells: list[Cell], done: Done) -> dict[str, Any]:
+def by_rows(
+    backend: Backend, step: Compare, cells: list[PlannedCell], done: Done
+) -> dict[str, Any]:
     """Images: one call per row (bounded by the backend's batch size) with all its cells."""
     assert isinstance(backend, DrawsCells)
     if not cells:
@@ -206,7 +210,9 @@ def by_rows(backend: Backend, step: Compare, cells: list[Cell], done: Done) -> d
     return {"executor": "by_rows", "calls": calls, "batch_size": size, "batches": batches}
 
 
-def mixed_images(backend: Backend, step: Compare, cells: list[Cell], done: Done) -> dict[str, Any]:
+def mixed_images(
+    backend: Backend, step: Compare, cells: list[PlannedCell], done: Done
+) -> dict[str, Any]:
     """Images: the cells of many rows in one pipeline call, each image drawn by its own
     row's adapter; rows the backend cannot mix run a call of their own (as by_rows)."""
     assert isinstance(backend, MixesPictures) and isinstance(backend, DrawsCells)
@@ -241,7 +247,7 @@ def mixed_images(backend: Backend, step: Compare, cells: list[Cell], done: Done)
     return {**record, "why": f"the pipeline refused a mixed call: {refused}"} if refused else record
 
 
-def _images_per_call(backend: Backend, step: Compare, cells: list[Cell]) -> int:
+def _images_per_call(backend: Backend, step: Compare, cells: list[PlannedCell]) -> int:
     """Cells per call: the backend's images per call over each cell's images."""
     assert isinstance(backend, DrawsCells)
     per_cell = int(step.args.get("num_images_per_prompt", 1))
@@ -249,11 +255,11 @@ def _images_per_call(backend: Backend, step: Compare, cells: list[Cell]) -> int:
 
 
 def _rows_alone(
-    backend: Backend, step: Compare, cells: list[tuple[int, Cell]], out: InOrder, size: int
+    backend: Backend, step: Compare, cells: list[tuple[int, PlannedCell]], out: InOrder, size: int
 ) -> list[dict[str, Any]]:
     """A call per row (and per SIZE cells) for CELLS (plan index, cell); identical settings
     next to each other, so the adapters switch once per setting. The batches, as recorded."""
-    of_row: dict[int, list[tuple[int, Cell]]] = {}
+    of_row: dict[int, list[tuple[int, PlannedCell]]] = {}
     for i, cell in cells:
         of_row.setdefault(cell.row_index, []).append((i, cell))
     order = sorted(of_row, key=lambda r: (order_key(step.rows[r].weights or ()), r))
@@ -274,7 +280,7 @@ def _rows_alone(
 def _draw(
     backend: Backend,
     step: Compare,
-    chunk: list[tuple[int, Cell]],
+    chunk: list[tuple[int, PlannedCell]],
     out: InOrder,
     mixed: tuple[list[str], dict[str, float]] | None = None,
 ) -> None:
@@ -298,7 +304,9 @@ def _draw(
         out.put(i, pictures[n * per_cell : (n + 1) * per_cell])
 
 
-def fastest(backend: Backend, step: Compare, cells: list[Cell], done: Done) -> dict[str, Any]:
+def fastest(
+    backend: Backend, step: Compare, cells: list[PlannedCell], done: Done
+) -> dict[str, Any]:
     """The fastest executor the backend allows; every one makes the same outputs."""
     if isinstance(backend, MixesAdapters):
         return mixed(backend, step, cells, done)

@@ -19,7 +19,7 @@ from runner.record import layout
 from runner.record import manifest as m
 from runner.running import distance
 from runner.running.cellwriter import CellWriter
-from runner.running.compare import Cell, apply_row, cell_step
+from runner.running.compare import PlannedCell, apply_row, cell_step
 from runner.spec.types import Compare
 
 
@@ -92,7 +92,7 @@ def _kls(
 
     def generate_of(k: int) -> Any:
         p = k // per_prompt
-        return cell_step(step, Cell(step.rows[base], base, p, step.prompts[p], 0))
+        return cell_step(step, PlannedCell(step.rows[base], base, p, step.prompts[p], 0))
 
     reference = blocks[base]
     apply_row(backend, step.rows[base])

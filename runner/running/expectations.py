@@ -94,7 +94,7 @@ def of_generate(results: list[Any], prompts: int) -> list[Checked]:
 
 
 def of_compare(
-    cells: list[c.Cell], row_of: list[int], base: int | None, prompts: int
+    cells: list[c.CellRecord], row_of: list[int], base: int | None, prompts: int
 ) -> list[Checked]:
     """A compare's cells in plan order (ROW_OF: each one's row index), each with its
     prompt's index."""

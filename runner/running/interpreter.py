@@ -21,7 +21,7 @@ from runner.record import layout
 from runner.record import manifest as m
 from runner.record.recorder import Recorder, scheduler_record
 from runner.record.samplers import sampler_name
-from runner.results import Completion, Picture, SchedulerUsed
+from runner.results import Completion, GeneratedImage, SchedulerUsed
 from runner.running import clip, compare, effect, expectations, scoring, shaping
 from runner.running.announce import CellCounter, announcing, loaded_line
 from runner.running.cellwriter import CellWriter
@@ -131,13 +131,13 @@ def _generate(ctx: Context, step: Generate) -> Made:
         if len(written) == len(results)
         else [written[0].path] * len(results)
     )
-    made_by: list[Completion | Picture] = list(results)
+    made_by: list[Completion | GeneratedImage] = list(results)
     made = Made(written, [r.summary(file) for r, file in zip(made_by, files, strict=True)])
     if step.expect is not None:
         checked = expectations.of_generate(made_by, len(step.prompts))
         made.expectations = expectations.check(step.expect, checked, None)
         made.notes += expectations.failed(made.expectations)
-    if "scheduler" in step.args and results and isinstance(results[0], Picture):
+    if "scheduler" in step.args and results and isinstance(results[0], GeneratedImage):
         made.scheduler = record = results[0].scheduler
         if record is not None:
             named = sampler_name(record.type, record.config)
@@ -152,7 +152,7 @@ def _compare(ctx: Context, step: Compare) -> Made:
 
     counted = CellCounter(ctx.ticker, cells)
 
-    def done(cell: compare.Cell, results: list[Completion] | list[Picture]) -> None:
+    def done(cell: compare.PlannedCell, results: list[Completion] | list[GeneratedImage]) -> None:
         weights = None if cell.row.weights is None else dict(cell.row.weights)
         writer.add(cell.row_index, weights, results)
         counted(cell)

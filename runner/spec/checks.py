@@ -7,6 +7,8 @@ what the disk holds, in runner.spec.disk.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -158,6 +160,118 @@ def _names(value: Any) -> list[tuple[Path_, str]]:
     return []
 
 
+@dataclass
+class _Adapters:
+    """The adapter names as the steps so far leave them: DECLARED (a merge adds the name it
+    makes), LOADED (name -> the index of the step that loaded it; -1: with the model) and
+    their TYPES."""
+
+    doc: Document
+    declared: dict[str, Any]
+    loaded: dict[str, int]
+    types: dict[str, str | None]
+    family: Any
+
+
+def _mentioned(here: Path_, step: dict[str, Any]) -> list[tuple[Path_, str, bool]]:
+    """(where, name, written as a key) for each adapter name of the step's `adapters`."""
+    written = step.get("adapters")
+    return [
+        ((*here, "adapters", *sub), name, isinstance(written, dict))
+        for sub, name in _names(written)
+    ]
+
+
+def _load(ledger: _Adapters, here: Path_, step: dict[str, Any]) -> list[Located]:
+    """Each name is declared and not loaded yet; it is loaded from here on."""
+    problems = []
+    for where, name, key in _mentioned(here, step):
+        if name not in ledger.declared:
+            problems.append(
+                ledger.doc.problem(where, references.not_declared(name, ledger.declared), key=key)
+            )
+        elif name in ledger.loaded:
+            first = ledger.loaded[name]
+            problems.append(
+                ledger.doc.problem(
+                    where,
+                    f"adapter '{name}' is already loaded"
+                    + (f" (step {first + 1})" if first >= 0 else " (with the model)"),
+                )
+            )
+        else:
+            ledger.loaded[name] = int(here[1])
+    return problems
+
+
+def _set_adapters(ledger: _Adapters, here: Path_, step: dict[str, Any]) -> list[Located]:
+    """Each name is declared and loaded; the adapters set together are of one type."""
+    problems = []
+    mentioned = _mentioned(here, step)
+    for where, name, key in mentioned:
+        if name not in ledger.declared:
+            problems.append(
+                ledger.doc.problem(where, references.not_declared(name, ledger.declared), key=key)
+            )
+        elif name not in ledger.loaded:
+            problems.append(ledger.doc.problem(where, references.not_loaded(name), key=key))
+    found = [(n, t) for _, n, _ in mentioned if (t := ledger.types.get(n))]
+    if len({t for _, t in found}) > 1:
+        problems.append(ledger.doc.problem((*here, "adapters"), references.mixed_types(found)))
+    return problems
+
+
+def _rows(ledger: _Adapters, here: Path_, step: dict[str, Any]) -> list[Located]:
+    return references.compare_problems(
+        ledger.doc, here, step, ledger.declared, ledger.loaded, ledger.types
+    )
+
+
+def _merge(ledger: _Adapters, here: Path_, step: dict[str, Any]) -> list[Located]:
+    return making.merge_problems(
+        ledger.doc, here, step, ledger.declared, ledger.loaded, ledger.types
+    )
+
+
+def _train(ledger: _Adapters, here: Path_, step: dict[str, Any]) -> list[Located]:
+    return making.train_problems(
+        ledger.doc, here, step, ledger.declared, ledger.loaded, ledger.family
+    )
+
+
+def _save(ledger: _Adapters, here: Path_, step: dict[str, Any]) -> list[Located]:
+    return making.save_problems(
+        ledger.doc, here, step, ledger.declared, ledger.loaded, ledger.family
+    )
+
+
+def _delete(ledger: _Adapters, here: Path_, step: dict[str, Any]) -> list[Located]:
+    return shaping_checks.delete_problems(ledger.doc, here, step, ledger.declared, ledger.loaded)
+
+
+def _no_names(ledger: _Adapters, here: Path_, step: dict[str, Any]) -> list[Located]:
+    return []
+
+
+# What each op names and changes among the adapters, as spec.types.BUILDERS builds each op
+# and the interpreter's OPS runs it.
+ADAPTER_CHECKS: dict[str, Callable[[_Adapters, Path_, dict[str, Any]], list[Located]]] = {
+    "load": _load,
+    "set_adapters": _set_adapters,
+    "generate": _no_names,
+    "compare": _rows,
+    "disable": _no_names,
+    "enable": _no_names,
+    "score": _rows,
+    "merge": _merge,
+    "train": _train,
+    "save": _save,
+    "fuse": _no_names,  # the fused state is checked over the whole spec (shaping_checks)
+    "unfuse": _no_names,
+    "delete": _delete,
+}
+
+
 def _steps(
     doc: Document,
     steps: list[Any],
@@ -167,11 +281,10 @@ def _steps(
     family: Any = None,
 ) -> list[Located]:
     problems: list[Located] = []
-    declared = dict(declared)  # a merge adds the name it makes
-    loaded: dict[str, int] = {}
+    ledger = _Adapters(doc, dict(declared), {}, types, family)
     if has_default:
-        declared = {**declared, "default": None}
-        loaded["default"] = -1
+        ledger.declared["default"] = None
+        ledger.loaded["default"] = -1
     ids: dict[str, int] = {}
     for index, step in enumerate(steps):
         if not isinstance(step, dict):
@@ -187,42 +300,7 @@ def _steps(
                     )
                 )
             ids.setdefault(step_id, index)
-        op = step.get("op")
-        if op in ("compare", "score"):
-            problems += references.compare_problems(doc, here, step, declared, loaded, types)
-        if op in making.MAKING:
-            problems += making.step_problems(doc, here, step, declared, loaded, types, family)
-        if op == "delete":
-            problems += shaping_checks.delete_problems(doc, here, step, declared, loaded)
-        if op not in ("load", "set_adapters"):
-            continue
-        field = (*here, "adapters")
-        names = _names(step.get("adapters"))
-        for sub, name in names:
-            where = (*field, *sub)
-            key = isinstance(step.get("adapters"), dict)
-            if name not in declared:
-                problems.append(
-                    doc.problem(where, references.not_declared(name, declared), key=key)
-                )
-            elif op == "load" and name in loaded:
-                problems.append(
-                    doc.problem(
-                        where,
-                        f"adapter '{name}' is already loaded"
-                        + (
-                            f" (step {loaded[name] + 1})"
-                            if loaded[name] >= 0
-                            else " (with the model)"
-                        ),
-                    )
-                )
-            elif op == "load":
-                loaded[name] = index
-            elif name not in loaded:
-                problems.append(doc.problem(where, references.not_loaded(name), key=key))
-        if op == "set_adapters":
-            found = [(n, t) for _, n in names if (t := types.get(n))]
-            if len({t for _, t in found}) > 1:
-                problems.append(doc.problem(field, references.mixed_types(found)))
+        check = ADAPTER_CHECKS.get(str(step.get("op")))
+        if check is not None:  # no such op: the schema says so
+            problems += check(ledger, here, step)
     return problems

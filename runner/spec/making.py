@@ -1,4 +1,4 @@
-"""Meaning checks of the ops that make and write adapters (merge, save): what they name is
+"""Meaning checks of the ops that make and write adapters (merge, save, train): what they name is
 loaded by then, a merge's name is new, each option belongs to its method, each format to
 its family. A merged adapter counts as loaded (a LoRA) for every later step."""
 
@@ -12,23 +12,16 @@ from runner.spec import references
 from runner.spec.document import Document, Path_
 from runner.spec.vocabulary import DENSITY_METHODS, SAVE_FORMATS, SIGN_METHODS, SVD_METHODS
 
-MAKING = ("merge", "save", "train")
 
-
-def step_problems(
+def merge_problems(
     doc: Document,
     here: Path_,
     step: dict[str, Any],
     declared: dict[str, Any],
     loaded: dict[str, int],
     types: dict[str, str | None],
-    family: Any,
 ) -> list[Located]:
-    """A merge or save step at HERE; a merge adds its name to DECLARED, LOADED and TYPES."""
-    if step.get("op") == "save":
-        return _save(doc, here, step, declared, loaded, family)
-    if step.get("op") == "train":
-        return _train(doc, here, step, declared, loaded, family)
+    """A merge step at HERE; it adds its name to DECLARED, LOADED and TYPES."""
     problems = _method(doc, here, step)
     written = step.get("adapters")
     mentioned = (
@@ -96,7 +89,7 @@ def _method(doc: Document, here: Path_, step: dict[str, Any]) -> list[Located]:
     return problems
 
 
-def _save(
+def save_problems(
     doc: Document,
     here: Path_,
     step: dict[str, Any],
@@ -122,7 +115,7 @@ def _save(
     return problems
 
 
-def _train(
+def train_problems(
     doc: Document,
     here: Path_,
     step: dict[str, Any],

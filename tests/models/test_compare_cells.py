@@ -11,25 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from commands import TEXT_HEAD, spec_file
 
 import runner
-
-TEXT_HEAD = """\
-version: 1
-seed: 3
-device: cpu
-model: {family: transformers, path: builtin:tiny-causal-lm}
-adapters:
-  a: {path: builtin:tiny-causal-lm-lora-a}
-  b: {path: builtin:tiny-causal-lm-lora-b}
-"""
-
-
-def spec_file(tmp_path: Path, text: str, name: str = "spec.yaml") -> Path:
-    file = tmp_path / name
-    file.write_text(text)
-    return file
-
 
 # --- text: an oracle against transformers + peft, and the state afterwards (models) -------
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,9 +27,11 @@ from runner.backends.diffusers_backend import DiffusersBackend
 from runner.builtin import diffusion
 from runner.errors import StepError
 from runner.record.pnginfo import parse_parameters, read_png_metadata, save_png
-from runner.spec.types import Adapter, Generate, Model
+from runner.spec.types import Adapter, Generate
 from runner.spec.types import LoraConfig as SpecLoraConfig
 
+Pipes = Callable[[Path], Any]  # tests/models/conftest.py: pipes(model), a clean pipeline
+Backends = Callable[[Path], DiffusersBackend]  # and diffusers_backends(model), a clean backend
 PROMPT = "a photo of a cat"
 STEPS = {"num_inference_steps": 2}
 
@@ -88,13 +91,6 @@ def draw(pipe: Any, prompts: list[str], seed: int, n: int = 1, **kwargs: Any) ->
     return [np.array(image) for image in out.images]
 
 
-def backend(model: Path) -> DiffusersBackend:
-    runner = DiffusersBackend("cpu", "auto")
-    runner.load_model(Model("diffusers", str(model)), model)
-    runner.pipe.set_progress_bar_config(disable=True)
-    return runner
-
-
 def step(prompts: tuple[str, ...] = (PROMPT,), seed: int = 7, **args: Any) -> Generate:
     return Generate(prompts=prompts, batch=len(prompts) > 1, seed=seed, args={**STEPS, **args})
 
@@ -130,8 +126,10 @@ def sd_base(sd: Path) -> list[np.ndarray]:
     return draw(hand(sd), [PROMPT], seed=7)
 
 
-def test_base_equals_hand_written(sd: Path, sd_base: list[np.ndarray]) -> None:
-    pictures = backend(sd).generate(step())
+def test_base_equals_hand_written(
+    sd: Path, sd_base: list[np.ndarray], diffusers_backends: Backends
+) -> None:
+    pictures = diffusers_backends(sd).generate(step())
     assert same([np.array(p.image) for p in pictures], sd_base)
     assert (pictures[0].prompt, pictures[0].seed) == (PROMPT, 7)
     assert pictures[0].params == {
@@ -146,13 +144,13 @@ def test_base_equals_hand_written(sd: Path, sd_base: list[np.ndarray]) -> None:
 
 
 def test_load_by_weight_name_from_a_folder_of_several(
-    sd: Path, styles: Path, sd_base: list[np.ndarray]
+    sd: Path, styles: Path, sd_base: list[np.ndarray], pipes: Pipes, diffusers_backends: Backends
 ) -> None:
-    runner = backend(sd)
+    runner = diffusers_backends(sd)
     runner.load_adapter(ad("b", styles, weight_name="style_b.safetensors"), styles)
-    oracle = hand(sd)
+    oracle = pipes(sd)
     oracle.load_lora_weights(styles, weight_name="style_b.safetensors", adapter_name="b")
-    other = hand(sd)
+    other = pipes(sd)
     other.load_lora_weights(styles, weight_name="style_a.safetensors", adapter_name="a")
     got = pixels(runner, step())
     assert same(got, draw(oracle, [PROMPT], seed=7))
@@ -160,20 +158,24 @@ def test_load_by_weight_name_from_a_folder_of_several(
     assert not same(got, sd_base)
 
 
-def test_a_folder_of_several_files_needs_a_weight_name(sd: Path, styles: Path) -> None:
-    runner = backend(sd)
+def test_a_folder_of_several_files_needs_a_weight_name(
+    sd: Path, styles: Path, diffusers_backends: Backends
+) -> None:
+    runner = diffusers_backends(sd)
     with pytest.raises(StepError, match="several weight files"):
         runner.load_adapter(ad("x", styles), styles)
     assert runner.adapters() == set()
 
 
-def test_kohya_file_loads_through_diffusers_converter(sd: Path, sd_base: list[np.ndarray]) -> None:
+def test_kohya_file_loads_through_diffusers_converter(
+    sd: Path, sd_base: list[np.ndarray], pipes: Pipes, diffusers_backends: Backends
+) -> None:
     folder = builtin.resolve("tiny-sd-lora-kohya")
     (file,) = folder.glob("*.safetensors")
     assert next(iter(load_file(file))).startswith("lora_")  # kohya keys, not diffusers'
-    runner = backend(sd)
+    runner = diffusers_backends(sd)
     runner.load_adapter(ad("k", folder), folder)
-    oracle = hand(sd)
+    oracle = pipes(sd)
     oracle.load_lora_weights(folder, weight_name=file.name, adapter_name="k")
     got = pixels(runner, step())
     assert same(got, draw(oracle, [PROMPT], seed=7))
@@ -183,14 +185,16 @@ def test_kohya_file_loads_through_diffusers_converter(sd: Path, sd_base: list[np
     assert lora_layers(runner.pipe, "k") == downs
 
 
-def test_set_adapters_weights_and_switching(sd: Path, styles: Path) -> None:
-    runner = backend(sd)
+def test_set_adapters_weights_and_switching(
+    sd: Path, styles: Path, pipes: Pipes, diffusers_backends: Backends
+) -> None:
+    runner = diffusers_backends(sd)
     for name in ("a", "b"):
         runner.load_adapter(ad(name, styles, weight_name=f"style_{name}.safetensors"), styles)
-    oracle = hand(sd)
+    oracle = pipes(sd)
     for name in ("a", "b"):
         oracle.load_lora_weights(styles, weight_name=f"style_{name}.safetensors", adapter_name=name)
-    only_a = hand(sd)
+    only_a = pipes(sd)
     only_a.load_lora_weights(styles, weight_name="style_a.safetensors", adapter_name="a")
 
     runner.set_adapters({"a": 0.5, "b": 0.7})
@@ -205,20 +209,22 @@ def test_set_adapters_weights_and_switching(sd: Path, styles: Path) -> None:
     assert not same(mixed, draw(only_a, [PROMPT], seed=7))
 
 
-def test_last_loaded_is_the_only_active_adapter(sd: Path, styles: Path) -> None:
+def test_last_loaded_is_the_only_active_adapter(
+    sd: Path, styles: Path, pipes: Pipes, diffusers_backends: Backends
+) -> None:
     # diffusers alone leaves the text encoder running `a`: the new LoRA has no layer there.
-    runner = backend(sd)
+    runner = diffusers_backends(sd)
     runner.load_adapter(ad("a", styles, weight_name="style_a.safetensors"), styles)
     runner.load_adapter(ad("u", styles, weight_name="unet_only.safetensors"), styles)
-    oracle = hand(sd)
+    oracle = pipes(sd)
     oracle.load_lora_weights(styles, weight_name="unet_only.safetensors", adapter_name="u")
     assert same(pixels(runner, step()), draw(oracle, [PROMPT], seed=7))
 
 
 def test_disable_runs_the_base_and_enable_restores(
-    sd: Path, styles: Path, sd_base: list[np.ndarray]
+    sd: Path, styles: Path, sd_base: list[np.ndarray], pipes: Pipes, diffusers_backends: Backends
 ) -> None:
-    runner = backend(sd)
+    runner = diffusers_backends(sd)
     for name in ("a", "b"):
         runner.load_adapter(ad(name, styles, weight_name=f"style_{name}.safetensors"), styles)
     runner.set_adapters({"a": 0.5, "b": 0.7})
@@ -228,18 +234,20 @@ def test_disable_runs_the_base_and_enable_restores(
     runner.set_adapters({"a": 1.0})  # chooses what enable restores; still the base until then
     assert same(pixels(runner, step()), sd_base)
     runner.enable()
-    only_a = hand(sd)
+    only_a = pipes(sd)
     only_a.load_lora_weights(styles, weight_name="style_a.safetensors", adapter_name="a")
     assert same(pixels(runner, step()), draw(only_a, [PROMPT], seed=7))
     runner.set_adapters({"a": 0.5, "b": 0.7})
     assert same(pixels(runner, step()), before)
 
 
-def test_several_images_per_prompt_seed_plus_k(sd: Path) -> None:
+def test_several_images_per_prompt_seed_plus_k(
+    sd: Path, pipes: Pipes, diffusers_backends: Backends
+) -> None:
     prompts = ("a photo of a cat", "a red dog")
-    pictures = backend(sd).generate(step(prompts, seed=10, num_images_per_prompt=2))
+    pictures = diffusers_backends(sd).generate(step(prompts, seed=10, num_images_per_prompt=2))
     got = [np.array(p.image) for p in pictures]
-    assert same(got, draw(hand(sd), list(prompts), seed=10, n=2))
+    assert same(got, draw(pipes(sd), list(prompts), seed=10, n=2))
     assert [(p.prompt, p.seed) for p in pictures] == [
         (prompts[0], 10),
         (prompts[0], 11),
@@ -248,17 +256,18 @@ def test_several_images_per_prompt_seed_plus_k(sd: Path) -> None:
     ]
     # Image k made alone from seed + k is the same picture; not always bit for bit: a batch of
     # four runs other matrix-multiply blocking than a batch of one (at most 1 level in 255 seen).
-    alone = hand(sd)
+    alone = pipes(sd)
     for k, image in enumerate(got):
         (single,) = draw(alone, [prompts[k // 2]], seed=10 + k)
         assert np.abs(single.astype(int) - image.astype(int)).max() <= 2
     assert distance(got[0], got[1]) > 2  # the seeds differ, so do the images
 
 
-def test_lora_scale(sd: Path, styles: Path) -> None:
-    runner = backend(sd)
+@pytest.mark.spoils_pipes  # it draws with a LoRA scale
+def test_lora_scale(sd: Path, styles: Path, pipes: Pipes, diffusers_backends: Backends) -> None:
+    runner = diffusers_backends(sd)
     runner.load_adapter(ad("a", styles, weight_name="style_a.safetensors"), styles)
-    oracle = hand(sd)
+    oracle = pipes(sd)
     oracle.load_lora_weights(styles, weight_name="style_a.safetensors", adapter_name="a")
     pictures = runner.generate(step(lora_scale=0.5))
     half = [np.array(p.image) for p in pictures]
@@ -267,18 +276,21 @@ def test_lora_scale(sd: Path, styles: Path) -> None:
     assert pictures[0].params["lora_scale"] == 0.5
 
 
-def test_sdxl_kohya_and_diffusers_loras(sdxl: Path) -> None:
+@pytest.mark.spoils_pipes  # it draws with a LoRA scale
+def test_sdxl_kohya_and_diffusers_loras(
+    sdxl: Path, pipes: Pipes, diffusers_backends: Backends
+) -> None:
     kohya, lora_a = builtin.resolve("tiny-sdxl-lora-kohya"), builtin.resolve("tiny-sdxl-lora-a")
-    runner = backend(sdxl)
+    runner = diffusers_backends(sdxl)
     runner.load_adapter(ad("k", kohya), kohya)
     runner.load_adapter(ad("a", lora_a), lora_a)
     assert {"text_encoder", "text_encoder_2", "unet"} <= set(runner.pipe.get_list_adapters())
-    oracle = hand(sdxl)
+    oracle = pipes(sdxl)
     oracle.load_lora_weights(kohya, weight_name="tiny_sdxl_kohya.safetensors", adapter_name="k")
     oracle.load_lora_weights(
         lora_a, weight_name="pytorch_lora_weights.safetensors", adapter_name="a"
     )
-    base = draw(hand(sdxl), [PROMPT], seed=3)
+    base = draw(pipes(sdxl), [PROMPT], seed=3)
 
     assert same(pixels(runner, step(seed=3)), draw(oracle, [PROMPT], seed=3))
     runner.set_adapters({"k": 0.6, "a": 0.3})
@@ -305,7 +317,7 @@ def test_sdxl_kohya_and_diffusers_loras(sdxl: Path) -> None:
 
 
 def test_a_causal_lm_adapter_is_refused_without_a_ghost(
-    sd: Path, tmp_path: Path, sd_base: list[np.ndarray]
+    sd: Path, tmp_path: Path, sd_base: list[np.ndarray], diffusers_backends: Backends
 ) -> None:
     from transformers import LlamaConfig, LlamaForCausalLM
 
@@ -323,15 +335,17 @@ def test_a_causal_lm_adapter_is_refused_without_a_ghost(
         LoraConfig(r=2, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM"),
     )
     peft_model.save_pretrained(str(tmp_path))
-    runner = backend(sd)
+    runner = diffusers_backends(sd)
     with pytest.raises(StepError, match="matches no module of the model"):
         runner.load_adapter(ad("llm", tmp_path), tmp_path)
     assert runner.adapters() == set()
     assert same(pixels(runner, step()), sd_base)
 
 
-def test_a_lora_for_another_pipeline_is_refused_without_a_ghost(sdxl: Path, sd: Path) -> None:
-    runner = backend(sdxl)
+def test_a_lora_for_another_pipeline_is_refused_without_a_ghost(
+    sdxl: Path, sd: Path, diffusers_backends: Backends
+) -> None:
+    runner = diffusers_backends(sdxl)
     lora = builtin.resolve("tiny-sd-lora-a")
     message = (
         r"^does not fit the model \S*tiny-sdxl\S*: 8 weights have other shapes, e.g. "
@@ -346,14 +360,14 @@ def test_a_lora_for_another_pipeline_is_refused_without_a_ghost(sdxl: Path, sd: 
 
 
 def test_an_adapter_that_half_loads_leaves_nothing_behind(
-    sd: Path, styles: Path, tmp_path: Path, sd_base: list[np.ndarray]
+    sd: Path, styles: Path, tmp_path: Path, sd_base: list[np.ndarray], diffusers_backends: Backends
 ) -> None:
     # The UNet takes its part, then the text encoder refuses a tensor of the wrong shape.
     state = load_file(styles / "style_a.safetensors")
     for key in [k for k in state if k.startswith("text_encoder.") and ".down." in k]:
         state[key] = torch.zeros(state[key].shape[0], state[key].shape[1] + 3)
     save_file(state, tmp_path / "broken.safetensors")
-    runner = backend(sd)
+    runner = diffusers_backends(sd)
     message = (  # one line, from the report transformers logs for the text encoder
         r"^does not fit the model \S+: 2 weights have other shapes, e.g. "
         r"encoder.layers.\{0, 1\}.self_attn.q_proj.lora_A.broken.weight "
@@ -366,20 +380,22 @@ def test_an_adapter_that_half_loads_leaves_nothing_behind(
     assert same(pixels(runner, step()), sd_base)
 
 
-def test_pickle_is_refused_unless_allowed(sd: Path, styles: Path, tmp_path: Path) -> None:
+def test_pickle_is_refused_unless_allowed(
+    sd: Path, styles: Path, tmp_path: Path, pipes: Pipes, diffusers_backends: Backends
+) -> None:
     torch.save(load_file(styles / "style_a.safetensors"), tmp_path / "style_a.bin")
-    runner = backend(sd)
+    runner = diffusers_backends(sd)
     with pytest.raises(StepError, match="allow_pickle"):
         runner.load_adapter(ad("p", tmp_path), tmp_path)
     assert runner.adapters() == set()
     runner.load_adapter(ad("p", tmp_path, allow_pickle=True), tmp_path)
-    oracle = hand(sd)
+    oracle = pipes(sd)
     oracle.load_lora_weights(styles, weight_name="style_a.safetensors", adapter_name="a")
     assert same(pixels(runner, step()), draw(oracle, [PROMPT], seed=7))
 
 
-def test_refusals(sd: Path, styles: Path) -> None:
-    runner = backend(sd)
+def test_refusals(sd: Path, styles: Path, diffusers_backends: Backends) -> None:
+    runner = diffusers_backends(sd)
     fresh = Adapter("fresh", config=SpecLoraConfig("lora", {"r": 4}))
     with pytest.raises(StepError, match="config"):
         runner.load_adapter(fresh, None)
@@ -397,8 +413,8 @@ def test_refusals(sd: Path, styles: Path) -> None:
     assert small.image.size == (48, 32) and small.params["height"] == 32
 
 
-def test_png_metadata_round_trips(sd: Path, tmp_path: Path) -> None:
-    (picture,) = backend(sd).generate(step(negative_prompt="blurry, dark"))
+def test_png_metadata_round_trips(sd: Path, tmp_path: Path, diffusers_backends: Backends) -> None:
+    (picture,) = diffusers_backends(sd).generate(step(negative_prompt="blurry, dark"))
     sha = hashlib.sha256(b"spec").hexdigest()
     adapters = {"3d": 0.7, "cereal": 0.5}
     first, second = tmp_path / "0.png", tmp_path / "again.png"
@@ -433,12 +449,14 @@ def test_png_metadata_round_trips(sd: Path, tmp_path: Path) -> None:
     assert "Lora" not in meta["parameters"]
 
 
-def test_builtin_loras_change_the_image_each_differently(sd: Path, sdxl: Path) -> None:
+def test_builtin_loras_change_the_image_each_differently(
+    sd: Path, sdxl: Path, diffusers_backends: Backends
+) -> None:
     for base, names in [
         (sd, ["tiny-sd-lora-a", "tiny-sd-lora-b", "tiny-sd-lora-kohya"]),
         (sdxl, ["tiny-sdxl-lora-a", "tiny-sdxl-lora-kohya"]),
     ]:
-        runner = backend(base)
+        runner = diffusers_backends(base)
         images = {"base": pixels(runner, step())[0]}
         for name in names:
             folder = builtin.resolve(name)
@@ -469,12 +487,14 @@ def test_builtins_are_deterministic(cache: Path, tmp_path: Path) -> None:
         assert entry.kind == ("adapter" if entry.base else "model")
 
 
-def test_each_image_carries_its_own_negative_prompt(sd: Path, tmp_path: Path) -> None:
+def test_each_image_carries_its_own_negative_prompt(
+    sd: Path, tmp_path: Path, pipes: Pipes, diffusers_backends: Backends
+) -> None:
     prompts, negatives = ("a cat", "a dog"), ["blurry", "dark, grainy"]
-    pictures = backend(sd).generate(
+    pictures = diffusers_backends(sd).generate(
         step(prompts, seed=5, negative_prompt=negatives, num_images_per_prompt=2)
     )
-    expected = draw(hand(sd), list(prompts), seed=5, n=2, negative_prompt=negatives)
+    expected = draw(pipes(sd), list(prompts), seed=5, n=2, negative_prompt=negatives)
     assert same([np.array(p.image) for p in pictures], expected)
     for k, picture in enumerate(pictures):
         save_png(

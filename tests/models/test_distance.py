@@ -40,7 +40,7 @@ def _run(tmp: Path, text: str) -> tuple[runner.Run, list[str]]:
     return runner.run(tmp / "spec.yaml", out=tmp / "runs", progress=lines.append), lines
 
 
-def _cells(run: runner.Run, step: int) -> tuple[list[c.Cell], str]:
+def _cells(run: runner.Run, step: int) -> tuple[list[c.CellRecord], str]:
     record = run.manifest.steps[step - 1]
     listing = next(o.path for o in record.outputs if o.path.endswith("/cells.jsonl"))
     return c.read(run.dir / listing), listing.rsplit("/", 1)[0]

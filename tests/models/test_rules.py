@@ -121,7 +121,7 @@ def test_the_report_shows_the_seed_each_png_records(tmp_path: Path) -> None:
     from PIL import Image
 
     from runner.record import manifest as m
-    from runner.results import Picture
+    from runner.results import GeneratedImage
 
     spec = runner.load_spec(
         {
@@ -132,7 +132,9 @@ def test_the_report_shows_the_seed_each_png_records(tmp_path: Path) -> None:
         }
     )
     recorder = Recorder.start(tmp_path, spec)
-    pictures = [Picture(Image.new("RGB", (8, 8)), p, s) for p, s in [("red", 70), ("blue", 91)]]
+    pictures = [
+        GeneratedImage(Image.new("RGB", (8, 8)), p, s) for p, s in [("red", 70), ("blue", 91)]
+    ]
     outputs = recorder.outputs("outputs/01-pics", pictures, None)
     arguments = {"prompt": ["red", "blue"], "seed": 4}
     recorder.step(
@@ -181,6 +183,7 @@ def test_library_errors_name_no_command_line_flag(tmp_path: Path) -> None:
 
 def test_one_table_per_layer_dispatches_the_same_ops() -> None:
     from runner.running.interpreter import OPS
+    from runner.spec.checks import ADAPTER_CHECKS
     from runner.spec.schema import ops
     from runner.spec.types import BUILDERS
 
@@ -188,4 +191,4 @@ def test_one_table_per_layer_dispatches_the_same_ops() -> None:
     written += ["score", "merge", "train", "save"]  # CONTRACT sections 10 and 11
     written += ["fuse", "unfuse", "delete"]  # CONTRACT section 12
     assert ops() == written
-    assert sorted(BUILDERS) == sorted(OPS) == sorted(written)
+    assert sorted(BUILDERS) == sorted(OPS) == sorted(ADAPTER_CHECKS) == sorted(written)

@@ -8,7 +8,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from commands import invoke
+from commands import invoke, spec_file
 
 SPEC = """\
 version: 1
@@ -38,16 +38,10 @@ steps:
 """
 
 
-def write(tmp_path: Path, text: str, name: str = "spec.yaml") -> Path:
-    spec = tmp_path / name
-    spec.write_text(text)
-    return spec
-
-
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory: pytest.TempPathFactory) -> Path:
     tmp = tmp_path_factory.mktemp("run")
-    code, out, err = invoke("run", str(write(tmp, SPEC)), "--out", str(tmp / "runs"))
+    code, out, err = invoke("run", str(spec_file(tmp, SPEC)), "--out", str(tmp / "runs"))
     assert code == 0, err
     return Path(out.strip())
 
@@ -138,7 +132,7 @@ def test_reproduce_is_identical_on_cpu(finished: Path, tmp_path: Path) -> None:
 
 
 def test_diff_of_two_seeds_names_the_seed(finished: Path, tmp_path: Path) -> None:
-    spec = write(tmp_path, SPEC.replace("seed: 3", "seed: 4"))
+    spec = spec_file(tmp_path, SPEC.replace("seed: 3", "seed: 4"))
     code, out, _ = invoke("run", str(spec), "--out", str(tmp_path / "runs"))
     assert code == 0
     code, report, _ = invoke("diff", str(finished), out.strip())
@@ -149,7 +143,7 @@ def test_diff_of_two_seeds_names_the_seed(finished: Path, tmp_path: Path) -> Non
 
 
 def test_invalid_spec_exits_one_and_writes_no_run(tmp_path: Path) -> None:
-    spec = write(tmp_path, SPEC.replace("adapters: [a, b]", "adapters: [a, c]"))
+    spec = spec_file(tmp_path, SPEC.replace("adapters: [a, b]", "adapters: [a, c]"))
     code, out, err = invoke("run", str(spec), "--out", str(tmp_path / "runs"))
     assert code == 1
     assert f"{spec}:16:19: step 2 (load): adapters[1]: adapter 'c' is not declared" in err
@@ -157,7 +151,7 @@ def test_invalid_spec_exits_one_and_writes_no_run(tmp_path: Path) -> None:
 
 
 def test_bad_device_option_is_refused(tmp_path: Path) -> None:
-    code, _, err = invoke("run", str(write(tmp_path, SPEC)), "--device", "gpu")
+    code, _, err = invoke("run", str(spec_file(tmp_path, SPEC)), "--device", "gpu")
     assert code == 1 and "--device" in err
 
 
@@ -169,7 +163,7 @@ def test_corrupt_adapter_fails_the_step_and_keeps_earlier_outputs(tmp_path: Path
     good = builtin.resolve("tiny-causal-lm-lora-b")
     (bad / "adapter_config.json").write_bytes((good / "adapter_config.json").read_bytes())
     (bad / "adapter_model.safetensors").write_bytes(b"\x00not a safetensors file")
-    spec = write(tmp_path, SPEC.replace("builtin:tiny-causal-lm-lora-b", "./bad-adapter"))
+    spec = spec_file(tmp_path, SPEC.replace("builtin:tiny-causal-lm-lora-b", "./bad-adapter"))
     code, out, err = invoke("run", str(spec), "--out", str(tmp_path / "runs"))
     assert code == 2
     assert "Traceback" not in err
@@ -184,7 +178,7 @@ def test_corrupt_adapter_fails_the_step_and_keeps_earlier_outputs(tmp_path: Path
 
 
 def test_runs_never_share_a_directory(tmp_path: Path) -> None:
-    spec = write(
+    spec = spec_file(
         tmp_path,
         "version: 1\nmodel: {family: transformers, path: builtin:tiny-causal-lm}\n"
         "device: cpu\nsteps:\n  - op: generate\n    prompt: hi\n    max_new_tokens: 1\n",
@@ -202,7 +196,7 @@ def test_adapter_folder_as_model_runs_default_then_disable_and_enable(tmp_path: 
     from runner import builtin
 
     folder = builtin.resolve("tiny-causal-lm-lora-a")
-    spec = write(
+    spec = spec_file(
         tmp_path,
         f"""\
 version: 1
@@ -239,7 +233,7 @@ steps:
 
 
 def test_disable_before_any_adapter_runs_the_base_pipeline(tmp_path: Path) -> None:
-    spec = write(
+    spec = spec_file(
         tmp_path,
         """\
 version: 1
@@ -280,7 +274,7 @@ def test_relative_path_without_dot_slash_is_read_from_beside_the_spec(tmp_path: 
     from runner import builtin
 
     shutil.copytree(builtin.resolve("tiny-causal-lm-lora-b"), tmp_path / "adapters" / "b")
-    spec = write(tmp_path, SPEC.replace("builtin:tiny-causal-lm-lora-b", "adapters/b"))
+    spec = spec_file(tmp_path, SPEC.replace("builtin:tiny-causal-lm-lora-b", "adapters/b"))
     code, out, err = invoke("run", str(spec), "--out", str(tmp_path / "runs"))
     assert code == 0, err
     manifest = json.loads((Path(out.strip()) / "manifest.json").read_text())

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from commands import EXE
+from commands import EXE, spec_file
 
 import runner
 from runner.record import manifest as m
@@ -25,12 +25,6 @@ def steps(n: int, tokens: int = 1) -> str:
         f"  - op: generate\n    id: g{i}\n    prompt: the cat {i}\n    max_new_tokens: {tokens}\n"
         for i in range(n)
     )
-
-
-def write(folder: Path, text: str) -> Path:
-    spec = folder / "spec.yaml"
-    spec.write_text(text)
-    return spec
 
 
 def start(*args: str) -> subprocess.Popen[str]:
@@ -49,7 +43,7 @@ def wait_for(pattern: str, root: Path, proc: subprocess.Popen[str], seconds: flo
 
 
 def test_a_killed_run_keeps_exactly_its_finished_steps_and_verify_says_so(tmp_path: Path) -> None:
-    spec = write(tmp_path, LM + "steps:\n" + steps(60, tokens=24))
+    spec = spec_file(tmp_path, LM + "steps:\n" + steps(60, tokens=24))
     proc = start("run", str(spec), "--out", str(tmp_path / "runs"))
     wait_for("runs/*/outputs/04-g3/completions.jsonl", tmp_path, proc)
     proc.send_signal(signal.SIGKILL)
@@ -83,7 +77,7 @@ def test_a_killed_run_keeps_exactly_its_finished_steps_and_verify_says_so(tmp_pa
 def test_the_manifest_of_a_long_spec_holds_every_step_once_and_the_journal_is_gone(
     tmp_path: Path,
 ) -> None:
-    spec = write(tmp_path, LM + "steps:\n" + steps(40))
+    spec = spec_file(tmp_path, LM + "steps:\n" + steps(40))
     done = runner.run(spec, out=tmp_path / "runs")
     assert done.status == "succeeded"
     assert gc.get_freeze_count() == 0  # the heap frozen while the steps ran is thawed
@@ -98,7 +92,7 @@ def test_the_manifest_of_a_long_spec_holds_every_step_once_and_the_journal_is_go
 
 
 def test_ctrl_c_during_reproduce_exits_130_and_keeps_the_new_run(tmp_path: Path) -> None:
-    spec = write(tmp_path, LM + "steps:\n" + steps(40, tokens=32))
+    spec = spec_file(tmp_path, LM + "steps:\n" + steps(40, tokens=32))
     original = runner.run(spec, out=tmp_path / "first")
     proc = start("reproduce", str(original.dir), "--out", str(tmp_path / "again"))
     wait_for("again/*/outputs/02-g1/completions.jsonl", tmp_path, proc)
@@ -128,7 +122,7 @@ def test_reproduce_keeps_the_recorded_name(tmp_path: Path) -> None:
 def test_an_unusable_out_folder_is_one_line_and_exit_2(tmp_path: Path, where: str) -> None:
     if where == "read-only" and os.geteuid() == 0:
         pytest.skip("root writes into read-only folders")
-    spec = write(tmp_path, LM + "steps:\n" + steps(1))
+    spec = spec_file(tmp_path, LM + "steps:\n" + steps(1))
     blocker = tmp_path / "blocker"
     blocker.write_text("x")
     out = {
@@ -187,7 +181,7 @@ def test_a_heap_the_caller_froze_stays_frozen(tmp_path: Path) -> None:
     gc.freeze()
     try:
         assert (
-            runner.run(write(tmp_path, LM + "steps:\n" + steps(1)), out=tmp_path).status
+            runner.run(spec_file(tmp_path, LM + "steps:\n" + steps(1)), out=tmp_path).status
             == "succeeded"
         )
         assert gc.get_freeze_count() > 0  # not thawed by the run (objects may have died)

@@ -11,13 +11,7 @@ from hashlib import sha256
 from pathlib import Path
 
 import pytest
-from commands import EXE, invoke
-
-
-def write(tmp_path: Path, text: str, name: str = "spec.yaml") -> Path:
-    spec = tmp_path / name
-    spec.write_text(text)
-    return spec
+from commands import EXE, invoke, spec_file
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
@@ -26,7 +20,7 @@ def test_interrupt_keeps_finished_outputs_and_a_verifiable_run(tmp_path: Path, s
         f"  - op: generate\n    id: g{i}\n    prompt: the cat\n    max_new_tokens: 48\n"
         for i in range(40)
     )
-    spec = write(
+    spec = spec_file(
         tmp_path,
         "version: 1\ndevice: cpu\nmodel: {family: transformers, path: builtin:tiny-causal-lm}\n"
         f"steps:\n{steps}",
@@ -94,7 +88,7 @@ def test_a_train_step_stopped_by_sigint_resumes_to_the_same_adapter(tmp_path: Pa
     (tmp_path / "space.jsonl").write_text(
         "".join(json.dumps({"prompt": p, "completion": c}) + "\n" for p, c in RECORDS)
     )
-    spec = write(tmp_path, TRAIN.replace("STEPS", "40"))
+    spec = spec_file(tmp_path, TRAIN.replace("STEPS", "40"))
     proc = subprocess.Popen(
         [str(EXE), "run", str(spec), "--out", str(tmp_path / "runs")],
         stdout=subprocess.PIPE,

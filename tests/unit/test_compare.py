@@ -9,29 +9,14 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from commands import TEXT_HEAD, spec_file
+
 import runner
 from runner.running import compare
 from runner.spec import rows
 from runner.spec.types import Compare
 
 ROOT = Path(__file__).resolve().parents[2]
-
-TEXT_HEAD = """\
-version: 1
-seed: 3
-device: cpu
-model: {family: transformers, path: builtin:tiny-causal-lm}
-adapters:
-  a: {path: builtin:tiny-causal-lm-lora-a}
-  b: {path: builtin:tiny-causal-lm-lora-b}
-"""
-
-
-def spec_file(tmp_path: Path, text: str, name: str = "spec.yaml") -> Path:
-    file = tmp_path / name
-    file.write_text(text)
-    return file
-
 
 # --- rows and the typed step (fast) -------------------------------------------------------
 
@@ -217,7 +202,7 @@ def test_cell_writer_writes_pngs_as_they_come_and_a_grid_of_them(tmp_path: Path)
     from runner.record.cells import read
     from runner.record.recorder import Recorder
     from runner.report import grid
-    from runner.results import Picture
+    from runner.results import GeneratedImage
     from runner.running.cellwriter import CellWriter
 
     spec = runner.load_spec(
@@ -237,7 +222,9 @@ def test_cell_writer_writes_pngs_as_they_come_and_a_grid_of_them(tmp_path: Path)
     writer = CellWriter(recorder, "outputs/01-compare", labels)
     for r in range(3):
         for prompt in ("p", "q"):  # two images per cell: seeds 7 and 8
-            writer.add(r, adapters[r], [Picture(image(10 * r + k), prompt, 7 + k) for k in (0, 1)])
+            writer.add(
+                r, adapters[r], [GeneratedImage(image(10 * r + k), prompt, 7 + k) for k in (0, 1)]
+            )
         if r == 0:
             assert (recorder.run / "outputs/01-compare/3.png").is_file()  # written at once
     outputs, listed = writer.close()
@@ -267,7 +254,7 @@ def test_cell_writer_writes_pngs_as_they_come_and_a_grid_of_them(tmp_path: Path)
 
     # a step stopped half way keeps its PNGs, described by cells.jsonl, and draws no grid
     writer = CellWriter(recorder, "outputs/02-compare", labels)
-    writer.add(0, None, [Picture(image(1), "p", 7)])
+    writer.add(0, None, [GeneratedImage(image(1), "p", 7)])
     outputs, _ = writer.close(complete=False)
     assert [o.path for o in outputs] == [
         "outputs/02-compare/cells.jsonl",

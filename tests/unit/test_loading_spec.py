@@ -18,7 +18,7 @@ from runner.errors import SpecError
 from runner.record import manifest as m
 from runner.record.pnginfo import infotext, parse_parameters, png_bytes, read_png_metadata
 from runner.record.samplers import sampler_name
-from runner.results import Picture, SchedulerUsed
+from runner.results import GeneratedImage, SchedulerUsed
 from runner.spec.load import load
 from runner.spec.schema import schema
 from runner.spec.types import Generate, Scheduler, resolved
@@ -157,10 +157,10 @@ def test_sampler_names(scheduler: str, config: dict[str, Any], name: str | None)
     assert sampler_name(scheduler, config) == name
 
 
-def picture(used: SchedulerUsed | None) -> Picture:
+def picture(used: SchedulerUsed | None) -> GeneratedImage:
     params = {"num_inference_steps": 2, "guidance_scale": 7.5, "width": 8, "height": 8}
     params["scheduler"] = used.type if used else "DDIMScheduler"
-    return Picture(Image.new("RGB", (8, 8)), "a cat", 3, params, used)
+    return GeneratedImage(Image.new("RGB", (8, 8)), "a cat", 3, params, used)
 
 
 KARRAS = SchedulerUsed(
@@ -193,7 +193,7 @@ def test_png_provenance_names_the_sampler_and_holds_the_scheduler(tmp_path: Path
     assert parse_parameters(infotext(picture(None), None, "0"))["Sampler"] == "DDIMScheduler"
 
 
-def read_chunks(folder: Path, pic: Picture) -> dict[str, str]:
+def read_chunks(folder: Path, pic: GeneratedImage) -> dict[str, str]:
     file = folder / "plain.png"
     file.write_bytes(png_bytes(pic, adapters=None, spec_sha256="a", runner_version="0"))
     return read_png_metadata(file)

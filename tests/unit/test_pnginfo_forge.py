@@ -15,7 +15,7 @@ from PIL import Image
 from sd_parsers import ParserManager
 
 from runner.record.pnginfo import parse_parameters, png_bytes, read_png_metadata
-from runner.results import Picture
+from runner.results import GeneratedImage
 
 PARAMS = {
     "num_inference_steps": 4,
@@ -46,7 +46,7 @@ KEY_AT_START = re.compile(r"\s*\w[\w \-/]*:")
 
 def _png(tmp_path: Path, prompt: str, negative: str | None = None) -> Path:
     params = {**PARAMS, **({"negative_prompt": negative} if negative is not None else {})}
-    picture = Picture(Image.new("RGB", (8, 8), (10, 20, 30)), prompt, 42, params)
+    picture = GeneratedImage(Image.new("RGB", (8, 8), (10, 20, 30)), prompt, 42, params)
     file = tmp_path / "0.png"
     file.write_bytes(
         png_bytes(picture, adapters={"a": 0.5}, spec_sha256="0" * 64, runner_version="0")

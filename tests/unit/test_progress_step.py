@@ -25,14 +25,19 @@ class Row:
 
 
 @dataclass
-class Cell:
+class PlannedCell:
     row: Row
 
 
 def test_a_compare_draws_one_bar_over_its_cells_naming_the_row() -> None:
     out = io.StringIO()
     reporter = Reporter(out, live=True, clock=Clock())
-    cells = [Cell(Row("base")), Cell(Row("base")), Cell(Row("a=0.5")), Cell(Row("a=0.5"))]
+    cells = [
+        PlannedCell(Row("base")),
+        PlannedCell(Row("base")),
+        PlannedCell(Row("a=0.5")),
+        PlannedCell(Row("a=0.5")),
+    ]
     counted = CellCounter(reporter, cells)
     for cell in cells:
         for step in (1, 2):  # a call of two denoising steps per cell
@@ -54,7 +59,7 @@ def test_a_compare_draws_one_bar_over_its_cells_naming_the_row() -> None:
 def test_off_a_terminal_the_step_count_shows_in_the_plain_lines() -> None:
     out = io.StringIO()
     reporter = Reporter(out, live=False, every=0.5, clock=Clock())
-    cells = [Cell(Row("base")), Cell(Row("b"))]
+    cells = [PlannedCell(Row("base")), PlannedCell(Row("b"))]
     counted = CellCounter(reporter, cells)
     reporter.tick(1, 3, "tokens")
     counted(cells[0])
@@ -65,6 +70,6 @@ def test_off_a_terminal_the_step_count_shows_in_the_plain_lines() -> None:
 
 
 def test_a_ticker_without_a_step_bar_is_left_alone() -> None:
-    counted = CellCounter(object(), [Cell(Row("base"))])
-    counted(Cell(Row("base")))  # nothing to draw on, nothing raised
+    counted = CellCounter(object(), [PlannedCell(Row("base"))])
+    counted(PlannedCell(Row("base")))  # nothing to draw on, nothing raised
     counted.stop()

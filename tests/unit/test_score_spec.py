@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from commands import spec_file
 
 from runner.errors import SpecError
 from runner.spec.load import load
@@ -17,15 +18,9 @@ HEAD = (
 )
 
 
-def _write(tmp_path: Path, text: str) -> Path:
-    spec = tmp_path / "s.yaml"
-    spec.write_text(text)
-    return spec
-
-
 def _problems(tmp_path: Path, text: str) -> list[str]:
     with pytest.raises(SpecError) as caught:
-        load(_write(tmp_path, text))
+        load(spec_file(tmp_path, text, "s.yaml"))
     return [f"{p.path}: {p.message}" for p in caught.value.problems]
 
 
@@ -74,7 +69,7 @@ def test_values_are_one_per_record_and_a_single_one_is_for_all(tmp_path: Path) -
         '{"q": "The cat", "o": [" sat", " flew"], "l": 1}\n{"q": "A bird", "o": [" sang"], "l": 0}\n'
     )
     spec = load(
-        _write(
+        spec_file(
             tmp_path,
             HEAD.replace("steps:", "data:\n  mc: {path: mc.jsonl}\nsteps:")
             + "  - {op: score, id: s, adapters: [base, a, {a: [0.5, 1]}], context: ctx,"
@@ -82,6 +77,7 @@ def test_values_are_one_per_record_and_a_single_one_is_for_all(tmp_path: Path) -
             "  - {op: score, adapters: [a], context: {data: mc, field: q},"
             " choices: {data: mc, field: o}, label: {data: mc, field: l}}\n"
             "  - {op: score, adapters: [a], context: [p, q], choices: [y, n], label: 0}\n",
+            "s.yaml",
         )
     )
     first, second, third = spec.steps[1:]
