@@ -26,6 +26,7 @@ from tiny_lm import cut_at_eos, generate, load_base, make_base, make_lora, set_b
 from runner.backends.transformers_backend import TransformersBackend
 from runner.builtin import causal_lm, resolve
 from runner.errors import StepError
+from runner.spec.arguments import of
 from runner.spec.types import Adapter, Generate, LoraConfig, Model
 
 PROMPTS = ("the quick brown fox", "hello", "a tiny model for tests writes")
@@ -73,7 +74,9 @@ def backend_for(folder: Path, path: str | None = None) -> TransformersBackend:
 def run(
     backend: TransformersBackend, prompts: tuple[str, ...] = PROMPTS, seed: int = 0, **args: Any
 ) -> list[list[int]]:
-    step = Generate(prompts=prompts, batch=True, seed=seed, args={**GREEDY, **args})
+    step = Generate(
+        prompts=prompts, batch=True, seed=seed, args=of("transformers", {**GREEDY, **args})
+    )
     completions = backend.generate(step)
     for prompt, completion in zip(prompts, completions, strict=True):
         assert completion.prompt == prompt and completion.seed == seed
