@@ -314,6 +314,13 @@ def test_chat_applies_the_template(files: SimpleNamespace) -> None:
     assert expected != run(backend)
 
 
+def test_a_diffusers_steps_arguments_are_refused(files: SimpleNamespace) -> None:
+    backend = backend_for(files.base)
+    step = Generate(PROMPTS, True, 0, of("diffusers", {"num_inference_steps": 2, "width": 64}))
+    with pytest.raises(StepError, match=r"^a causal LM takes no num_inference_steps, width$"):
+        backend.generate(step)
+
+
 def test_pickle_refused_unless_allowed(files: SimpleNamespace, tmp_path: Path) -> None:
     shutil.copy(files.a / "adapter_config.json", tmp_path)
     torch.save(load_file(files.a / "adapter_model.safetensors"), tmp_path / "adapter_model.bin")
