@@ -14,6 +14,7 @@ from runner.spec.weights import Weight
 
 if TYPE_CHECKING:
     from runner.record.manifest import LoadReport
+    from runner.spec.arguments import Arguments
     from runner.spec.types import Adapter, Generate, Merge, Model
 
 
@@ -98,7 +99,7 @@ class CannotMix(Exception):
 class MixesAdapters(Protocol):
     """A backend that runs different adapter settings for different rows of one batch."""
 
-    def deterministic(self, args: dict[str, Any]) -> bool:
+    def deterministic(self, args: Arguments) -> bool:
         """Whether a cell's output depends on neither its seed nor its batch (greedy)."""
 
     def mix(self, weights: dict[str, Weight] | None) -> tuple[str, float] | None:

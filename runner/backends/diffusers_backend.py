@@ -23,6 +23,7 @@ from runner.record import manifest as m
 from runner.results import GeneratedImage, ModelSetup
 from runner.sources import folders, names
 from runner.spec import weights as weight_forms
+from runner.spec.arguments import Arguments, ImageArguments
 from runner.spec.types import Adapter, Generate, Merge, Model, Quantization, Scheduler
 from runner.spec.weights import Weight
 
@@ -377,7 +378,7 @@ class DiffusersBackend(PictureMixing):
 
     def generate(self, step: Generate) -> list[GeneratedImage]:
         """One pipeline call; image k of the step draws from a CPU generator seeded seed + k."""
-        per_prompt = int(step.args.get("num_images_per_prompt", 1))
+        per_prompt = step.args.per_prompt
         starts = [step.seed + i * per_prompt for i in range(len(step.prompts))]
         return self.generate_cells(step, starts)
 
@@ -385,8 +386,9 @@ class DiffusersBackend(PictureMixing):
         """How many images one call may hold: their latents and activations within an eighth
         of the GPU's memory (a fixed pixel budget on a CPU). From the total, not what is free
         now, so that the same machine batches the same way again (`reproduce`)."""
-        width = int(step.args.get("width") or 0) or self._default_side()
-        height = int(step.args.get("height") or 0) or self._default_side()
+        args = _image(step.args, self.pipe)
+        width = args.width or self._default_side()
+        height = args.height or self._default_side()
         if self.device.startswith("cuda"):
             budget = gpu_memory(self.device) // 8 // BYTES_PER_PIXEL
         else:
@@ -403,15 +405,27 @@ class DiffusersBackend(PictureMixing):
         """One pipeline call; image k of prompt i draws from a CPU generator seeded
         SEEDS[i] + k (a compare's cells, each with its own seed, in one batch)."""
         pipe = self.pipe
-        args = dict(step.args)
-        own = args.pop("scheduler", None)  # this step's own scheduler, as the spec wrote it
+        written = _image(step.args, pipe)
         scheduler = self.scheduler
-        if own is not None:
+        if written.scheduler is not None:  # this step's own, as the spec wrote it
             if self.own_scheduler is None:
                 raise StepError(f"{type(pipe).__name__} has no scheduler to replace")
-            scheduler = scheduling.build(Scheduler.from_written(own), self.own_scheduler.config)
-        per_prompt = int(args.pop("num_images_per_prompt", 1))
-        lora_scale = args.pop("lora_scale", None)
+            own = Scheduler.from_written(written.scheduler)
+            scheduler = scheduling.build(own, self.own_scheduler.config)
+        per_prompt, lora_scale = written.per_prompt, written.lora_scale
+        negatives: list[str] | None = None  # one per prompt
+        if isinstance(written.negative_prompt, str):  # SD wants a list beside a prompt list
+            negatives = [written.negative_prompt] * len(step.prompts)
+        elif written.negative_prompt is not None:
+            negatives = list(written.negative_prompt)
+        passed = {
+            "negative_prompt": negatives,
+            "num_inference_steps": written.num_inference_steps,
+            "guidance_scale": written.guidance_scale,
+            "height": written.height,
+            "width": written.width,
+        }
+        args: dict[str, Any] = {k: v for k, v in passed.items() if v is not None}
         accepted = inspect.signature(pipe.__call__).parameters
         unknown = sorted(set(args) - set(accepted))
         if unknown:
@@ -421,9 +435,6 @@ class DiffusersBackend(PictureMixing):
             if where is None:
                 raise StepError(f"{type(pipe).__name__} takes no lora_scale")
             args[where] = {"scale": float(lora_scale)}
-        if isinstance(args.get("negative_prompt"), str):  # SD wants a list beside a prompt list
-            args["negative_prompt"] = [args["negative_prompt"]] * len(step.prompts)
-        negatives: list[str] | None = args.get("negative_prompt")  # one per prompt
         count = len(step.prompts) * per_prompt
         drawn = [seed + k for seed in seeds for k in range(per_prompt)]
         assert len(drawn) == count
@@ -460,21 +471,21 @@ class DiffusersBackend(PictureMixing):
             if self.scheduler is not None:  # the next step runs the model's scheduler again
                 pipe.scheduler = self.scheduler
         fold(self.ticker, type(pipe).__name__, said)
-        for side in ("width", "height"):
+        for side, asked in (("width", written.width), ("height", written.height)):
             # StableDiffusionPipeline ignores a height given without a width, and vice versa.
-            if side in args and getattr(images[0], side) != args[side]:
+            if asked is not None and getattr(images[0], side) != asked:
                 raise StepError(
                     f"{type(pipe).__name__} made {images[0].width}x{images[0].height} "
-                    f"images, not the {side} {args[side]} asked; give width and height"
+                    f"images, not the {side} {asked} asked; give width and height"
                 )
 
-        def used(name: str) -> Any:
+        def used(name: str, given: Any) -> Any:
             default = accepted[name].default if name in accepted else None
-            return step.args.get(name, default)
+            return default if given is None else given
 
         params = {
-            "num_inference_steps": used("num_inference_steps"),
-            "guidance_scale": used("guidance_scale"),
+            "num_inference_steps": used("num_inference_steps", written.num_inference_steps),
+            "guidance_scale": used("guidance_scale", written.guidance_scale),
             "lora_scale": 1.0 if lora_scale is None else float(lora_scale),
             "scheduler": type(scheduler).__name__,
         }
@@ -507,6 +518,13 @@ class DiffusersBackend(PictureMixing):
             if after != self._at(index):
                 self._set(after)
         return tensors
+
+
+def _image(args: Arguments, pipe: Any) -> ImageArguments:
+    """ARGS, a pipeline's; a causal LM step's are refused."""
+    if not isinstance(args, ImageArguments):
+        raise StepError(f"{type(pipe).__name__} takes no {', '.join(sorted(args.written()))}")
+    return args
 
 
 def _alpha(file: Path) -> tuple[str, dict[str, Any] | None]:

@@ -20,6 +20,7 @@ from runner.backends.base import CannotMix
 from runner.backends.quiet import one_line
 from runner.errors import StepError
 from runner.results import GeneratedImage
+from runner.spec.arguments import ImageArguments
 from runner.spec.types import Generate
 from runner.spec.weights import Weight
 
@@ -86,14 +87,15 @@ class PictureMixing:
     ) -> list[GeneratedImage]:
         """`generate_cells` with prompt i drawn by adapter NAMES[i], each adapter at its
         scale in SCALES; raises CannotMix where the pipeline refuses."""
-        if "lora_scale" in step.args:  # the pipeline rescales every layer inside the call
+        if isinstance(step.args, ImageArguments) and step.args.lora_scale is not None:
+            # the pipeline rescales every layer inside the call
             raise CannotMix("lora_scale rescales the LoRA layers within the call")
         layers = self._layers()
         merged = self.merged or {}
         lora_mixing.set_scales(layers, {n: w for n, w in scales.items() if n not in merged})
         if any(layer.disable_adapters for layer in layers):
             self.pipe.enable_lora()
-        per_prompt = int(step.args.get("num_images_per_prompt", 1))
+        per_prompt = step.args.per_prompt
         images = [name for name in names for _ in range(per_prompt)]
         sizes = {len(names): names, len(images): images, 2 * len(images): images + images}
         try:

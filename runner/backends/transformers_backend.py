@@ -34,6 +34,7 @@ from runner.errors import StepError
 from runner.record import manifest as m
 from runner.results import Completion, Likelihood, ModelSetup
 from runner.sources import folders, hub, names
+from runner.spec.arguments import Arguments, TextArguments
 from runner.spec.types import Adapter, Generate, Merge, Model, Quantization, Train
 from runner.spec.weights import Weight
 
@@ -45,7 +46,6 @@ CONFIG_SEED = 0
 MERGE_ROWS = True
 MAX_BATCH = 64  # rows of one mixed generate call; more buys nothing on a CPU
 CPU_CACHE_BYTES = 2 << 30  # the KV cache a CPU batch may take
-SAMPLING = ("temperature", "top_p", "top_k")  # what matters only where generate samples
 # What `generate` does where neither the call nor the model's generation config says
 # (transformers 5 leaves unset fields None in the config).
 GENERATE_DEFAULTS: dict[str, Any] = {
@@ -242,9 +242,9 @@ class TransformersBackend:
         `token_ids` are the new tokens up to and including the first end-of-sequence token:
         the padding `generate` adds after it, while longer rows go on, is dropped.
         """
-        args = dict(step.args)
+        args = _text(step.args)
         prompts = list(step.prompts)
-        if args.pop("chat", False):
+        if args.chat:
             batch = self.tokenizer.apply_chat_template(
                 [[{"role": "user", "content": p}] for p in prompts],
                 add_generation_prompt=True,
@@ -262,7 +262,7 @@ class TransformersBackend:
                 attention_mask=batch["attention_mask"].to(self.device),
                 pad_token_id=self.tokenizer.pad_token_id,
                 stopping_criteria=self._counter(input_ids.shape[1], args),
-                **args,
+                **_decoding(args),
             )
         fold(self.ticker, "generate", said)
         eos = self.model.generation_config.eos_token_id
@@ -322,8 +322,7 @@ class TransformersBackend:
         """One forward pass of the prompt (as `generate` encodes it) and CONTINUATION under
         the current adapters: the log-softmax of the logits that predict each token of
         CONTINUATION (the ScoresTokens capability)."""
-        args = dict(step.args)
-        if args.get("chat", False):
+        if _text(step.args).chat:
             batch = self.tokenizer.apply_chat_template(
                 [[{"role": "user", "content": step.prompts[0]}]],
                 add_generation_prompt=True,
@@ -340,30 +339,38 @@ class TransformersBackend:
         wanted = logits[start : start + max(1, len(continuation))]
         return torch.log_softmax(wanted, dim=-1).cpu().double().numpy()
 
-    def settings(self, args: dict[str, Any]) -> dict[str, Any]:
+    def settings(self, args: Arguments) -> dict[str, Any]:
         """The decoding settings a generate call with ARGS runs with, the model's generation
         config filling what ARGS leaves out (sampling ones only where it samples)."""
         config = self.model.generation_config
+        text = _text(args)
 
-        def value(key: str) -> Any:
-            found = args.get(key, getattr(config, key, None))
+        def value(key: str, written: Any = None) -> Any:
+            found = getattr(config, key, None) if written is None else written
             return GENERATE_DEFAULTS.get(key) if found is None else found
 
-        known = {k: value(k) for k in ("do_sample", "num_beams", "max_new_tokens")}
-        known["repetition_penalty"] = value("repetition_penalty")
-        if known["do_sample"]:
-            known.update({k: value(k) for k in SAMPLING})
+        known = {
+            "do_sample": value("do_sample", text.do_sample),
+            "num_beams": value("num_beams", text.num_beams),
+            "max_new_tokens": value("max_new_tokens", text.max_new_tokens),
+            "repetition_penalty": value("repetition_penalty", text.repetition_penalty),
+        }
+        if known["do_sample"]:  # what matters only where generate samples
+            known["temperature"] = value("temperature", text.temperature)
+            known["top_p"] = value("top_p", text.top_p)
+            known["top_k"] = value("top_k", text.top_k)
         if known["max_new_tokens"] is None:  # generate then stops at max_length, prompt included
             known["max_length"] = value("max_length")
         return {k: v for k, v in known.items() if v is not None}
 
     # --- compare: mixed-adapter batches (the MixesAdapters capability) -------------------
 
-    def deterministic(self, args: dict[str, Any]) -> bool:
+    def deterministic(self, args: Arguments) -> bool:
         """Greedy with one beam: a cell's tokens do not depend on its seed or its batch."""
         config = self.model.generation_config
-        sampled = args.get("do_sample", config.do_sample)
-        beams = args.get("num_beams", config.num_beams) or 1
+        text = _text(args)
+        sampled = config.do_sample if text.do_sample is None else text.do_sample
+        beams = (config.num_beams if text.num_beams is None else text.num_beams) or 1
         return not sampled and int(beams) == 1
 
     def mix(self, weights: dict[str, Weight] | None) -> tuple[str, float] | None:
@@ -408,7 +415,7 @@ class TransformersBackend:
         hidden = getattr(config, "hidden_size", None) or 4096
         per_token = 2 * layers * hidden * torch.empty((), dtype=self.model.dtype).element_size()
         longest = max(len(self.tokenizer(p)["input_ids"]) for p in step.prompts)
-        new = step.args.get("max_new_tokens", self.model.generation_config.max_new_tokens) or 20
+        new = self._new_tokens(_text(step.args)) or 20
         if self.device.startswith("cuda"):
             budget = gpu_memory(self.device) // 8
         else:
@@ -578,10 +585,35 @@ class TransformersBackend:
                 )
         return extra, weights
 
-    def _counter(self, prompt: int, args: dict[str, Any]) -> StoppingCriteriaList:
+    def _counter(self, prompt: int, args: TextArguments) -> StoppingCriteriaList:
         """A stopping criterion that never stops: it counts new tokens for the ticker."""
-        total = args.get("max_new_tokens", self.model.generation_config.max_new_tokens)
-        return StoppingCriteriaList([_Count(self.ticker, prompt, total)])
+        return StoppingCriteriaList([_Count(self.ticker, prompt, self._new_tokens(args))])
+
+    def _new_tokens(self, args: TextArguments) -> int | None:
+        """The step's max_new_tokens, else the generation config's."""
+        written = args.max_new_tokens
+        return self.model.generation_config.max_new_tokens if written is None else written
+
+
+def _decoding(args: TextArguments) -> dict[str, Any]:
+    """What `model.generate` takes of ARGS: the ones given (chat is the tokenizer's)."""
+    given = {
+        "max_new_tokens": args.max_new_tokens,
+        "do_sample": args.do_sample,
+        "temperature": args.temperature,
+        "top_p": args.top_p,
+        "top_k": args.top_k,
+        "num_beams": args.num_beams,
+        "repetition_penalty": args.repetition_penalty,
+    }
+    return {k: v for k, v in given.items() if v is not None}
+
+
+def _text(args: Arguments) -> TextArguments:
+    """ARGS, a causal LM's; a diffusers step's are refused."""
+    if not isinstance(args, TextArguments):
+        raise StepError(f"a causal LM takes no {', '.join(sorted(args.written()))}")
+    return args
 
 
 class _Count(StoppingCriteria):

@@ -28,6 +28,7 @@ from typing import Any
 
 from runner.backends.base import Backend, CannotMix, DrawsCells, MixesAdapters, MixesPictures
 from runner.results import Completion, GeneratedImage
+from runner.spec.arguments import ImageArguments
 from runner.spec.types import Compare, Generate, Row
 from runner.spec.weights import Weight, order_key
 
@@ -64,10 +65,9 @@ def cell_step(step: Compare, cell: PlannedCell) -> Generate:
 
     A negative_prompt list holds one entry per prompt: the cell takes its prompt's.
     """
-    args = dict(step.args)
-    negative = args.get("negative_prompt")
-    if isinstance(negative, list | tuple):
-        args["negative_prompt"] = negative[cell.prompt_index]
+    args = step.args
+    if isinstance(args, ImageArguments) and isinstance(args.negative_prompt, tuple):
+        args = replace(args, negative_prompt=args.negative_prompt[cell.prompt_index])
     return Generate(
         prompts=(cell.prompt,), batch=False, seed=cell.seed, args=args, line=step.line, id=step.id
     )
@@ -250,8 +250,7 @@ def mixed_images(
 def _images_per_call(backend: Backend, step: Compare, cells: list[PlannedCell]) -> int:
     """Cells per call: the backend's images per call over each cell's images."""
     assert isinstance(backend, DrawsCells)
-    per_cell = int(step.args.get("num_images_per_prompt", 1))
-    return max(1, backend.batch_size(cell_step(step, cells[0])) // per_cell)
+    return max(1, backend.batch_size(cell_step(step, cells[0])) // step.args.per_prompt)
 
 
 def _rows_alone(
@@ -286,12 +285,13 @@ def _draw(
 ) -> None:
     """One pipeline call of CHUNK's cells (MIXED: each run by its own adapter, at the
     scales given), each cell's images handed out."""
-    steps = [cell_step(step, c) for _, c in chunk]
-    template = steps[0]
-    args = dict(template.args)
-    if "negative_prompt" in args:
-        args["negative_prompt"] = [s.args["negative_prompt"] for s in steps]
-    call = replace(template, prompts=tuple(c.prompt for _, c in chunk), args=args)
+    args = step.args
+    if isinstance(args, ImageArguments) and isinstance(args.negative_prompt, tuple):
+        negatives = tuple(args.negative_prompt[c.prompt_index] for _, c in chunk)
+        args = replace(args, negative_prompt=negatives)  # each cell's prompt's
+    call = replace(
+        cell_step(step, chunk[0][1]), prompts=tuple(c.prompt for _, c in chunk), args=args
+    )
     seeds = [c.seed for _, c in chunk]
     if mixed is None:
         assert isinstance(backend, DrawsCells)
@@ -299,7 +299,7 @@ def _draw(
     else:
         assert isinstance(backend, MixesPictures)
         pictures = backend.draw_mixed(call, seeds, *mixed)
-    per_cell = int(step.args.get("num_images_per_prompt", 1))
+    per_cell = step.args.per_prompt
     for n, (i, _) in enumerate(chunk):
         out.put(i, pictures[n * per_cell : (n + 1) * per_cell])
 

@@ -30,6 +30,7 @@ from runner.running.models import ModelCache
 from runner.running.used import used
 from runner.sources import hub
 from runner.spec import weights
+from runner.spec.arguments import ImageArguments
 from runner.spec.types import (
     Compare,
     Delete,
@@ -137,7 +138,8 @@ def _generate(ctx: Context, step: Generate) -> Made:
         checked = expectations.of_generate(made_by, len(step.prompts))
         made.expectations = expectations.check(step.expect, checked, None)
         made.notes += expectations.failed(made.expectations)
-    if "scheduler" in step.args and results and isinstance(results[0], GeneratedImage):
+    own = isinstance(step.args, ImageArguments) and step.args.scheduler is not None
+    if own and results and isinstance(results[0], GeneratedImage):
         made.scheduler = record = results[0].scheduler
         if record is not None:
             named = sampler_name(record.type, record.config)
@@ -465,14 +467,14 @@ def _arguments(step: Step) -> dict[str, Any]:
     if isinstance(step, SetAdapters):
         return {"adapters": dict(step.weights)}
     if isinstance(step, Generate):
-        return {"prompt": list(step.prompts), "seed": step.seed, **step.args}
+        return {"prompt": list(step.prompts), "seed": step.seed, **step.args.written()}
     if isinstance(step, Compare):
         return {
             "rows": [r.label for r in step.rows],
             "adapters": [None if r.weights is None else dict(r.weights) for r in step.rows],
             "prompt": list(step.prompts),
             "seed": list(step.seeds),
-            **step.args,
+            **step.args.written(),
             **compare_metrics(step),
         }
     if isinstance(step, (Merge, Save, Train, Fuse, Unfuse, Delete)):

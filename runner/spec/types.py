@@ -9,10 +9,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from runner.spec import arguments, expect
 from runner.spec import data as data_files
-from runner.spec import expect
 from runner.spec import rows as row_forms
 from runner.spec import weights as weight_forms
+from runner.spec.arguments import Arguments
 from runner.spec.defaults import generate_defaults, with_defaults
 from runner.spec.expect import Expect
 from runner.spec.vocabulary import CHECKPOINT_EVERY, NAME_MAX
@@ -118,10 +119,7 @@ class Generate:
     prompts: tuple[str, ...]
     batch: bool  # the prompt was written as a list
     seed: int
-    # Family arguments, defaults merged, as written: plain JSON data, recorded as they are.
-    # A `scheduler` stays the mapping the spec wrote; the backend reads it with
-    # Scheduler.from_written.
-    args: dict[str, Any] = field(default_factory=dict)
+    args: Arguments  # the family's arguments, defaults merged (runner.spec.arguments)
     line: int = 0
     id: str | None = None
     op: str = "generate"
@@ -145,7 +143,7 @@ class Compare:
     rows: tuple[Row, ...]
     prompts: tuple[str, ...]
     seeds: tuple[int, ...]
-    args: dict[str, Any] = field(default_factory=dict)  # family arguments, defaults merged
+    args: Arguments  # the family's arguments, defaults merged (runner.spec.arguments)
     line: int = 0
     id: str | None = None
     op: str = "compare"
@@ -377,6 +375,7 @@ def from_document(
         here = _Here(
             line("steps", i),
             raw_step.get("id"),
+            model["family"],
             defaults,
             seed,
             functools.partial(line, "steps", i),
@@ -445,6 +444,7 @@ class _Here:
 
     at: int
     id: str | None
+    family: str
     defaults: dict[str, Any]
     seed: int
     line: Callable[..., int]
@@ -475,7 +475,7 @@ def _generate(raw_step: dict[str, Any], here: _Here) -> Generate:
         prompts=tuple([prompt] if isinstance(prompt, str) else prompt),
         batch=not isinstance(prompt, str),
         seed=step_seed,
-        args=args,
+        args=arguments.of(here.family, args),
         line=here.at,
         id=here.id,
         expect=expect.build(expected, here.at),
@@ -485,7 +485,7 @@ def _generate(raw_step: dict[str, Any], here: _Here) -> Generate:
 
 def _compare_step(raw_step: dict[str, Any], here: _Here) -> Compare:
     row_lines = [here.line("adapters", j) for j in range(len(raw_step["adapters"]))]
-    return _compare(raw_step, here.defaults, here.seed, here.at, row_lines)
+    return _compare(raw_step, here.family, here.defaults, here.seed, here.at, row_lines)
 
 
 # op -> how its typed step is built: the one dispatch over ops of the typed spec.
@@ -588,7 +588,12 @@ def _merge(raw_step: dict[str, Any], here: _Here) -> Merge:
 
 
 def _compare(
-    raw_step: dict[str, Any], defaults: dict[str, Any], seed: int, at: int, row_lines: list[int]
+    raw_step: dict[str, Any],
+    family: str,
+    defaults: dict[str, Any],
+    seed: int,
+    at: int,
+    row_lines: list[int],
 ) -> Compare:
     args = with_defaults(defaults, raw_step)
     prompt, seeds = args.pop("prompt"), args.pop("seed", seed)
@@ -606,7 +611,7 @@ def _compare(
         rows=rows,
         prompts=tuple([prompt] if isinstance(prompt, str) else prompt),
         seeds=tuple([seeds] if isinstance(seeds, int) else seeds),
-        args=args,
+        args=arguments.of(family, args),
         line=at,
         id=raw_step.get("id"),
         expect=expect.build(expected, at),
@@ -682,13 +687,13 @@ def resolved(spec: Spec) -> dict[str, Any]:
             out["adapters"] = dict(step.weights)
         elif isinstance(step, Generate):
             out.update(prompt=list(step.prompts) if step.batch else step.prompts[0], seed=step.seed)
-            out.update(step.args)
+            out.update(step.args.written())
         elif isinstance(step, Compare):
             out["adapters"] = [
                 row_forms.BASE if r.weights is None else dict(r.weights) for r in step.rows
             ]
             out.update(prompt=list(step.prompts), seed=list(step.seeds))
-            out.update(step.args)
+            out.update(step.args.written())
             out.update(compare_metrics(step))
         elif isinstance(step, (Merge, Save, Train, Fuse, Unfuse, Delete)):
             out.update(step.arguments())

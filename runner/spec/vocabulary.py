@@ -111,6 +111,8 @@ SCHEDULER: dict[str, Any] = {
 
 
 # Generate arguments: name -> (family, JSON Schema). A key of the other family is refused.
+# runner.spec.arguments types them, one class per family (tests/unit/test_arguments holds
+# the two to each other).
 ARGUMENTS: dict[str, tuple[str, dict[str, Any]]] = {
     "max_new_tokens": (
         "transformers",

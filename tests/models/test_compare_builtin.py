@@ -195,10 +195,14 @@ def test_a_model_that_refuses_mixing_runs_a_batch_per_row(tmp_path: Path) -> Non
 
 
 def test_cells_come_in_plan_order_whatever_order_they_are_made_in() -> None:
+    from runner.spec.arguments import TextArguments
     from runner.spec.types import Compare, Row
 
     step = Compare(
-        rows=(Row("base", None), Row("a", (("a", 1.0),))), prompts=("x", "y"), seeds=(1, 2)
+        rows=(Row("base", None), Row("a", (("a", 1.0),))),
+        prompts=("x", "y"),
+        seeds=(1, 2),
+        args=TextArguments(),
     )
     cells = compare.plan(step)
     seen: list[int] = []
@@ -291,6 +295,7 @@ def test_a_mixed_step_leaves_no_trace_in_the_model() -> None:
     from runner import builtin
     from runner.backends import lora_mixing
     from runner.backends.transformers_backend import TransformersBackend
+    from runner.spec.arguments import TextArguments
     from runner.spec.types import Adapter, Compare, Model, Row
 
     backend = TransformersBackend("cpu", "float32")
@@ -308,7 +313,9 @@ def test_a_mixed_step_leaves_no_trace_in_the_model() -> None:
         Row("a=0.5, b=0.5", (("a", 0.5), ("b", 0.5))),
         Row("b", (("b", 1.0),)),
     )
-    step = Compare(rows=rows, prompts=("x", "the cat"), seeds=(0,), args={"max_new_tokens": 3})
+    step = Compare(
+        rows=rows, prompts=("x", "the cat"), seeds=(0,), args=TextArguments(max_new_tokens=3)
+    )
     made: list[Any] = []
     record = compare.mixed(backend, step, compare.plan(step), lambda c, r: made.append(r))
     assert len(made) == 6 and record["batches"][0]["mixed"]

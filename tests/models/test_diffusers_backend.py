@@ -27,6 +27,7 @@ from runner.backends.diffusers_backend import DiffusersBackend
 from runner.builtin import diffusion
 from runner.errors import StepError
 from runner.record.pnginfo import parse_parameters, read_png_metadata, save_png
+from runner.spec.arguments import TextArguments, of
 from runner.spec.types import Adapter, Generate
 from runner.spec.types import LoraConfig as SpecLoraConfig
 
@@ -92,7 +93,9 @@ def draw(pipe: Any, prompts: list[str], seed: int, n: int = 1, **kwargs: Any) ->
 
 
 def step(prompts: tuple[str, ...] = (PROMPT,), seed: int = 7, **args: Any) -> Generate:
-    return Generate(prompts=prompts, batch=len(prompts) > 1, seed=seed, args={**STEPS, **args})
+    return Generate(
+        prompts=prompts, batch=len(prompts) > 1, seed=seed, args=of("diffusers", {**STEPS, **args})
+    )
 
 
 def pixels(runner: DiffusersBackend, generate: Generate) -> list[np.ndarray]:
@@ -404,7 +407,7 @@ def test_refusals(sd: Path, styles: Path, diffusers_backends: Backends) -> None:
         runner.load_adapter(ad("a", styles, weight_name="style_b.safetensors"), styles)
     assert runner.adapters() == {"a"}
     with pytest.raises(StepError, match="takes no max_new_tokens"):
-        runner.generate(step(max_new_tokens=3))
+        runner.generate(Generate((PROMPT,), False, 7, TextArguments(max_new_tokens=3)))
     with pytest.raises(StepError, match="divisible by 8"):
         runner.generate(step(height=60, width=64))
     with pytest.raises(StepError, match="not the height 32 asked"):

@@ -47,6 +47,7 @@ from runner.backends.transformers_backend import TransformersBackend
 from runner.errors import StepError
 from runner.record import manifest as m
 from runner.record.pnginfo import parse_parameters, read_png_metadata
+from runner.spec.arguments import ImageArguments, TextArguments
 from runner.spec.schedulers import SCHEDULERS
 from runner.spec.types import Generate, Model, Scheduler
 
@@ -239,11 +240,13 @@ def test_a_step_that_fails_leaves_the_model_scheduler_in_place(sd: DiffusersBack
     with pytest.raises(
         StepError, match=r"^EulerDiscreteScheduler takes no config key 'solver_order'$"
     ):
-        sd.generate(Generate((PROMPT,), False, 0, {"scheduler": bad_key}))
+        sd.generate(Generate((PROMPT,), False, 0, ImageArguments(scheduler=bad_key)))
     # built and swapped in, then the pipeline refuses the call: the model's comes back
     fine = {"type": "EulerDiscreteScheduler"}
     with pytest.raises(StepError, match="divisible by 8"):
-        sd.generate(Generate((PROMPT,), False, 0, {"scheduler": fine, "height": 60, "width": 60}))
+        sd.generate(
+            Generate((PROMPT,), False, 0, ImageArguments(scheduler=fine, height=60, width=60))
+        )
     assert sd.pipe.scheduler is model_scheduler
 
 
@@ -393,7 +396,7 @@ def test_a_component_the_pipeline_needs_fails_its_first_generate_in_one_line() -
     backend.load_model(Model("diffusers", str(folder), components=("text_encoder",)), folder)
     assert backend.pipe.text_encoder is None
     with pytest.raises(StepError) as caught:
-        backend.generate(Generate((PROMPT,), False, 0, {"num_inference_steps": 1}))
+        backend.generate(Generate((PROMPT,), False, 0, ImageArguments(num_inference_steps=1)))
     message = str(caught.value)
     assert message.startswith("StableDiffusionPipeline with text_encoder left out: ")
     assert "\n" not in message
@@ -420,7 +423,7 @@ def tokens_by_hand(folder: Path, attention: str) -> list[list[int]]:
 
 def test_attn_implementation_gives_the_tokens_of_from_pretrained_with_it() -> None:
     folder = builtin.resolve("tiny-causal-lm")
-    step = Generate(PROMPTS, True, 0, {"max_new_tokens": 8, "do_sample": False})
+    step = Generate(PROMPTS, True, 0, TextArguments(max_new_tokens=8, do_sample=False))
     tokens = {}
     for attention in ("eager", "sdpa"):
         backend = TransformersBackend("cpu", "float32")

@@ -13,6 +13,7 @@ import runner
 from runner import builtin
 from runner.backends.diffusers_backend import DiffusersBackend
 from runner.backends.transformers_backend import TransformersBackend
+from runner.spec.arguments import ImageArguments, TextArguments
 from runner.spec.types import Adapter, Generate, Model
 
 TEXT = """\
@@ -54,7 +55,7 @@ def files(run: Path) -> dict[str, bytes]:
 def test_a_reused_causal_lm_is_the_freshly_loaded_one() -> None:
     model = Model("transformers", "builtin:tiny-causal-lm")
     source = str(builtin.resolve("tiny-causal-lm"))
-    prompt = Generate(("the cat", "once upon a time"), True, 0, {"max_new_tokens": 8})
+    prompt = Generate(("the cat", "once upon a time"), True, 0, TextArguments(max_new_tokens=8))
     a = Adapter("a", "builtin:tiny-causal-lm-lora-a")
     b = Adapter("b", "builtin:tiny-causal-lm-lora-b")
     fresh = TransformersBackend("cpu", "float32")
@@ -88,7 +89,7 @@ def test_a_reused_causal_lm_is_the_freshly_loaded_one() -> None:
 def test_a_reused_pipeline_is_the_freshly_loaded_one() -> None:
     model = Model("diffusers", "builtin:tiny-sd")
     source = str(builtin.resolve("tiny-sd"))
-    step = Generate(("a cat",), False, 3, {"num_inference_steps": 2})
+    step = Generate(("a cat",), False, 3, ImageArguments(num_inference_steps=2))
     a = Adapter("a", "builtin:tiny-sd-lora-a")
     b = Adapter("b", "builtin:tiny-sd-lora-b")
     fresh = DiffusersBackend("cpu", "float32")

@@ -26,6 +26,7 @@ from tiny_lm import cut_at_eos, generate, load_base, make_base, make_lora, set_b
 from runner.backends.transformers_backend import TransformersBackend
 from runner.builtin import causal_lm, resolve
 from runner.errors import StepError
+from runner.spec.arguments import of
 from runner.spec.types import Adapter, Generate, LoraConfig, Model
 
 PROMPTS = ("the quick brown fox", "hello", "a tiny model for tests writes")
@@ -73,7 +74,9 @@ def backend_for(folder: Path, path: str | None = None) -> TransformersBackend:
 def run(
     backend: TransformersBackend, prompts: tuple[str, ...] = PROMPTS, seed: int = 0, **args: Any
 ) -> list[list[int]]:
-    step = Generate(prompts=prompts, batch=True, seed=seed, args={**GREEDY, **args})
+    step = Generate(
+        prompts=prompts, batch=True, seed=seed, args=of("transformers", {**GREEDY, **args})
+    )
     completions = backend.generate(step)
     for prompt, completion in zip(prompts, completions, strict=True):
         assert completion.prompt == prompt and completion.seed == seed
@@ -309,6 +312,13 @@ def test_chat_applies_the_template(files: SimpleNamespace) -> None:
     expected = [cut_at_eos(row, tokenizer.eos_token_id) for row in new]
     assert run(backend, chat=True) == expected
     assert expected != run(backend)
+
+
+def test_a_diffusers_steps_arguments_are_refused(files: SimpleNamespace) -> None:
+    backend = backend_for(files.base)
+    step = Generate(PROMPTS, True, 0, of("diffusers", {"num_inference_steps": 2, "width": 64}))
+    with pytest.raises(StepError, match=r"^a causal LM takes no num_inference_steps, width$"):
+        backend.generate(step)
 
 
 def test_pickle_refused_unless_allowed(files: SimpleNamespace, tmp_path: Path) -> None:

@@ -14,6 +14,7 @@ from commands import TEXT_HEAD, spec_file
 import runner
 from runner.running import compare
 from runner.spec import rows
+from runner.spec.arguments import TextArguments
 from runner.spec.types import Compare
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -65,7 +66,7 @@ def test_compare_builds_a_typed_step_with_defaults_and_row_lines(tmp_path: Path)
         ("a=0.25, b=0.5", (("a", 0.25), ("b", 0.5)), 18),
         ("a=1, b=0.5", (("a", 1.0), ("b", 0.5)), 18),
     ]
-    assert (step.prompts, step.seeds, step.args, step.id) == (
+    assert (step.prompts, step.seeds, step.args.written(), step.id) == (
         ("x", "y"),
         (3,),
         {"max_new_tokens": 6},
@@ -84,7 +85,7 @@ def test_compare_builds_a_typed_step_with_defaults_and_row_lines(tmp_path: Path)
         ("y",),
         False,
         3,
-        {"max_new_tokens": 6},
+        TextArguments(max_new_tokens=6),
     )
 
 
@@ -122,7 +123,9 @@ def test_the_contracts_example_is_valid(tmp_path: Path) -> None:
         "3d=0.5",
         "3d=1",
     ]
-    assert len(compare.plan(step)) == 7 * 2 * 2 and step.args == {"num_inference_steps": 30}
+    assert len(compare.plan(step)) == 7 * 2 * 2 and step.args.written() == {
+        "num_inference_steps": 30
+    }
 
 
 def test_a_cell_takes_its_own_prompts_negative_prompt(tmp_path: Path) -> None:
@@ -137,7 +140,7 @@ def test_a_cell_takes_its_own_prompts_negative_prompt(tmp_path: Path) -> None:
     step = spec.steps[0]
     assert isinstance(step, Compare)
     made = [compare.cell_step(step, c) for c in compare.plan(step)]
-    assert [(g.prompts[0], g.seed, g.args["negative_prompt"]) for g in made] == [
+    assert [(g.prompts[0], g.seed, g.args.written()["negative_prompt"]) for g in made] == [
         ("p", 1, "not p"),
         ("p", 2, "not p"),
         ("q", 1, "not q"),

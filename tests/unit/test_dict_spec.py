@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 import runner
 from runner.errors import SpecError
+from runner.spec.arguments import TextArguments
 from runner.spec.types import Generate, Spec
 
 BASE: dict[str, Any] = {
@@ -117,8 +118,9 @@ def test_floats_and_text_come_through_exactly() -> None:
     loaded = runner.load_spec(spec)
     step = loaded.steps[1]
     assert isinstance(step, Generate)
-    assert step.args["temperature"] == 1e-05
-    assert step.args["top_p"] == 0.5
+    assert isinstance(step.args, TextArguments)
+    assert step.args.temperature == 1e-05
+    assert step.args.top_p == 0.5
     assert step.prompts == ("a\x85b\u2028c\ufeffd\x7f", "😀 日本")
 
 

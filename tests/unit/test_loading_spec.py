@@ -19,6 +19,7 @@ from runner.record import manifest as m
 from runner.record.pnginfo import infotext, parse_parameters, png_bytes, read_png_metadata
 from runner.record.samplers import sampler_name
 from runner.results import GeneratedImage, SchedulerUsed
+from runner.spec.arguments import ImageArguments
 from runner.spec.load import load
 from runner.spec.schema import schema
 from runner.spec.types import Generate, Scheduler, resolved
@@ -54,9 +55,10 @@ def test_model_options_become_typed_and_resolve_as_written(tmp_path: Path) -> No
     assert spec.model.attn_implementation is None
     first, second = spec.steps
     assert isinstance(first, Generate) and isinstance(second, Generate)
-    assert "scheduler" not in first.args  # the model's scheduler: nothing to pass
+    assert isinstance(first.args, ImageArguments) and isinstance(second.args, ImageArguments)
+    assert first.args.scheduler is None  # the model's scheduler: nothing to pass
     written = {"type": "EulerAncestralDiscreteScheduler", "timestep_spacing": "trailing"}
-    assert second.args["scheduler"] == written
+    assert second.args.scheduler == written
     assert Scheduler.from_written(written).written() == written
 
     data = json.loads(json.dumps(resolved(spec)))  # resolved.json is plain JSON

@@ -170,13 +170,13 @@ def test_valid_spec_builds_typed_steps_with_defaults(tmp_path: Path) -> None:
     load_step, set_step, gen1, gen2 = spec.steps
     assert load_step.adapters == ("a",) and load_step.line == 8
     assert set_step.weights == (("a", 0.5),)
-    assert (gen1.prompts, gen1.batch, gen1.seed, gen1.args) == (
+    assert (gen1.prompts, gen1.batch, gen1.seed, gen1.args.written()) == (
         ("hi",),
         False,
         9,
         {"max_new_tokens": 3},
     )
-    assert (gen2.prompts, gen2.batch, gen2.seed, gen2.args) == (
+    assert (gen2.prompts, gen2.batch, gen2.seed, gen2.args.written()) == (
         ("x", "y"),
         True,
         1,
