@@ -22,6 +22,7 @@ from runner.record import adapter_file
 from runner.record import manifest as m
 from runner.results import GeneratedImage, ModelSetup
 from runner.sources import folders, names
+from runner.spec import block_presets
 from runner.spec import weights as weight_forms
 from runner.spec.arguments import Arguments, ImageArguments
 from runner.spec.types import Adapter, Generate, Merge, Model, Quantization, Scheduler
@@ -246,11 +247,13 @@ class DiffusersBackend(PictureMixing):
         """set_adapters with each weight a number or diffusers' per-component (per-block)
         mapping; a component it would skip with only a warning is refused. An adapter with
         a step range runs at weight 0 outside it: generate switches it at step boundaries."""
-        self.ranges = {n: r for n, w in weights.items() if (r := weight_forms.steps_of(w))}
-        self.weights = {n: weight_forms.unranged(w) for n, w in weights.items()}
         pipe = self.pipe
         loadable = getattr(pipe, "_lora_loadable_modules", [])
         holding = pipe.get_list_adapters()
+        self.ranges = {n: r for n, w in weights.items() if (r := weight_forms.steps_of(w))}
+        self.weights = {
+            n: self._presets_out(n, weight_forms.unranged(w), holding) for n, w in weights.items()
+        }
         for name, weight in self.weights.items():
             for component in weight if isinstance(weight, dict) else ():
                 if component not in loadable or getattr(pipe, component, None) is None:
@@ -267,6 +270,20 @@ class DiffusersBackend(PictureMixing):
             if isinstance(unet_weight, dict):
                 self._check_blocks(unet_weight)
         self._set(self._at(0))
+
+    def _presets_out(self, name: str, weight: Weight, holding: dict[str, list[str]]) -> Weight:
+        """WEIGHT with a block weight preset written out, on a UNet of SD 1.x's layout."""
+        if block_presets.named(weight) is None:
+            return weight
+        unet = getattr(self.pipe, "unet", None)
+        why = (
+            block_presets.layout_problem(type(self.pipe).__name__, unet.config)
+            if unet is not None
+            else f"{type(self.pipe).__name__} has no unet: block weight presets are for UNets"
+        )
+        if why is not None:
+            raise StepError(f"adapter '{name}': {why}")
+        return block_presets.expanded(weight, name in holding.get("text_encoder", []))
 
     def _at(self, step: int) -> dict[str, Weight]:
         """The weights that run at denoising step STEP: 0 for an adapter outside its range."""

@@ -120,6 +120,37 @@ class ExpectationResult:
 
 
 @dataclass
+class MemoryUse:
+    """Bytes of memory the process holds: its resident set, and on CUDA torch's allocation."""
+
+    rss_bytes: int
+    cuda_allocated_bytes: int | None = None  # None: not on CUDA
+
+    def minus(self, other: MemoryUse) -> MemoryUse:
+        mine, theirs = self.cuda_allocated_bytes, other.cuda_allocated_bytes
+        cuda = None if mine is None or theirs is None else mine - theirs
+        return MemoryUse(self.rss_bytes - other.rss_bytes, cuda)
+
+    def shown(self) -> str:
+        """`RSS 812.3 MiB, CUDA 40.0 MiB` (CUDA where it was measured)."""
+        text = f"RSS {self.rss_bytes / 2**20:.1f} MiB"
+        if self.cuda_allocated_bytes is not None:
+            text += f", CUDA {self.cuda_allocated_bytes / 2**20:.1f} MiB"
+        return text
+
+
+@dataclass
+class StepMemory:
+    """A step's memory (runner.backends.memory): its peak, and for delete what the process
+    held before and after (each after a garbage collection)."""
+
+    peak: MemoryUse  # RSS high-water mark; CUDA: torch's max_memory_allocated in the step
+    peak_rss_since: str = "step"  # step | process (the OS cannot reset the mark: not Linux)
+    before: MemoryUse | None = None  # delete
+    after: MemoryUse | None = None  # delete
+
+
+@dataclass
 class StepRecord:
     """One step as it ran."""
 
@@ -137,6 +168,7 @@ class StepRecord:
     rows: list[RowSummary] | None = None  # a compare with a base row: each other row's distance
     scores: list[ScoreRow] | None = None  # each row's scores: a score step's, a compare's metrics
     expectations: list[ExpectationResult] | None = None  # the step's `expect:`, checked
+    memory: StepMemory | None = None  # None in records written before it was kept
 
 
 @dataclass

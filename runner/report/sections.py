@@ -26,6 +26,7 @@ def step_section(run_dir: Path, step: m.StepRecord) -> str:
         f"<h2>{step.index} &middot; {e(step.op)}"
         + (f" <code>{e(step.id)}</code>" if step.id else "")
         + f" <small>line {step.line} &middot; {step.seconds:.2f} s"
+        + (f" &middot; peak {e(_peak(step.memory))}" if step.memory else "")
         + (f" &middot; {e(step.status)}" if step.status != "ok" else "")
         + "</small></h2>"
     )
@@ -81,6 +82,22 @@ def adapters_text(adapters: dict[str, Weight] | None) -> str:
     if not adapters:
         return "none"
     return ", ".join(weights.shown(n, w) for n, w in adapters.items())
+
+
+def _peak(memory: m.StepMemory) -> str:
+    """`RSS 812.3 MiB` (the process's peak during the step), `, CUDA ...` where measured."""
+    shown = memory.peak.shown()
+    return shown if memory.peak_rss_since == "step" else f"{shown} (RSS: the run's so far)"
+
+
+def _deleted(run_dir: Path, step: m.StepRecord) -> str:
+    """What a delete gave back, from the memory it recorded before and after."""
+    memory, text = step.memory, _plain(run_dir, step)
+    if memory is None or memory.before is None or memory.after is None:
+        return text
+    freed = memory.before.minus(memory.after).shown()
+    held = f"{memory.before.shown()} before, {memory.after.shown()} after"
+    return f"<p>freed {e(freed)} ({e(held)})</p>{text}"
 
 
 def _after(step: m.StepRecord) -> str:
@@ -275,4 +292,5 @@ SECTIONS: dict[str, Callable[[Path, m.StepRecord], str]] = {
     "enable": _plain,
     "score": scores.section,
     "train": losses.section,
+    "delete": _deleted,
 }

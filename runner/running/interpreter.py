@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from runner.backends import memory
 from runner.backends.base import Backend, MakesAdapters, Ticker
 from runner.errors import Interrupted, RunnerError, StepError, describe, environmental
 from runner.record import layout
@@ -89,6 +90,7 @@ class Made:
     scores: list[m.ScoreRow] | None = None  # a score step: each row's summary
     rows: list[m.RowSummary] | None = None  # a compare with a base row: each row's distance
     expectations: list[m.ExpectationResult] | None = None  # the step's `expect:`, checked
+    held: tuple[m.MemoryUse, m.MemoryUse] | None = None  # delete: memory before and after
 
 
 def _load(ctx: Context, step: Load) -> Made:
@@ -281,8 +283,7 @@ def _save(ctx: Context, step: Save) -> Made:
 
 
 def _shaped(done: shaping.Done) -> Made:
-    notes, execution = done
-    return Made(notes=notes, execution=execution)
+    return Made(notes=done.notes, execution=done.execution, held=done.held)
 
 
 OPS: dict[str, Callable[[Context, Any], Made]] = {
@@ -432,6 +433,7 @@ def _run_step(ctx: Context, step: Step, progress: Callable[[str], None]) -> None
     record = m.StepRecord(
         index=ctx.index, op=step.op, id=step.id, line=step.line, status="ok", seconds=0.0
     )
+    peak = memory.Peak(ctx.backend.device)
     try:
         reuse = ctx.setup.reuse if ctx.setup else None
         made = (reuse(ctx, step) if reuse else None) or OPS[step.op](ctx, step)
@@ -439,11 +441,15 @@ def _run_step(ctx: Context, step: Step, progress: Callable[[str], None]) -> None
         stopped = isinstance(exc, (Interrupted, KeyboardInterrupt))
         record.status = "interrupted" if stopped else "failed"
         record.seconds = round(time.perf_counter() - started, 3)
+        record.memory = peak.read()
         with contextlib.suppress(RunnerError):  # a full disk: the step's own error counts
             ctx.recorder.step(record)
         raise
     seconds = time.perf_counter() - started
     record.seconds = round(seconds, 3)
+    record.memory = peak.read()
+    if made.held is not None:
+        record.memory.before, record.memory.after = made.held
     record.arguments = _arguments(step)
     record.active_adapters = ctx.state.running
     record.outputs = made.outputs

@@ -6,15 +6,20 @@ show and what to record under the step's `execution`.
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from runner.backends.base import Backend
 from runner.errors import StepError
+from runner.record import manifest as m
 from runner.spec import weights
 from runner.spec.types import Delete, Fuse, Unfuse
 from runner.spec.weights import Weight
 
-Done = tuple[list[str], dict[str, Any]]  # (notes, execution)
+
+class Done(NamedTuple):
+    notes: list[str]
+    execution: dict[str, Any]
+    held: tuple[m.MemoryUse, m.MemoryUse] | None = None  # delete: memory before and after
 
 
 class Books(Protocol):
@@ -36,7 +41,7 @@ def fuse(state: Books, backend: Backend, step: Fuse) -> Done:
         )
     execution = backend.fuse(dict(state.active), step.lora_scale)
     note = f"fused {', '.join(state.active)}; base weights sha256 {execution['base_sha256']}"
-    return [note], {**execution, "lora_scale": step.lora_scale}
+    return Done([note], {**execution, "lora_scale": step.lora_scale})
 
 
 def unfuse(state: Books, backend: Backend, step: Unfuse) -> Done:
@@ -46,7 +51,7 @@ def unfuse(state: Books, backend: Backend, step: Unfuse) -> Done:
         # weights set before fuse run again, as the run's books say.
         backend.set_adapters(dict(state.active))
     note = f"unfused; base weights bit-identical to before fuse ({execution['base_sha256']})"
-    return [note], execution
+    return Done([note], execution)
 
 
 def delete(state: Books, backend: Backend, step: Delete) -> Done:
@@ -62,7 +67,5 @@ def delete(state: Books, backend: Backend, step: Delete) -> Done:
     if state.disabled:  # a delete must not switch a disabled model back on
         backend.disable()
     after = used(backend.device)
-    freed = {key: before[key] - after[key] for key in before}
-    shown = ", ".join(f"{key} {before[key]:,} -> {after[key]:,}" for key in before)
-    note = f"deleted {', '.join(step.adapters)}; memory {shown}"
-    return [note], {"memory_before": before, "memory_after": after, "freed": freed}
+    note = f"deleted {', '.join(step.adapters)}; freed {before.minus(after).shown()}"
+    return Done([note], {}, (before, after))

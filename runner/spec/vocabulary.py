@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from runner.spec import weights
+from runner.spec.block_presets import PRESET
 from runner.spec.schedulers import SCHEDULERS
 
 FAMILIES = ("transformers", "diffusers")
@@ -350,6 +351,14 @@ def adapter_weight(sweep: bool) -> dict[str, Any]:
             "down": side,
             "mid": {"description": "The mid block's weight.", **one},
             "up": side,
+            PRESET: {
+                "description": "A LoRA Block Weight preset by name (SD 1.x UNets), e.g. MIDD: "
+                "its BASE value goes to text_encoder unless the weight sets one."
+                + (" A list of names makes a row for each." if sweep else ""),
+                "type": ["string", "array"] if sweep else "string",
+                "items": {"type": "string"},
+                "minItems": 1,
+            },
         },
     }
     component = {"description": "The component's weight.", **one}

@@ -1,15 +1,18 @@
 """Meaning checks of weights per component, per block and per step range
 (runner.spec.weights): diffusers only, components that take LoRAs, blocks only where
 diffusers can scale them (the UNet: its block mapping covers UNet models only), naming the
-pipeline when its folder tells, and ranges that start below their stop."""
+pipeline when its folder tells, presets that exist, alone, on a UNet of SD 1.x's layout,
+and ranges that start below their stop."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 from runner.errors import Located
 from runner.sources import folders
+from runner.spec import block_presets
 from runner.spec.document import Document, Path_
 from runner.spec.values import is_int
 from runner.spec.weights import LORA_COMPONENTS, STEPS, WEIGHT
@@ -53,9 +56,41 @@ def weight_problems(
                     f"UNet models only), not for {component}"
                 )
             else:
+                if isinstance(value, dict) and block_presets.PRESET in value:
+                    named = index.pipeline if index else "the pipeline"
+                    problems += _preset_problems(
+                        doc, (*at, block_presets.PRESET), value, local, named
+                    )
                 continue
             problems.append(doc.problem(at, message, key=True))
     return problems
+
+
+def _preset_problems(
+    doc: Document, at: Path_, unet: dict[str, Any], local: Path | None, pipeline: str
+) -> list[Located]:
+    """A preset stands alone in the unet's mapping, is one of the table's, and the
+    pipeline's UNet (where its folder is on disk) has SD 1.x's layout."""
+    if len(unet) > 1:
+        others = ", ".join(k for k in unet if k != block_presets.PRESET)
+        return [doc.problem(at, f"a preset stands alone: write the preset or {others}", key=True)]
+    written = unet[block_presets.PRESET]
+    names = written if isinstance(written, list) else [written]
+    for name in names:
+        if isinstance(name, str) and (why := block_presets.unknown(name)):
+            return [doc.problem(at, why)]
+    config = _unet_config(local)
+    why = None if config is None else block_presets.layout_problem(pipeline, config)
+    return [] if why is None else [doc.problem(at, why)]
+
+
+def _unet_config(local: Path | None) -> dict[str, Any] | None:
+    """The pipeline folder's unet/config.json, or None where it cannot tell."""
+    try:
+        config = json.loads((local / "unet" / "config.json").read_bytes()) if local else None
+    except (OSError, ValueError):
+        return None
+    return config if isinstance(config, dict) else None
 
 
 _REFUSED = {

@@ -4,6 +4,8 @@
     {unet: 0.8, text_encoder: 0.3}              per component (a component left out: 1.0)
     {unet: {down: 0.9, mid: 1.0, up: {block_0: 0.6, block_1: [0.4, 0.8, 1.0]}}}
                                                 per UNet block; a list: one per layer
+    {unet: {preset: MIDD}}                      a LoRA Block Weight preset (SD 1.x UNets:
+                                                runner.spec.block_presets)
     {weight: 0.8, steps: [0, 4]}                 for denoising steps 0 to 3 only (`weight`:
                                                 any of the above, default 1.0)
 
@@ -18,6 +20,8 @@ from __future__ import annotations
 import itertools
 import json
 from typing import Any
+
+from runner.spec.block_presets import PRESET
 
 Weight = float | dict[str, Any]
 
@@ -40,12 +44,18 @@ LORA_COMPONENTS = (
 
 def typed(value: Any) -> Any:
     """VALUE with every number a float (a mapping stays a mapping, a list a list), but for
-    a step range's two ints."""
+    a step range's two ints and a preset's name."""
     if isinstance(value, dict):
-        return {str(k): [int(s) for s in v] if k == STEPS else typed(v) for k, v in value.items()}
+        return {str(k): _typed_entry(str(k), v) for k, v in value.items()}
     if isinstance(value, list):
         return [typed(v) for v in value]
     return float(value)
+
+
+def _typed_entry(key: str, value: Any) -> Any:
+    if key == STEPS:
+        return [int(s) for s in value]
+    return str(value) if key == PRESET else typed(value)
 
 
 def shaped(weight: Any) -> bool:
@@ -72,6 +82,8 @@ def unranged(weight: Any) -> Any:
 
 
 def _flat(value: Any, prefix: str) -> list[str]:
+    if isinstance(value, dict) and PRESET in value:
+        return [f"{prefix}={value[PRESET]}"]
     if isinstance(value, dict):
         return [part for k, v in value.items() for part in _flat(v, f"{prefix}.{k}")]
     if isinstance(value, list):
@@ -81,8 +93,8 @@ def _flat(value: Any, prefix: str) -> list[str]:
 
 def shown(name: str, weight: Any, *, bare_one: bool = True) -> str:
     """`3d`, `3d=0.7`, or per component `3d unet=0.8 te=0.3`, per block
-    `cereal unet.down=0.9 unet.up.block_1=0.4/0.8/1` (a list: per layer), with a step
-    range `turbo steps=0:4` (steps 0 to 3)."""
+    `cereal unet.down=0.9 unet.up.block_1=0.4/0.8/1` (a list: per layer), a preset
+    `cereal unet=MIDD`, with a step range `turbo steps=0:4` (steps 0 to 3)."""
     if ranged(weight):
         start, stop = weight[STEPS]
         return f"{shown(name, unranged(weight), bare_one=bare_one)} steps={start}:{stop}"
@@ -115,12 +127,17 @@ def sweep(value: Any, *, layers: bool = False) -> list[Any]:
         return [typed(v) if layers else float(v) for v in value]
     if isinstance(value, dict):
         keys = list(value)
-        choices = [
-            [[int(s) for s in value[k]]] if k == STEPS else sweep(value[k], layers=_is_block(k))
-            for k in keys
-        ]
+        choices = [_choices(k, value[k]) for k in keys]
         return [dict(zip(keys, combo, strict=True)) for combo in itertools.product(*choices)]
     return [float(value)]
+
+
+def _choices(key: str, value: Any) -> list[Any]:
+    if key == STEPS:
+        return [[int(s) for s in value]]
+    if key == PRESET:
+        return [str(v) for v in value] if isinstance(value, list) else [str(value)]
+    return sweep(value, layers=_is_block(key))
 
 
 def sweep_count(value: Any, cap: int) -> int:
