@@ -192,6 +192,6 @@ def test_completion_in_model_offers_the_familys_options(server: Client, family: 
     items = server.completion(_open(server, f"_model-{family}.yaml", text), line, 2)
     own = MODEL_OPTIONS[family]
     assert sorted(item["label"] for item in items) == sorted(
-        {"revision", "variant", "trust_remote_code"} | own
+        {"revision", "variant", "trust_remote_code", "quantization"} | own
     )
     assert all(item["insertText"].startswith(item["label"] + ":") for item in items), items
