@@ -149,17 +149,6 @@ def _generating(
     return problems
 
 
-def _names(value: Any) -> list[tuple[Path_, str]]:
-    """The adapter names a step's `adapters` field mentions, each with its own sub-path."""
-    if isinstance(value, str):
-        return [((), value)]
-    if isinstance(value, list):
-        return [((i,), v) for i, v in enumerate(value) if isinstance(v, str)]
-    if isinstance(value, dict):
-        return [((k,), k) for k in value]
-    return []
-
-
 @dataclass
 class _Adapters:
     """The adapter names as the steps so far leave them: DECLARED (a merge adds the name it
@@ -178,7 +167,7 @@ def _mentioned(here: Path_, step: dict[str, Any]) -> list[tuple[Path_, str, bool
     written = step.get("adapters")
     return [
         ((*here, "adapters", *sub), name, isinstance(written, dict))
-        for sub, name in _names(written)
+        for sub, name in references.adapter_names(written)
     ]
 
 
@@ -209,12 +198,9 @@ def _set_adapters(ledger: _Adapters, here: Path_, step: dict[str, Any]) -> list[
     problems = []
     mentioned = _mentioned(here, step)
     for where, name, key in mentioned:
-        if name not in ledger.declared:
-            problems.append(
-                ledger.doc.problem(where, references.not_declared(name, ledger.declared), key=key)
-            )
-        elif name not in ledger.loaded:
-            problems.append(ledger.doc.problem(where, references.not_loaded(name), key=key))
+        problem = references.unusable(name, ledger.declared, ledger.loaded)
+        if problem:
+            problems.append(ledger.doc.problem(where, problem, key=key))
     found = [(n, t) for _, n, _ in mentioned if (t := ledger.types.get(n))]
     if len({t for _, t in found}) > 1:
         problems.append(ledger.doc.problem((*here, "adapters"), references.mixed_types(found)))

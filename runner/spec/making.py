@@ -24,16 +24,10 @@ def merge_problems(
     """A merge step at HERE; it adds its name to DECLARED, LOADED and TYPES."""
     problems = _method(doc, here, step)
     written = step.get("adapters")
-    mentioned = (
-        [((k,), k) for k in written]
-        if isinstance(written, dict)
-        else [((i,), v) for i, v in enumerate(written) if isinstance(v, str)]
-        if isinstance(written, list)
-        else []
-    )
-    for sub, name in mentioned:
+    mentioned = references.adapter_names(written) if not isinstance(written, str) else []
+    for sub, used in mentioned:
         where, key = (*here, "adapters", *sub), isinstance(written, dict)
-        problem = _named(name, declared, loaded)
+        problem = references.unusable(used, declared, loaded)
         if problem:
             problems.append(doc.problem(where, problem, key=key))
     found = [(n, t) for _, n in mentioned if (t := types.get(n))]
@@ -57,12 +51,17 @@ def merge_problems(
     return problems
 
 
-def _named(name: str, declared: dict[str, Any], loaded: dict[str, int]) -> str | None:
-    if name not in declared:
-        return references.not_declared(name, declared)
-    if name not in loaded:
-        return references.not_loaded(name)
-    return None
+def _adapter(
+    doc: Document,
+    here: Path_,
+    step: dict[str, Any],
+    declared: dict[str, Any],
+    loaded: dict[str, int],
+) -> list[Located]:
+    """The step's one `adapter` (train, save), declared and loaded by then."""
+    name = step.get("adapter")
+    problem = references.unusable(name, declared, loaded) if isinstance(name, str) else None
+    return [doc.problem((*here, "adapter"), problem)] if problem else []
 
 
 def _method(doc: Document, here: Path_, step: dict[str, Any]) -> list[Located]:
@@ -97,12 +96,7 @@ def save_problems(
     loaded: dict[str, int],
     family: Any,
 ) -> list[Located]:
-    problems = []
-    name = step.get("adapter")
-    if isinstance(name, str):
-        problem = _named(name, declared, loaded)
-        if problem:
-            problems.append(doc.problem((*here, "adapter"), problem))
+    problems = _adapter(doc, here, step, declared, loaded)
     chosen = step.get("format")
     formats = SAVE_FORMATS.get(family) if isinstance(family, str) else None
     if isinstance(chosen, str) and formats and chosen not in formats:
@@ -131,11 +125,7 @@ def train_problems(
                 "op: train needs a causal LM: model.family transformers, not diffusers",
             )
         )
-    name = step.get("adapter")
-    if isinstance(name, str):
-        problem = _named(name, declared, loaded)
-        if problem:
-            problems.append(doc.problem((*here, "adapter"), problem))
+    problems += _adapter(doc, here, step, declared, loaded)
     given = [k for k in ("text", "prompt", "completion") if k in step]
     if given not in (["text"], ["prompt", "completion"]):
         problems.append(

@@ -35,6 +35,26 @@ def not_loaded(name: str) -> str:
     return f"adapter '{name}' is not loaded at this step; load it in an earlier step"
 
 
+def adapter_names(value: Any) -> list[tuple[Path_, str]]:
+    """The adapter names a step's `adapters` field mentions, each with its own sub-path."""
+    if isinstance(value, str):
+        return [((), value)]
+    if isinstance(value, list):
+        return [((i,), v) for i, v in enumerate(value) if isinstance(v, str)]
+    if isinstance(value, dict):
+        return [((k,), k) for k in value]
+    return []
+
+
+def unusable(name: str, declared: dict[str, Any], loaded: dict[str, int]) -> str | None:
+    """Why a step cannot use adapter NAME here (not declared, or not loaded); None: it can."""
+    if name not in declared:
+        return not_declared(name, declared)
+    if name not in loaded:
+        return not_loaded(name)
+    return None
+
+
 def mixed_types(found: list[tuple[str, str]]) -> str:
     listing = ", ".join(f"{n}: {t}" for n, t in found)
     return f"adapters of different PEFT types cannot be active together ({listing})"

@@ -34,16 +34,12 @@ def delete_problems(
 ) -> list[Located]:
     """Each name of a delete step declared and loaded by then; deleted, it is loaded no more."""
     written = step.get("adapters")
-    listed: list[tuple[tuple[int, ...], str]] = [((), written)] if isinstance(written, str) else []
-    if isinstance(written, list):
-        listed = [((i,), n) for i, n in enumerate(written) if isinstance(n, str)]
+    listed = references.adapter_names(written) if not isinstance(written, dict) else []
     problems = []
     for sub, name in listed:
-        where = (*here, "adapters", *sub)
-        if name not in declared:
-            problems.append(doc.problem(where, references.not_declared(name, declared)))
-        elif name not in loaded:
-            problems.append(doc.problem(where, references.not_loaded(name)))
+        problem = references.unusable(name, declared, loaded)
+        if problem:
+            problems.append(doc.problem((*here, "adapters", *sub), problem))
         else:
             del loaded[name]
     return problems
