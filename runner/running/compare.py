@@ -44,6 +44,8 @@ class PlannedCell:
     seed: int
 
 
+# Per row: the adapter that runs it in a mixed call and its scale, or None (a call of its own).
+Lanes = list[tuple[str, float] | None]
 # Takes a cell and what it made (one result per image), in plan order.
 Done = Callable[[PlannedCell, list[Completion] | list[GeneratedImage]], None]
 # Carries out the cells, handing each to `done`; returns how, for the step's record.
@@ -136,27 +138,21 @@ def mixed(backend: Backend, step: Compare, cells: list[PlannedCell], done: Done)
     out = InOrder(cells, done)
     template = Generate(prompts=step.prompts, batch=True, seed=step.seeds[0], args=step.args)
     size = backend.batch_size(template)
-    batches: list[dict[str, Any]] = []
+
+    def draw(chunk: list[tuple[int, int]], lanes: Lanes, scales: dict[str, float]) -> None:
+        names = [lanes[r][0] for r, _ in chunk]  # type: ignore[index]
+        _hand_out(
+            step, out, chunk, backend.generate_mixed(_prompts(template, chunk), names, scales)
+        )
+
     try:
         lanes = [backend.mix(None if r.weights is None else dict(r.weights)) for r in step.rows]
-        refused = ""
-        for rows, scales in _groups(lanes):
-            if refused:  # the model refused a mixed batch: these rows go one at a time
-                lanes = [None if r in rows else lane for r, lane in enumerate(lanes)]
-                continue
-            jobs = [(r, p) for r in rows for p in range(len(step.prompts))]
-            chunks = _chunks(jobs, size)
-            try:
-                for chunk in chunks:
-                    names = [lanes[r][0] for r, _ in chunk]  # type: ignore[index]
-                    results = backend.generate_mixed(_prompts(template, chunk), names, scales)
-                    _hand_out(step, out, chunk, results)
-            except CannotMix as why:
-                refused = str(why)  # a cell handed out already comes again, the same
-                lanes = [None if r in rows else lane for r, lane in enumerate(lanes)]
-                continue
-            labels = [step.rows[r].label for r in rows]
-            batches.append({"rows": labels, "mixed": True, "calls": len(chunks)})
+        batches, refused, lanes = _in_mixed_calls(
+            step,
+            lanes,
+            lambda rows: _chunks([(r, p) for r in rows for p in range(len(step.prompts))], size),
+            draw,
+        )
         for r in (r for r, lane in enumerate(lanes) if lane is None):
             apply_row(backend, step.rows[r])
             chunks = _chunks([(r, p) for p in range(len(step.prompts))], size)
@@ -170,7 +166,35 @@ def mixed(backend: Backend, step: Compare, cells: list[PlannedCell], done: Done)
     return {**record, "why": f"the model refused a mixed batch: {refused}"} if refused else record
 
 
-def _groups(lanes: list[tuple[str, float] | None]) -> list[tuple[list[int], dict[str, float]]]:
+def _in_mixed_calls(
+    step: Compare,
+    lanes: Lanes,
+    chunks_of: Callable[[list[int]], list[list[Any]]],
+    draw: Callable[[list[Any], Lanes, dict[str, float]], None],
+) -> tuple[list[dict[str, Any]], str, Lanes]:
+    """Each group of mixable rows (LANES) drawn in mixed calls, CHUNKS_OF a group's rows by
+    DRAW. Once the backend refuses a mixed call (CannotMix), that group and every later one
+    go to the per-row fallback: their lanes come back None. Returns the batches as recorded,
+    the refusal ('' if none) and the lanes."""
+    batches: list[dict[str, Any]] = []
+    refused = ""
+    for rows, scales in _groups(lanes):
+        if not refused:
+            chunks = chunks_of(rows)
+            try:
+                for chunk in chunks:
+                    draw(chunk, lanes, scales)
+            except CannotMix as why:
+                refused = str(why)  # a cell handed out already comes again, the same
+            else:
+                labels = [step.rows[r].label for r in rows]
+                batches.append({"rows": labels, "mixed": True, "calls": len(chunks)})
+                continue
+        lanes = [None if r in rows else lane for r, lane in enumerate(lanes)]
+    return batches, refused, lanes
+
+
+def _groups(lanes: Lanes) -> list[tuple[list[int], dict[str, float]]]:
     """Rows that can share batches, and the scale each of their adapters runs at: a row
     joins the first group where its adapter is absent or already at its scale."""
     groups: list[tuple[list[int], dict[str, float]]] = []
@@ -220,24 +244,19 @@ def mixed_images(
         return {"executor": "mixed", "calls": 0, "batches": []}
     out, size = InOrder(cells, done), _images_per_call(backend, step, cells)
     indexed = list(enumerate(cells))
-    batches: list[dict[str, Any]] = []
-    refused = ""
+
+    def draw(chunk: list[tuple[int, PlannedCell]], lanes: Lanes, scales: dict[str, float]) -> None:
+        names = [lanes[c.row_index][0] for _, c in chunk]  # type: ignore[index]
+        _draw(backend, step, chunk, out, (names, scales))
+
     try:
         lanes = [backend.mix(None if r.weights is None else dict(r.weights)) for r in step.rows]
-        for rows, scales in _groups(lanes):
-            chunks = _chunks([(i, c) for i, c in indexed if c.row_index in rows], size)
-            try:
-                if refused:  # the pipeline refused a mixed call: these rows go one at a time
-                    raise CannotMix(refused)
-                for chunk in chunks:
-                    names = [lanes[c.row_index][0] for _, c in chunk]  # type: ignore[index]
-                    _draw(backend, step, chunk, out, (names, scales))
-            except CannotMix as why:
-                refused = str(why)  # a cell handed out already comes again, the same
-                lanes = [None if r in rows else lane for r, lane in enumerate(lanes)]
-                continue
-            labels = [step.rows[r].label for r in rows]
-            batches.append({"rows": labels, "mixed": True, "calls": len(chunks)})
+        batches, refused, lanes = _in_mixed_calls(
+            step,
+            lanes,
+            lambda rows: _chunks([(i, c) for i, c in indexed if c.row_index in rows], size),
+            draw,
+        )
         alone = [(i, c) for i, c in indexed if lanes[c.row_index] is None]
         batches += [{**b, "mixed": False} for b in _rows_alone(backend, step, alone, out, size)]
     finally:
