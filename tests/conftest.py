@@ -7,7 +7,8 @@
 - Tiers are folders: tests/unit (no torch), tests/models, tests/process. Every test is marked
   with its tier's name, so `-m` still selects, but a tier is run by its folder
   (`pytest tests/unit`) so that it never imports the modules of the tiers it skips.
-- `pytest tests/unit` fails if anything imported torch, collection included.
+- `pytest tests/unit` fails the unit test that imported torch, or one test when collection did.
+- Under pytest-xdist, torch's threads are shared out among the workers.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import os
 import sys
 import tempfile
 import traceback
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -33,6 +35,13 @@ HEAVY = ("torch", "transformers", "diffusers", "peft")
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
 os.environ["TOKENIZERS_PARALLELISM"] = "false"
+# Under pytest-xdist (`-n auto`, the default options) each worker gets its share of the cores
+# for torch's threads: two workers of two threads on two cores spin-wait on each other, and
+# the suite took three times as long. Set before any test module imports torch.
+if "PYTEST_XDIST_WORKER_COUNT" in os.environ:
+    _cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    _share = max(1, (_cores or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))
+    os.environ.setdefault("OMP_NUM_THREADS", str(_share))
 
 
 def _builtins() -> Path:
@@ -102,28 +111,37 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(name)
 
 
-def _unit_only(session: pytest.Session) -> bool:
-    items = getattr(session, "items", [])
-    return bool(items) and all(tier(item) == "unit" for item in items)
-
-
 def _heavy_imported() -> list[str]:
     return [name for name in HEAVY if name in sys.modules]
 
 
+_GUARD: dict[str, bool] = {"on": False}  # a unit-only session: no test may import torch
+
+
 def pytest_collection_finish(session: pytest.Session) -> None:
-    if _unit_only(session) and _heavy_imported():
-        raise pytest.UsageError(
+    # Each pytest-xdist worker collects the same items, so each decides alike.
+    _GUARD["on"] = bool(session.items) and all(tier(item) == "unit" for item in session.items)
+
+
+@pytest.fixture(autouse=True)
+def _unit_tier_imports_no_torch(request: pytest.FixtureRequest) -> Iterator[None]:
+    """In a unit-only session, fail the first test that finds a deep-learning library
+    imported (by collection) or that imports one, naming where torch was first imported."""
+    if not _GUARD["on"]:
+        yield
+        return
+    if _heavy_imported():
+        _GUARD["on"] = False  # said once (in each worker)
+        pytest.fail(
             f"collecting tests/unit imported {', '.join(_heavy_imported())}: the unit tier never "
-            f"imports a deep-learning library. torch was first imported here:\n{_FIRST_TORCH.stack}"
+            f"imports a deep-learning library. torch was first imported here:\n{_FIRST_TORCH.stack}",
+            pytrace=False,
         )
-
-
-def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    if _unit_only(session) and _heavy_imported() and session.testscollected:
-        session.config.get_terminal_writer().line(
-            f"\nERROR: tests/unit imported {', '.join(_heavy_imported())} while running; a unit "
-            f"test never does. torch was first imported here:\n{_FIRST_TORCH.stack}",
-            red=True,
+    yield
+    if _heavy_imported():
+        _GUARD["on"] = False
+        pytest.fail(
+            f"{request.node.nodeid} imported {', '.join(_heavy_imported())}; a unit test never "
+            f"does. torch was first imported here:\n{_FIRST_TORCH.stack}",
+            pytrace=False,
         )
-        session.exitstatus = pytest.ExitCode.TESTS_FAILED

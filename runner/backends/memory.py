@@ -7,15 +7,22 @@ and later). Exact, and free: `getrusage`'s ru_maxrss is the process's peak since
 started, so its deltas show nothing for a step that stays below an earlier step's peak,
 and sampling RSS from a thread misses what a step holds for less than the interval. Where
 the mark cannot be reset (not Linux), the record says the peak is the process's so far.
+
+Before the reset, malloc's free pages go back to the system (glibc's malloc_trim): RSS
+counts pages an earlier step freed and malloc kept, and a step served from those would
+show no peak of its own, only the present RSS it was reset to.
 """
 
 from __future__ import annotations
 
+import ctypes
+import functools
 import gc
 import os
 import re
 import resource
 import sys
+from collections.abc import Callable
 
 from runner.record import manifest as m
 
@@ -48,6 +55,7 @@ class Peak:
 
     def __init__(self, device: str) -> None:
         self.cuda = device if device.startswith("cuda") else None
+        _trim_malloc()
         self.since = "step" if _reset_high_water() else "process"
         if self.cuda is not None:
             import torch
@@ -62,6 +70,21 @@ class Peak:
             cuda = int(torch.cuda.max_memory_allocated(self.cuda))
         rss = _high_water() if self.since == "step" else None
         return m.StepMemory(m.MemoryUse(rss or _process_peak(), cuda), peak_rss_since=self.since)
+
+
+@functools.cache
+def _malloc_trim() -> Callable[[int], int] | None:
+    try:
+        trim: Callable[[int], int] = ctypes.CDLL(None).malloc_trim
+        return trim
+    except (OSError, AttributeError):  # not glibc
+        return None
+
+
+def _trim_malloc() -> None:
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
 
 
 def _reset_high_water() -> bool:

@@ -129,10 +129,14 @@ def test_mixed_batches_on_one_thread_equal_generate_steps_on_every_thread(
     from runner.backends import lora_mixing
 
     threads = torch.get_num_threads()
-    monkeypatch.setattr(lora_mixing, "SPARE", -1e9)  # always busy
-    execution = check(runner.run(builtin_spec(tmp_path), out=tmp_path / "runs"))
-    assert execution["executor"] == "mixed" and all(b["mixed"] for b in execution["batches"])
-    assert torch.get_num_threads() == threads
+    torch.set_num_threads(2)  # the generate steps on two threads, even on a test worker's one
+    try:
+        monkeypatch.setattr(lora_mixing, "SPARE", -1e9)  # always busy
+        execution = check(runner.run(builtin_spec(tmp_path), out=tmp_path / "runs"))
+        assert execution["executor"] == "mixed" and all(b["mixed"] for b in execution["batches"])
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(threads)
 
 
 def test_sampled_cells_run_one_by_one(tmp_path: Path) -> None:

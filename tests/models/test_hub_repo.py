@@ -1,9 +1,11 @@
-"""Hub ids from a hub cache laid out as huggingface_hub lays it out, under the seed's real ids.
+"""Hub ids load from a local hub cache, offline, and the manifest records the commit.
 
-The cache holds `models--org--name/refs/main`, `snapshots/<commit>/` whose files are
-relative symlinks into `blobs/`, filled with tiny models saved by save_pretrained under the
-repo ids the seed document and the shipped specs name. The runner runs as a real process
-with HF_HUB_CACHE pointed at it and HF_HUB_OFFLINE=1, as on a machine without the hub.
+The cache is laid out as huggingface_hub lays it out: `models--org--name/refs/main`,
+`snapshots/<commit>/` whose files are relative symlinks into `blobs/`, filled with tiny
+models saved by save_pretrained, under the repo ids the seed document and the shipped specs
+name. HF_HUB_OFFLINE=1 (tests/conftest.py), as on a machine without the hub, and
+huggingface_hub's cache folder (what HF_HUB_CACHE sets) pointed at the test's cache: the
+`runner run` command line runs in this process, which pays for no second torch import.
 """
 
 from __future__ import annotations
@@ -12,11 +14,11 @@ import hashlib
 import json
 import os
 import shutil
-import subprocess
-import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from commands import invoke
 
 from runner import builtin
 
@@ -35,6 +37,8 @@ COMMITS = {
     "stabilityai/stable-diffusion-xl-base-1.0": "4" * 40,
     "peft-internal-testing/artificialguybr__3DRedmond-V1": "5" * 40,
     "ostris/super-cereal-sdxl-lora": "6" * 40,
+    "someone/tiny-lm": "7" * 40,
+    "someone/tiny-lora": "8" * 40,
 }
 
 
@@ -114,25 +118,22 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return cache
 
 
-def offline(cache: Path) -> dict[str, str]:
-    return {
-        **os.environ,
-        "HF_HUB_CACHE": str(cache),
-        "HF_HOME": str(cache.parent / "hf-home"),
-        "HF_HUB_OFFLINE": "1",
-    }
+UseCache = Callable[[Path], None]
 
 
-def runner_run(spec: Path, cache: Path, out: Path) -> Path:
-    exe = Path(sys.executable).parent / "runner"
-    done = subprocess.run(
-        [str(exe), "run", str(spec), "--out", str(out)],
-        capture_output=True,
-        text=True,
-        env=offline(cache),
-    )
-    assert done.returncode == 0, done.stderr
-    return Path(done.stdout.strip().splitlines()[-1])
+@pytest.fixture
+def use_cache(monkeypatch: pytest.MonkeyPatch) -> UseCache:
+    """USE_CACHE(cache): huggingface_hub (and so transformers, diffusers and the runner) reads
+    hub ids from CACHE for the rest of the test, as with HF_HUB_CACHE=CACHE."""
+    from huggingface_hub import constants
+
+    return lambda cache: monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
+
+
+def runner_run(spec: Path, out: Path) -> Path:
+    code, stdout, stderr = invoke("run", str(spec), "--out", str(out))
+    assert code == 0, stderr
+    return Path(stdout.strip().splitlines()[-1])
 
 
 def tokens(run: Path, folder: str) -> list[list[int]]:
@@ -140,28 +141,33 @@ def tokens(run: Path, folder: str) -> list[list[int]]:
     return [json.loads(line)["token_ids"] for line in lines]
 
 
-HAND_WRITTEN = """
-import json, torch
-from transformers import AutoModelForCausalLM, AutoTokenizer
-model = AutoModelForCausalLM.from_pretrained("peft-internal-testing/opt-350m-lora").eval()
-tokenizer = AutoTokenizer.from_pretrained("facebook/opt-350m")
-ids = tokenizer("The cat", return_tensors="pt")
-torch.manual_seed(0)
-out = model.generate(**ids, max_new_tokens=8, do_sample=False, pad_token_id=tokenizer.pad_token_id)
-print(json.dumps(out[0, ids["input_ids"].shape[1]:].tolist()))
-"""
+def by_hand() -> list[int]:
+    """What transformers' own from_pretrained makes of the adapter repo (its base from the
+    adapter's config), greedy on "The cat"."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(LORA_ID).eval()
+    tokenizer = AutoTokenizer.from_pretrained(BASE_ID)
+    ids = tokenizer("The cat", return_tensors="pt")
+    torch.manual_seed(0)
+    out = model.generate(
+        **ids, max_new_tokens=8, do_sample=False, pad_token_id=tokenizer.pad_token_id
+    )
+    return [int(t) for t in out[0, ids["input_ids"].shape[1] :]]
 
 
 def test_a_hub_adapter_repo_as_model_loads_its_base_offline_as_transformers_does(
-    hub: Path, tmp_path: Path
+    hub: Path, use_cache: UseCache, tmp_path: Path
 ) -> None:
+    use_cache(hub)
     spec = tmp_path / "spec.yaml"
     spec.write_text(
         f"version: 1\ndevice: cpu\nmodel: {{family: transformers, path: {LORA_ID}}}\n"
         "steps:\n  - {op: generate, prompt: The cat, max_new_tokens: 8}\n"
         "  - {op: disable}\n  - {op: generate, id: base, prompt: The cat, max_new_tokens: 8}\n"
     )
-    run = runner_run(spec, hub, tmp_path / "runs")
+    run = runner_run(spec, tmp_path / "runs")
     manifest = json.loads((run / "manifest.json").read_text())
     model, default = manifest["inputs"]["model"], manifest["inputs"]["adapters"]["default"]
     assert (model["path"], model["revision"]) == (BASE_ID, COMMITS[BASE_ID])
@@ -170,16 +176,15 @@ def test_a_hub_adapter_repo_as_model_loads_its_base_offline_as_transformers_does
     assert "adapter_model.safetensors" in default["files"]
     assert manifest["steps"][0]["active_adapters"] == {"default": 1.0}
 
-    oracle = subprocess.run(
-        [sys.executable, "-c", HAND_WRITTEN], capture_output=True, text=True, env=offline(hub)
-    )
-    assert oracle.returncode == 0, oracle.stderr
-    by_hand = json.loads(oracle.stdout.strip().splitlines()[-1])
-    assert tokens(run, "01-generate") == [by_hand]
-    assert tokens(run, "03-base") != [by_hand]  # the adapter did change what the model says
+    oracle = by_hand()
+    assert tokens(run, "01-generate") == [oracle]
+    assert tokens(run, "03-base") != [oracle]  # the adapter did change what the model says
 
 
-def test_an_adapter_in_a_subfolder_of_a_hub_repo(hub: Path, tmp_path: Path) -> None:
+def test_an_adapter_in_a_subfolder_of_a_hub_repo(
+    hub: Path, use_cache: UseCache, tmp_path: Path
+) -> None:
+    use_cache(hub)
     spec = tmp_path / "spec.yaml"
     spec.write_text(
         f"version: 1\ndevice: cpu\nmodel: {{family: transformers, path: {BASE_ID}}}\n"
@@ -196,7 +201,7 @@ def test_an_adapter_in_a_subfolder_of_a_hub_repo(hub: Path, tmp_path: Path) -> N
         "  - {op: generate, id: whole, prompt: The cat, max_new_tokens: 8}\n"
         "  - {op: disable}\n  - {op: generate, id: base, prompt: The cat, max_new_tokens: 8}\n"
     )
-    run = runner_run(spec, hub, tmp_path / "runs")
+    run = runner_run(spec, tmp_path / "runs")
     adapters = json.loads((run / "manifest.json").read_text())["inputs"]["adapters"]
     for name in ("shelf", "named"):
         assert adapters[name]["subfolder"] == "loras/opt"
@@ -238,8 +243,11 @@ def test_a_local_subfolder_missing_is_located_at_subfolder(tmp_path: Path) -> No
     ]
 
 
-def test_the_shipped_opt_spec_runs_unchanged_from_the_hub_cache(hub: Path, tmp_path: Path) -> None:
-    run = runner_run(ROOT / "specs" / "opt-two-adapters.yaml", hub, tmp_path / "runs")
+def test_the_shipped_opt_spec_runs_unchanged_from_the_hub_cache(
+    hub: Path, use_cache: UseCache, tmp_path: Path
+) -> None:
+    use_cache(hub)
+    run = runner_run(ROOT / "specs" / "opt-two-adapters.yaml", tmp_path / "runs")
     manifest = json.loads((run / "manifest.json").read_text())
     assert manifest["status"] == "succeeded"
     assert manifest["inputs"]["model"]["revision"] == COMMITS[BASE_ID]
@@ -251,7 +259,9 @@ def test_the_shipped_opt_spec_runs_unchanged_from_the_hub_cache(hub: Path, tmp_p
     ]
 
 
-def test_the_shipped_sdxl_spec_runs_unchanged_from_the_hub_cache(tmp_path: Path) -> None:
+def test_the_shipped_sdxl_spec_runs_unchanged_from_the_hub_cache(
+    use_cache: UseCache, tmp_path: Path
+) -> None:
     """The two community LoRAs of sdxl-styles.yaml: one in kohya-ss keys, one saved by
     diffusers, each under the weight_name the spec gives, beside the tiny SDXL."""
     cache, work = tmp_path / "hub", tmp_path / "made"
@@ -271,7 +281,8 @@ def test_the_shipped_sdxl_spec_runs_unchanged_from_the_hub_cache(tmp_path: Path)
         (work / repo).mkdir(parents=True)
         shutil.copyfile(made, work / repo / name)
         cache_repo(cache, repo, work / repo)
-    run = runner_run(ROOT / "specs" / "sdxl-styles.yaml", cache, tmp_path / "runs")
+    use_cache(cache)
+    run = runner_run(ROOT / "specs" / "sdxl-styles.yaml", tmp_path / "runs")
     manifest = json.loads((run / "manifest.json").read_text())
     assert manifest["status"] == "succeeded"
     for name, repo in (
@@ -283,3 +294,61 @@ def test_the_shipped_sdxl_spec_runs_unchanged_from_the_hub_cache(tmp_path: Path)
         folder.name: (folder / "0.png").read_bytes() for folder in (run / "outputs").iterdir()
     }
     assert len(pictures) == 4 and len(set(pictures.values())) == 4  # each setting differs
+
+
+def test_hub_ids_resolve_from_the_cache_and_are_identified(
+    use_cache: UseCache, tmp_path: Path
+) -> None:
+    cache = tmp_path / "hub"
+    cache_repo(cache, "someone/tiny-lm", builtin.resolve("tiny-causal-lm"))
+    cache_repo(cache, "someone/tiny-lora", builtin.resolve("tiny-causal-lm-lora-a"))
+    use_cache(cache)
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(
+        "version: 1\ndevice: cpu\nmodel: {family: transformers, path: someone/tiny-lm}\n"
+        "adapters:\n  a: {path: someone/tiny-lora, weight_name: adapter_model.safetensors}\n"
+        "steps:\n  - {op: load, adapters: a}\n  - {op: generate, prompt: The cat, max_new_tokens: 6}\n"
+    )
+    manifest = json.loads((runner_run(spec, tmp_path / "runs") / "manifest.json").read_text())
+    model, adapter = manifest["inputs"]["model"], manifest["inputs"]["adapters"]["a"]
+    assert model["path"] == "someone/tiny-lm" and model["revision"] == COMMITS["someone/tiny-lm"]
+    assert adapter["revision"] == COMMITS["someone/tiny-lora"]
+    assert "adapter_model.safetensors" in adapter["files"]
+    assert "model.safetensors" in model["files"]
+
+
+def test_a_hub_id_missing_from_the_cache_fails_fast_and_clearly(
+    use_cache: UseCache, tmp_path: Path
+) -> None:
+    (tmp_path / "hub").mkdir()
+    use_cache(tmp_path / "hub")
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(
+        "version: 1\ndevice: cpu\nmodel: {family: transformers, path: builtin:tiny-causal-lm}\n"
+        "adapters:\n  a: {path: nobody/missing-lora}\n"
+        "steps:\n  - {op: load, adapters: a}\n"
+    )
+    code, _, err = invoke("run", str(spec), "--out", str(tmp_path / "runs"))
+    assert code == 2
+    assert "step 1 (load): adapter 'a': 'nobody/missing-lora' is not in the local hub cache" in err
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("family", ["transformers", "diffusers"])
+def test_a_model_missing_from_the_cache_fails_at_once_in_one_line(
+    use_cache: UseCache, tmp_path: Path, family: str
+) -> None:
+    (tmp_path / "hub").mkdir()
+    use_cache(tmp_path / "hub")
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(
+        f"version: 1\ndevice: cpu\nmodel: {{family: {family}, path: nobody/missing-model}}\n"
+        "steps:\n  - {op: generate, prompt: hi}\n"
+    )
+    code, _, err = invoke("run", str(spec), "--out", str(tmp_path / "runs"))
+    assert code == 2
+    assert (
+        f"{spec}:3: model: 'nobody/missing-model' is not in the local hub cache and the hub "
+        "cannot be reached (HF_HUB_OFFLINE or no network)"
+    ) in err
+    assert "stacktrace" not in err and "Traceback" not in err
